@@ -1,0 +1,61 @@
+"""`create_app(settings)`: the controller's ASGI app. Its lifespan migrates the database, loads the signing
+key and starts/stops the MQTT bridge; nothing is created at import time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
+
+from controller.api import communes, receivers
+from controller.bridge import Bridge
+from controller.config import Settings
+from controller.db import make_engine, migrate
+from controller.provision import ensure_signing_key
+
+log = logging.getLogger(__name__)
+
+LANDING = """<!doctype html><html lang="vi"><meta charset="utf-8"><title>Truyền thanh</title>
+<body style="font-family:sans-serif;max-width:40em;margin:3em auto">
+<h1>Hệ thống truyền thanh ứng dụng CNTT–viễn thông</h1>
+<p>Bộ điều khiển đang hoạt động.</p>
+<ul><li><a href="/docs">Tài liệu API (OpenAPI)</a></li><li><a href="/healthz">Tình trạng hệ thống</a></li></ul>
+</body></html>"""
+
+
+def create_app(settings: Settings, *, with_bridge: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.db_url)
+        migrate(engine)
+        signer, public_key = ensure_signing_key(settings)
+        app.state.engine, app.state.public_key = engine, public_key
+        app.state.bridge = Bridge(settings, engine, signer) if with_bridge else None
+        if app.state.bridge:
+            await app.state.bridge.start()
+        try:
+            yield
+        finally:
+            if app.state.bridge:
+                await app.state.bridge.stop()
+            engine.dispose()
+
+    app = FastAPI(title="truyenthanh", version="0.1.0", lifespan=lifespan,
+                  description="Controller for IP-based commune loudspeaker broadcasting.")
+    app.state.settings = settings
+    app.include_router(communes.router)
+    app.include_router(receivers.router)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, object]:
+        bridge: Bridge | None = app.state.bridge
+        return {"status": "ok", "mqtt": "connected" if bridge and bridge.link.connected.is_set() else "down"}
+
+    @app.get("/", include_in_schema=False)
+    def landing() -> HTMLResponse:
+        return HTMLResponse(LANDING)
+
+    return app

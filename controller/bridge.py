@@ -1,0 +1,223 @@
+"""The controller's MQTT bridge: signs and publishes commands, ingests what receivers report.
+
+Ingest is two-stage so that a thousand receivers reporting at once cost one database transaction, not a
+thousand: `on_message` validates each message and folds it into `_pending` (latest value per receiver and
+field) on the event loop; `_flush_loop` writes the batch every `status_flush_s` in a worker thread.
+Acknowledgements also resolve the waiter of the request that sent the command (`request`).
+
+Bad input (unknown topic, malformed JSON, unknown kind, a kind on the wrong topic, an unknown receiver) is
+logged and counted in `rejected`, and ingest goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiomqtt
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from controller.config import Settings
+from controller.db.models import CommandRecord, Receiver, ReceiverStatus
+from receivers.agent.link import Link
+from receivers.protocol import (
+    Ack,
+    Availability,
+    Command,
+    ControllerAvailability,
+    ProtocolError,
+    ReceiverState,
+    Signer,
+    Telemetry,
+    Topics,
+    parse_receiver_message,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Pending:
+    fields: dict[str, dict[str, Any]] = field(default_factory=dict)  # rid -> column -> value
+    acks: list[Ack] = field(default_factory=list)
+    commands: list[CommandRecord] = field(default_factory=list)
+
+    def update(self, rid: str, **values: Any) -> None:
+        self.fields.setdefault(rid, {}).update(values)
+
+    def __bool__(self) -> bool:
+        return bool(self.fields or self.acks or self.commands)
+
+
+class Bridge:
+    def __init__(self, settings: Settings, engine: Engine, signer: Signer) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.signer = signer
+        self.topics = Topics(settings.mqtt_base)
+        self.rejected = 0
+        self.ingested = 0
+        self._pending = _Pending()
+        self._waiters: dict[str, asyncio.Future[Ack]] = {}
+        self._known: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._flush_lock = asyncio.Lock()
+        mqtt = settings.mqtt
+        will = aiomqtt.Will(self.topics.controller_availability(),
+                            ControllerAvailability(status="offline").to_bytes(), qos=1, retain=True)
+        self.link = Link(host=mqtt.host, port=mqtt.port, tls=mqtt.tls, client_id=settings.mqtt_client_id,
+                         username=mqtt.username or "", password=mqtt.password or "", keepalive=30, will=will,
+                         on_connect=self._on_connect, on_message=self.on_message, backoff=(0.5, 15.0))
+
+    # ---------------------------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        self._known = await asyncio.to_thread(self._load_known)
+        self._tasks = [asyncio.create_task(self.link.run()), asyncio.create_task(self._flush_loop())]
+
+    async def wait_connected(self, timeout: float) -> None:
+        await asyncio.wait_for(self.link.connected.wait(), timeout)
+
+    async def stop(self) -> None:
+        if self.link.client is not None:
+            try:
+                await self.link.publish(self.topics.controller_availability(),
+                                        ControllerAvailability(status="offline", at=utcnow()).to_bytes(),
+                                        retain=True)
+            except aiomqtt.MqttError:
+                pass
+        self.link.stop()
+        await self.flush()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _load_known(self) -> set[str]:
+        with Session(self.engine) as s:
+            return set(s.exec(select(Receiver.id)))
+
+    async def _on_connect(self, client: aiomqtt.Client) -> None:
+        for f in self.topics.ingest_filters():
+            await client.subscribe(f, qos=1)
+        await client.publish(self.topics.controller_availability(),
+                             ControllerAvailability(status="online", at=utcnow()).to_bytes(), qos=1, retain=True)
+        log.info("bridge: connected to the broker")
+
+    # ------------------------------------------------------------------------------------- ingest
+
+    async def on_message(self, message: aiomqtt.Message) -> None:
+        topic = message.topic.value
+        info = self.topics.parse(topic)
+        if info is None or info.scope != "receiver" or info.leaf == "cmd" or info.ident is None:
+            return self._reject(topic, "not a receiver report topic")
+        rid = info.ident
+        if rid not in self._known:
+            return self._reject(topic, f"unknown receiver {rid!r}")
+        payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+        try:
+            msg = parse_receiver_message(payload, info.leaf)
+        except ProtocolError as e:
+            return self._reject(topic, str(e))
+        now = utcnow()
+        self.ingested += 1
+        p = self._pending
+        match msg:
+            case Availability(status=status):
+                p.update(rid, availability=status, availability_at=msg.at or now, last_seen=now)
+                if msg.agent_version:
+                    p.update(rid, agent_version=msg.agent_version)
+            case ReceiverState():
+                p.update(rid, volume=msg.volume, amplifier=msg.amplifier, playing=msg.playing, state_at=msg.at,
+                         last_seen=now)
+            case Telemetry():
+                p.update(rid, telemetry=msg.model_dump(mode="json", exclude={"kind"}), telemetry_at=msg.at,
+                         last_seen=now)
+            case Ack():
+                p.update(rid, last_seen=now)
+                p.acks.append(msg)
+                waiter = self._waiters.get(str(msg.command_id))
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(msg)
+
+    def _reject(self, topic: str, reason: str) -> None:
+        self.rejected += 1
+        log.warning("bridge: ignored message on %s: %s", topic, reason)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.status_flush_s)
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("bridge: status flush failed; will retry")
+
+    async def flush(self) -> None:
+        """Write everything ingested so far. Await it to read your own writes (e.g. after an ack)."""
+        async with self._flush_lock:
+            batch, self._pending = self._pending, _Pending()
+            if batch:
+                try:
+                    await asyncio.to_thread(self._write, batch)
+                except Exception:
+                    # Keep what could not be written; newer values for the same field win on merge.
+                    for rid, values in batch.fields.items():
+                        self._pending.fields[rid] = {**values, **self._pending.fields.get(rid, {})}
+                    self._pending.acks[:0] = batch.acks
+                    self._pending.commands[:0] = batch.commands
+                    raise
+
+    def _write(self, batch: _Pending) -> None:
+        with Session(self.engine) as s:
+            for cmd in batch.commands:
+                s.merge(cmd)
+            s.flush()
+            for rid, values in batch.fields.items():
+                row = s.get(ReceiverStatus, rid) or ReceiverStatus(receiver_id=rid)
+                for k, v in values.items():
+                    setattr(row, k, v)
+                s.add(row)
+            for ack in batch.acks:
+                rec = s.get(CommandRecord, str(ack.command_id)) if ack.command_id else None
+                if rec is not None and rec.outcome is None:
+                    rec.outcome, rec.reason, rec.answered_at = ack.status, ack.reason, ack.at
+                    s.add(rec)
+            s.commit()
+
+    # ----------------------------------------------------------------------------------- commands
+
+    def topic_for(self, target: str, kind: str) -> str:
+        scope, _, ident = target.partition(":")
+        if scope == "receiver":
+            return self.topics.receiver_cmd(ident, kind)
+        if scope == "commune":
+            return self.topics.commune_cmd(ident, kind)
+        return self.topics.all_cmd(kind)
+
+    async def send(self, command: Command, issued_by: str) -> None:
+        """Sign and publish (QoS 1, never retained), and record the command."""
+        kind = command.kind  # type: ignore[attr-defined]
+        self._pending.commands.append(CommandRecord(
+            command_id=str(command.command_id), kind=kind, target=command.target, issued_at=command.issued_at,
+            expires_at=command.expires_at, issued_by=issued_by))
+        await self.link.publish(self.topic_for(command.target, kind), self.signer.sign(command))
+
+    async def request(self, command: Command, issued_by: str, timeout: float) -> Ack | None:
+        """Send a command to one receiver and wait (bounded) for its ack; None when none came."""
+        key = str(command.command_id)
+        waiter: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
+        self._waiters[key] = waiter
+        try:
+            await self.send(command, issued_by)
+            return await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            self._pending.commands.append(CommandRecord(
+                command_id=key, kind=command.kind, target=command.target,  # type: ignore[attr-defined]
+                issued_at=command.issued_at, expires_at=command.expires_at, issued_by=issued_by,
+                outcome="no_answer", answered_at=utcnow()))
+            return None
+        finally:
+            self._waiters.pop(key, None)

@@ -1,0 +1,188 @@
+"""The `truyenthanh` command.
+
+    truyenthanh demo                         whole system on this machine (what `make demo` runs)
+    truyenthanh serve                        the controller against an external broker (TT_MQTT_URL)
+    truyenthanh seed                         load the seed file (TT_SEED_FILE) into the database
+    truyenthanh provision --broker mosquitto write broker password/ACL files for every receiver
+    truyenthanh token create --scopes ...    make an API token
+    truyenthanh receiver --config FILE       run one receiver agent (the Raspberry Pi software)
+    truyenthanh fleet --receivers N          run N simulated receivers from a fleet file
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from sqlmodel import Session
+
+from controller.config import Settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="truyenthanh: commune loudspeaker controller")
+token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+receiver_app = typer.Typer(help="The receiver agent.")
+app.add_typer(receiver_app, name="receiver")
+
+
+def _logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _db(settings: Settings):  # type: ignore[no-untyped-def]
+    from controller.db import make_engine, migrate
+
+    engine = make_engine(settings.db_url)
+    migrate(engine)
+    return engine
+
+
+@app.command()
+def demo() -> None:
+    """Start the database, an embedded broker, the controller and a simulated fleet; Ctrl-C stops all."""
+    from controller.demo import run_demo
+
+    _logging()
+    logging.getLogger("receivers").setLevel(logging.WARNING)
+    run_demo(Settings(demo=True))
+
+
+@app.command()
+def serve() -> None:
+    """Run the controller against the broker named by TT_MQTT_URL (the production shape)."""
+    import uvicorn
+
+    from controller.app import create_app
+
+    _logging()
+    settings = Settings()
+    settings.mqtt  # noqa: B018  (fails early with a clear message when TT_MQTT_URL is missing)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+
+
+@app.command()
+def seed() -> None:
+    """Load the administrative units of TT_SEED_FILE into the database (idempotent)."""
+    from controller.inventory import apply_seed, load_seed
+
+    settings = Settings()
+    with Session(_db(settings)) as s:
+        added = apply_seed(s, load_seed(settings.seed_file))
+    typer.echo(f"{added} receivers added from {settings.seed_file}")
+
+
+@app.command()
+def provision(
+    out: Annotated[Path, typer.Option(help="directory for the broker files")] = Path("var/broker"),
+    broker: Annotated[str, typer.Option(help="mosquitto or amqtt")] = "mosquitto",
+    port: Annotated[int, typer.Option(help="the broker's listening port")] = 1883,
+    fleet_file: Annotated[Path | None, typer.Option(help="also write simulated-fleet credentials here")] = None,
+) -> None:
+    """Write the broker's password and ACL files from the database (controller account from TT_MQTT_URL)."""
+    from controller.provision import broker_accounts, demo_fleet_file, ensure_signing_key, write_broker_files
+    from receivers.protocol import Topics
+
+    settings = Settings()
+    mqtt = settings.mqtt
+    with Session(_db(settings)) as s:
+        if fleet_file is not None:
+            _, public_key = ensure_signing_key(settings)
+            demo_fleet_file(s, fleet_file, mqtt_url=settings.receiver_mqtt_url or f"mqtt://{mqtt.host}:{port}",
+                            base=settings.mqtt_base, public_key=public_key)
+        accounts = broker_accounts(s, Topics(settings.mqtt_base), mqtt.username or "controller", mqtt.password or "")
+    path = write_broker_files(broker, out, accounts, port)
+    typer.echo(f"{len(accounts)} accounts written; broker config: {path}")
+
+
+@token_app.command("create")
+def token_create(
+    scopes: Annotated[str, typer.Option(help="comma-separated: receivers:read, receivers:control, "
+                                             "emergency:trigger, admin")],
+    communes: Annotated[str | None, typer.Option(help="comma-separated commune codes (default: all)")] = None,
+    name: Annotated[str, typer.Option(help="who or what the token is for")] = "cli",
+) -> None:
+    """Create an API token and print it (it is shown only this once)."""
+    from controller.auth import create_token
+
+    settings = Settings()
+    with Session(_db(settings)) as s:
+        try:
+            token = create_token(s, name, [x.strip() for x in scopes.split(",") if x.strip()],
+                                 [x.strip() for x in communes.split(",")] if communes else None)
+        except ValueError as e:
+            raise typer.BadParameter(str(e)) from None
+    typer.echo(token)
+
+
+def _run_until_signal(main: object) -> None:
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)  # type: ignore[operator]
+
+    asyncio.run(runner())
+
+
+@receiver_app.callback(invoke_without_command=True)
+def receiver(
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option(help="agent config file (TOML)")] = None,
+    verbose: bool = False,
+) -> None:
+    """Run one receiver agent — the software of a loudspeaker cluster."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from receivers.agent import Agent, AgentSettings, PiHardware
+
+    _logging(verbose)
+    settings = AgentSettings.from_file(config) if config else AgentSettings()  # type: ignore[call-arg]
+    if settings.hardware == "sim":
+        from firmware_sim.hardware import SimHardware
+
+        hardware: object = SimHardware(seed=settings.receiver_id)
+    else:
+        hardware = PiHardware()
+    agent = Agent(settings, hardware)  # type: ignore[arg-type]
+
+    async def main(stop: asyncio.Event) -> None:
+        task = asyncio.create_task(agent.run())
+        await stop.wait()
+        await agent.stop()
+        await task
+
+    _run_until_signal(main)
+
+
+@app.command()
+def fleet(
+    file: Annotated[Path, typer.Option(help="fleet file written by the demo or `provision --fleet-file`")]
+    = Path("var/fleet.json"),
+    receivers: Annotated[int | None, typer.Option(help="how many (default: all in the file)")] = None,
+    state_dir: Annotated[Path, typer.Option(help="where each simulated receiver keeps its disk")]
+    = Path("var/fleet"),
+    telemetry_interval: float = 30.0,
+    keepalive: int = 30,
+) -> None:
+    """Run simulated receivers (the real agent code on simulated hardware) in one process."""
+    from firmware_sim.fleet import agent_settings, load_fleet_file, run_fleet
+
+    _logging()
+    logging.getLogger("receivers").setLevel(logging.WARNING)
+    settings = agent_settings(load_fleet_file(file), state_dir, receivers,
+                              telemetry_interval_s=telemetry_interval, keepalive_s=keepalive)
+    _run_until_signal(lambda stop: run_fleet(settings, stop))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""The controller's settings: one `Settings` (environment prefix `TT_`), obtained through `get_settings()`.
+
+Secrets refuse placeholder values unless `TT_DEMO=1`: a production controller must not start with a
+password anybody can read in this repository.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "password", "admin", "truyenthanh"}
+DEFAULT_SEED = Path(__file__).parent / "data" / "bac-tra-my.toml"
+
+
+class MqttUrl(BaseModel):
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
+
+    @classmethod
+    def parse(cls, url: str) -> MqttUrl:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError("TT_MQTT_URL must look like mqtt://user:password@host:1883 (or mqtts://…:8883)")
+        tls = parts.scheme == "mqtts"
+        return cls(host=parts.hostname, port=parts.port or (8883 if tls else 1883), tls=tls,
+                   username=unquote(parts.username) if parts.username else None,
+                   password=unquote(parts.password) if parts.password else None)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TT_", extra="ignore")
+
+    demo: bool = False
+    data_dir: Path = Path("var")
+    database_url: str | None = Field(default=None, description="default: SQLite file in data_dir")
+    seed_file: Path = DEFAULT_SEED
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # The broker. Unset in the demo, which starts an embedded one and fills this in.
+    mqtt_url: str | None = None
+    mqtt_base: str = "truyenthanh"
+    mqtt_client_id: str = "tt-controller"
+    # What receivers are told to connect to (may differ from how the controller reaches the broker).
+    receiver_mqtt_url: str | None = None
+    receiver_keepalive_s: int = 30
+    command_ttl_s: float = 60.0
+    command_timeout_s: float = 5.0
+    status_flush_s: float = 0.25
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets(self) -> Settings:
+        if self.mqtt_url and not self.demo:
+            pw = MqttUrl.parse(self.mqtt_url).password
+            if pw is not None and pw.lower() in PLACEHOLDER_SECRETS:
+                raise ValueError("TT_MQTT_URL has a placeholder password; set a real one (or TT_DEMO=1)")
+        return self
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'truyenthanh.db'}"
+
+    @property
+    def mqtt(self) -> MqttUrl:
+        if not self.mqtt_url:
+            raise ValueError("no broker configured: set TT_MQTT_URL (the demo sets it itself)")
+        return MqttUrl.parse(self.mqtt_url)
+
+    @property
+    def key_file(self) -> Path:
+        return self.data_dir / "keys" / "controller-ed25519.pem"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,126 @@
+"""Database tables and API shapes (FastAPI-template style: `XBase`, `X(table=True)`, `XPublic`, `XsPublic`).
+
+Inventory: `Commune` ⊃ `Village` ⊃ `Receiver`. Live status: `ReceiverStatus` (one row per receiver, written
+by the MQTT bridge). Access: `ApiToken`. Accountability: `AuditEntry`, `CommandRecord`.
+All datetimes are UTC.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, Column
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Commune(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(index=True, unique=True, max_length=63)
+    name: str
+    kind: str = "xa"
+
+
+class Village(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    commune_id: int = Field(foreign_key="commune.id", index=True)
+    code: str = Field(max_length=63)
+    name: str
+
+
+class Receiver(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=63)
+    name: str
+    commune_id: int = Field(foreign_key="commune.id", index=True)
+    village_id: int | None = Field(default=None, foreign_key="village.id", index=True)
+    # Mosquitto's PBKDF2-SHA512 form; the password itself is shown once, at provisioning/enrolment.
+    mqtt_password_hash: str | None = None
+    created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class ReceiverStatus(SQLModel, table=True):
+    receiver_id: str = Field(primary_key=True, foreign_key="receiver.id")
+    availability: str = "unknown"  # online | offline | stopped | unknown (never heard from)
+    availability_at: dt.datetime | None = None
+    last_seen: dt.datetime | None = None
+    volume: int | None = None
+    amplifier: str | None = None
+    playing: str | None = None
+    state_at: dt.datetime | None = None
+    telemetry: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    telemetry_at: dt.datetime | None = None
+    agent_version: str | None = None
+
+
+class ApiToken(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    token_hash: str = Field(index=True, unique=True)  # sha256 of the 256-bit random token
+    scopes: str  # space-separated
+    communes: str | None = None  # space-separated codes; None = every commune
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    last_used_at: dt.datetime | None = None
+    revoked: bool = False
+
+
+class AuditEntry(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    at: dt.datetime = Field(default_factory=utcnow, index=True)
+    actor: str  # "token:<id>:<name>", "cli", "anonymous"
+    action: str  # e.g. "receiver.volume", "auth.refused"
+    target: str | None = None
+    outcome: str  # "ok", "refused", "rejected", "no_answer"
+    detail: str | None = None
+
+
+class CommandRecord(SQLModel, table=True):
+    command_id: str = Field(primary_key=True)
+    kind: str
+    target: str
+    issued_at: dt.datetime
+    expires_at: dt.datetime
+    issued_by: str
+    outcome: str | None = None  # applied | rejected | no_answer
+    reason: str | None = None
+    answered_at: dt.datetime | None = None
+
+
+# ------------------------------------------------------------------------------------- API shapes
+
+
+class CommunePublic(SQLModel):
+    code: str
+    name: str
+    kind: str
+    villages: int
+    receivers_total: int
+    receivers_online: int
+    receivers_offline: int
+
+
+class CommunesPublic(SQLModel):
+    data: list[CommunePublic]
+    count: int
+
+
+class ReceiverPublic(SQLModel):
+    id: str
+    name: str
+    commune: str
+    commune_name: str
+    village: str | None
+    village_name: str | None
+    availability: str
+    last_seen: dt.datetime | None
+    volume: int | None
+    state: dict[str, Any]
+    telemetry: dict[str, Any] | None
+
+
+class ReceiversPublic(SQLModel):
+    data: list[ReceiverPublic]
+    count: int

@@ -1,0 +1,146 @@
+"""`truyenthanh demo`: the whole system on one machine — database, embedded broker, the controller and a
+simulated receiver for every loudspeaker cluster in the seed file. Re-running reuses `var/`.
+
+The broker and the fleet run as child processes in their own sessions, so Ctrl-C reaches only this
+process, which then stops them in order: fleet (each agent says `stopped`), then broker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import uvicorn
+from sqlmodel import Session, select
+
+from controller.app import create_app
+from controller.auth import create_token, hash_token
+from controller.config import Settings
+from controller.db import make_engine, migrate
+from controller.db.models import ApiToken, Commune, Receiver
+from controller.inventory import apply_seed, load_seed
+from controller.provision import (
+    broker_accounts,
+    demo_controller_password,
+    demo_fleet_file,
+    ensure_signing_key,
+    write_broker_files,
+    write_private,
+)
+from receivers.protocol import Topics
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is no obstacle
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
+
+
+def ensure_demo_token(session: Session, path: Path, base_url: str) -> tuple[str, bool]:
+    """The admin token from `path` if it is still valid, else a new one written there."""
+    if path.exists():
+        token = json.loads(path.read_text()).get("token", "")
+        if session.exec(select(ApiToken).where(ApiToken.token_hash == hash_token(token))).first():
+            return token, False
+    token = create_token(session, "demo-admin", ["admin"])
+    write_private(path, json.dumps({"token": token, "url": base_url, "scopes": ["admin"]}, indent=1).encode())
+    return token, True
+
+
+def run_demo(settings: Settings) -> None:
+    data = settings.data_dir
+    data.mkdir(parents=True, exist_ok=True)
+    base_url = f"http://{settings.host}:{settings.port}"
+    if not port_free(settings.port):
+        sys.exit(f"Port {settings.port} is in use: is a demo already running? (set TT_PORT to use another)")
+    engine = make_engine(settings.db_url)
+    migrate(engine)
+    _, public_key = ensure_signing_key(settings)
+    children: list[subprocess.Popen[bytes]] = []
+    with Session(engine) as session:
+        added = apply_seed(session, load_seed(settings.seed_file))
+        communes = len(session.exec(select(Commune)).all())
+        token, new_token = ensure_demo_token(session, data / "demo-credentials.json", base_url)
+        topics = Topics(settings.mqtt_base)
+        if settings.mqtt_url:
+            broker_note = f"external broker {settings.mqtt.host}:{settings.mqtt.port}"
+            receiver_url = settings.receiver_mqtt_url or f"mqtt://{settings.mqtt.host}:{settings.mqtt.port}"
+            demo_fleet_file(session, data / "fleet.json", mqtt_url=receiver_url, base=settings.mqtt_base,
+                            public_key=public_key)
+            accounts = broker_accounts(session, topics, settings.mqtt.username or "controller",
+                                       settings.mqtt.password or "")
+            write_broker_files("mosquitto", data / "broker", accounts, settings.mqtt.port)
+        else:
+            port = 1883 if port_free(1883) else free_port()
+            password = demo_controller_password(settings)
+            settings = settings.model_copy(update={"mqtt_url": f"mqtt://controller:{password}@127.0.0.1:{port}"})
+            demo_fleet_file(session, data / "fleet.json", mqtt_url=f"mqtt://127.0.0.1:{port}",
+                            base=settings.mqtt_base, public_key=public_key)
+            accounts = broker_accounts(session, topics, "controller", password)
+            config = write_broker_files("amqtt", data / "broker", accounts, port)
+            log = (data / "broker.log").open("ab")
+            children.append(subprocess.Popen([sys.executable, "-m", "controller.broker.embedded", str(config)],
+                                             stdout=log, stderr=log, start_new_session=True))
+            wait_port(port, 30, children[-1])
+            broker_note = f"embedded MQTT broker (amqtt) on 127.0.0.1:{port}"
+        receivers = len(session.exec(select(Receiver)).all())
+    engine.dispose()
+
+    fleet_log = (data / "fleet.log").open("ab")
+    children.append(subprocess.Popen(
+        [sys.executable, "-m", "controller.cli", "fleet", "--file", str(data / "fleet.json"),
+         "--state-dir", str(data / "fleet"), "--telemetry-interval", "15", "--keepalive", "10"],
+        stdout=fleet_log, stderr=fleet_log, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}))
+
+    print(f"""
+truyenthanh demo
+  controller      {base_url}   (API docs: {base_url}/docs)
+  broker          {broker_note}
+  database        {settings.db_url}
+  receivers       {receivers} simulated loudspeaker clusters in {communes} communes ({added} new); log: {data}/fleet.log
+  admin token     {token}{'  (new)' if new_token else ''}
+                  saved in {data}/demo-credentials.json
+  try             curl -H "Authorization: Bearer {token}" {base_url}/api/v1/communes
+Press Ctrl-C to stop everything.
+""", flush=True)
+    # uvicorn re-raises the signal that stopped it once it has shut down; make SIGTERM an exception like
+    # SIGINT so that the children below are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    finally:
+        for child in reversed(children):  # fleet first, then the broker
+            child.terminate()
+            try:
+                child.wait(15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        print("truyenthanh demo stopped.", flush=True)

@@ -1,0 +1,89 @@
+"""Administrative units as data: load a district's seed file (TOML) and bring the database in line with it.
+
+The file lists communes, their villages and how many loudspeaker clusters each village has; receiver ids
+are derived as `{commune}-{village}-{n}`. Loading is idempotent: existing rows are updated, new ones added,
+nothing is deleted (a receiver removed from the file keeps its history).
+"""
+
+from __future__ import annotations
+
+import tomllib
+import unicodedata
+from pathlib import Path
+
+from pydantic import BaseModel, Field, field_validator
+from sqlmodel import Session, select
+
+from controller.db.models import Commune, Receiver, Village
+from receivers.protocol import check_level
+
+
+class VillageSeed(BaseModel):
+    code: str
+    name: str
+    clusters: int = Field(ge=0, le=50)
+
+    _code = field_validator("code")(check_level)
+
+
+class CommuneSeed(BaseModel):
+    code: str
+    name: str
+    kind: str = "xa"
+    villages: list[VillageSeed]
+
+    _code = field_validator("code")(check_level)
+
+
+class DistrictSeed(BaseModel):
+    code: str
+    name: str
+    province: str | None = None
+
+
+class Seed(BaseModel):
+    district: DistrictSeed
+    communes: list[CommuneSeed]
+
+    @field_validator("communes")
+    @classmethod
+    def _unique(cls, communes: list[CommuneSeed]) -> list[CommuneSeed]:
+        codes = [c.code for c in communes]
+        if len(codes) != len(set(codes)):
+            raise ValueError("commune codes must be unique")
+        return communes
+
+
+def load_seed(path: Path) -> Seed:
+    with path.open("rb") as f:
+        return Seed.model_validate(tomllib.load(f))
+
+
+def receiver_id(commune: str, village: str, n: int) -> str:
+    return check_level(f"{commune}-{village}-{n}")
+
+
+def apply_seed(session: Session, seed: Seed) -> int:
+    """Upsert the seed's communes, villages and receivers; return how many receivers were added."""
+    added = 0
+    communes = {c.code: c for c in session.exec(select(Commune))}
+    for cs in seed.communes:
+        commune = communes.get(cs.code) or Commune(code=cs.code, name="", kind=cs.kind)
+        commune.name, commune.kind = unicodedata.normalize("NFC", cs.name), cs.kind
+        session.add(commune)
+        session.flush()
+        assert commune.id is not None
+        villages = {v.code: v for v in session.exec(select(Village).where(Village.commune_id == commune.id))}
+        for vs in cs.villages:
+            village = villages.get(vs.code) or Village(commune_id=commune.id, code=vs.code, name="")
+            village.name = unicodedata.normalize("NFC", vs.name)
+            session.add(village)
+            session.flush()
+            for n in range(1, vs.clusters + 1):
+                rid = receiver_id(cs.code, vs.code, n)
+                if session.get(Receiver, rid) is None:
+                    session.add(Receiver(id=rid, name=f"Cụm loa {n} – {village.name}",
+                                         commune_id=commune.id, village_id=village.id))
+                    added += 1
+    session.commit()
+    return added

@@ -1,0 +1,80 @@
+"""A fleet of simulated receivers: N real `Agent`s with `SimHardware`, in one process and one event loop.
+
+The fleet file (JSON, written by `truyenthanh provision`, mode 0600) holds the broker URL, topic base, the
+controller's public key and each receiver's id, commune and MQTT credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from receivers.agent import Agent, AgentSettings
+
+from .hardware import SimHardware
+
+log = logging.getLogger(__name__)
+
+
+def load_fleet_file(path: Path) -> dict[str, Any]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not isinstance(data.get("receivers"), list):
+        raise ValueError(f"{path}: not a fleet file (no 'receivers' list)")
+    return data
+
+
+def agent_settings(fleet: dict[str, Any], state_root: Path, limit: int | None = None,
+                   **overrides: Any) -> list[AgentSettings]:
+    """Settings for the first `limit` receivers of a fleet file (all when None)."""
+    rows = fleet["receivers"][:limit] if limit is not None else fleet["receivers"]
+    return [
+        AgentSettings(
+            receiver_id=r["receiver_id"], commune=r["commune"], username=r["username"], password=r["password"],
+            mqtt_url=fleet["mqtt_url"], base=fleet["base"], controller_public_key=fleet["controller_public_key"],
+            state_dir=state_root / r["receiver_id"], hardware="sim", **overrides,
+        )
+        for r in rows
+    ]
+
+
+@dataclass
+class Fleet:
+    agents: dict[str, Agent] = field(default_factory=dict)
+    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+
+    def add(self, settings: AgentSettings) -> Agent:
+        agent = Agent(settings, SimHardware(seed=settings.receiver_id))
+        self.agents[settings.receiver_id] = agent
+        self.tasks[settings.receiver_id] = asyncio.create_task(agent.run(), name=settings.receiver_id)
+        return agent
+
+    async def wait_connected(self, timeout: float) -> None:
+        await asyncio.wait_for(
+            asyncio.gather(*(a.link.connected.wait() for a in self.agents.values())), timeout)
+
+    async def stop_one(self, rid: str) -> None:
+        await self.agents[rid].stop()
+        await asyncio.gather(self.tasks.pop(rid), return_exceptions=True)
+        del self.agents[rid]
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(a.stop() for a in self.agents.values()), return_exceptions=True)
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        self.agents.clear()
+        self.tasks.clear()
+
+
+async def run_fleet(settings: list[AgentSettings], stop: asyncio.Event) -> None:
+    fleet = Fleet()
+    for s in settings:
+        fleet.add(s)
+    log.info("fleet: %d simulated receivers started", len(settings))
+    try:
+        await stop.wait()
+    finally:
+        await fleet.stop()
+        log.info("fleet: stopped")

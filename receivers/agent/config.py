@@ -1,0 +1,56 @@
+"""The agent's settings: one `AgentSettings` per process, read from a TOML file written at enrolment
+(or by `truyenthanh provision` for simulated fleets), with `TT_AGENT_*` environment variables filling
+anything the file leaves out."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from receivers.protocol import check_level
+
+
+class AgentSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TT_AGENT_", extra="ignore")
+
+    receiver_id: str
+    commune: str
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    username: str
+    password: str
+    base: str = "truyenthanh"
+    controller_public_key: str = Field(description="base64 Ed25519 public key of the controller")
+    state_dir: Path = Path("/var/lib/truyenthanh")
+    keepalive_s: int = Field(default=30, ge=2, le=3600)
+    telemetry_interval_s: float = Field(default=30.0, gt=0)
+    backoff_min_s: float = Field(default=1.0, gt=0)
+    backoff_max_s: float = Field(default=60.0, gt=0)
+    hardware: str = Field(default="pi", description="'pi' on a Raspberry Pi, 'sim' in firmware_sim")
+
+    @field_validator("receiver_id", "commune")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        return check_level(v)
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError("mqtt_url must look like mqtt://host:1883 or mqtts://host:8883")
+        return v
+
+    @property
+    def broker(self) -> tuple[str, int, bool]:
+        parts = urlsplit(self.mqtt_url)
+        tls = parts.scheme == "mqtts"
+        return parts.hostname or "127.0.0.1", parts.port or (8883 if tls else 1883), tls
+
+    @classmethod
+    def from_file(cls, path: Path) -> AgentSettings:
+        with path.open("rb") as f:
+            return cls(**tomllib.load(f))

@@ -1,0 +1,58 @@
+"""What the agent keeps on its SD card across reboots and power cuts.
+
+- `ReplayMemory`: ids of commands already seen, until they expire (SQLite, synchronous=FULL: an id is
+  on disk before the command is acted on, so a replay after a power cut is still refused).
+- `PersistentState`: small JSON document (volume, …) written atomically (temp file, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+
+class ReplayMemory:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS seen (command_id TEXT PRIMARY KEY, expires_at REAL NOT NULL)")
+        self._inserts = 0
+
+    def first_time(self, command_id: str, expires_at: dt.datetime, now: dt.datetime) -> bool:
+        """Record `command_id`; False if it was already recorded (a replay)."""
+        cur = self._db.execute("INSERT OR IGNORE INTO seen VALUES (?, ?)", (command_id, expires_at.timestamp()))
+        self._inserts += 1
+        if self._inserts % 500 == 0:
+            # Expired ids need no memory: the expiry check refuses those commands anyway.
+            self._db.execute("DELETE FROM seen WHERE expires_at < ?", (now.timestamp() - 3600,))
+        return cur.rowcount == 1
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class PersistentState:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def load(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self._path.read_text())
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def save(self, data: dict[str, Any]) -> None:
+        tmp = self._path.with_suffix(".tmp")
+        with tmp.open("w") as f:
+            json.dump(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._path)
