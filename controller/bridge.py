@@ -12,13 +12,16 @@ logged and counted in `rejected`, and ingest goes on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiomqtt
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from controller.config import Settings
 from controller.db.models import CommandRecord, Receiver, ReceiverStatus
@@ -43,7 +46,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class _Pending:
     fields: dict[str, dict[str, Any]] = field(default_factory=dict)  # rid -> column -> value
-    acks: list[Ack] = field(default_factory=list)
+    acks: list[tuple[str, Ack]] = field(default_factory=list)
     commands: list[CommandRecord] = field(default_factory=list)
 
     def update(self, rid: str, **values: Any) -> None:
@@ -62,7 +65,7 @@ class Bridge:
         self.rejected = 0
         self.ingested = 0
         self._pending = _Pending()
-        self._waiters: dict[str, asyncio.Future[Ack]] = {}
+        self._watchers: dict[str, list[Callable[[str, Ack], None]]] = {}
         self._known: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._flush_lock = asyncio.Lock()
@@ -125,23 +128,24 @@ class Bridge:
         now = utcnow()
         self.ingested += 1
         p = self._pending
+        if not message.retain:
+            # A retained message replayed to us on (re)subscribing is news to us, not a sign of life.
+            p.update(rid, last_seen=now)
         match msg:
             case Availability(status=status):
-                p.update(rid, availability=status, availability_at=msg.at or now, last_seen=now)
+                p.update(rid, availability=status, availability_at=msg.at or now)
                 if msg.agent_version:
                     p.update(rid, agent_version=msg.agent_version)
+                if msg.keepalive_s:
+                    p.update(rid, keepalive_s=msg.keepalive_s)
             case ReceiverState():
-                p.update(rid, volume=msg.volume, amplifier=msg.amplifier, playing=msg.playing, state_at=msg.at,
-                         last_seen=now)
+                p.update(rid, volume=msg.volume, amplifier=msg.amplifier, playing=msg.playing, state_at=msg.at)
             case Telemetry():
-                p.update(rid, telemetry=msg.model_dump(mode="json", exclude={"kind"}), telemetry_at=msg.at,
-                         last_seen=now)
+                p.update(rid, telemetry=msg.model_dump(mode="json", exclude={"kind"}), telemetry_at=msg.at)
             case Ack():
-                p.update(rid, last_seen=now)
-                p.acks.append(msg)
-                waiter = self._waiters.get(str(msg.command_id))
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(msg)
+                p.acks.append((rid, msg))
+                for watcher in self._watchers.get(str(msg.command_id), ()):
+                    watcher(rid, msg)
 
     def _reject(self, topic: str, reason: str) -> None:
         self.rejected += 1
@@ -152,6 +156,7 @@ class Bridge:
             await asyncio.sleep(self.settings.status_flush_s)
             try:
                 await self.flush()
+                await asyncio.to_thread(self._mark_silent_offline)
             except Exception:
                 log.exception("bridge: status flush failed; will retry")
 
@@ -177,15 +182,37 @@ class Bridge:
             s.flush()
             for rid, values in batch.fields.items():
                 row = s.get(ReceiverStatus, rid) or ReceiverStatus(receiver_id=rid)
+                if "availability" not in values and "last_seen" in values and row.availability == "offline":
+                    # Heard from after the silence check gave up on it: the link was slow, not down.
+                    # (After a last will, a receiver is only heard from again once it said "online".)
+                    row.availability, row.availability_at = "online", values["last_seen"]
                 for k, v in values.items():
                     setattr(row, k, v)
                 s.add(row)
-            for ack in batch.acks:
+            for rid, ack in batch.acks:
                 rec = s.get(CommandRecord, str(ack.command_id)) if ack.command_id else None
-                if rec is not None and rec.outcome is None:
+                # The outcome of a one-receiver command; a late answer replaces "no_answer".
+                if rec is not None and rec.target == f"receiver:{rid}" and rec.outcome in (None, "no_answer"):
                     rec.outcome, rec.reason, rec.answered_at = ack.status, ack.reason, ack.at
                     s.add(rec)
             s.commit()
+
+    def _mark_silent_offline(self) -> None:
+        """Receivers silent for 1.5 × their declared keepalive are offline — the broker's own rule, applied
+        here because brokers sweep keepalives coarsely (Mosquitto 2.0 every few seconds). Works from the
+        database, so every controller replica reaches the same verdict."""
+        now = utcnow()
+        with Session(self.engine) as s:
+            rows = s.exec(select(ReceiverStatus).where(ReceiverStatus.availability == "online",
+                                                       col(ReceiverStatus.keepalive_s).is_not(None))).all()
+            silent = [r for r in rows if r.last_seen is None
+                      or now - r.last_seen > dt.timedelta(seconds=1.5 * (r.keepalive_s or 0))]
+            for row in silent:
+                row.availability, row.availability_at = "offline", now
+                s.add(row)
+                log.info("bridge: %s silent since %s: offline", row.receiver_id, row.last_seen)
+            if silent:
+                s.commit()
 
     # ----------------------------------------------------------------------------------- commands
 
@@ -195,7 +222,9 @@ class Bridge:
             return self.topics.receiver_cmd(ident, kind)
         if scope == "commune":
             return self.topics.commune_cmd(ident, kind)
-        return self.topics.all_cmd(kind)
+        if target == "all":
+            return self.topics.all_cmd(kind)
+        raise ValueError(f"not a command target: {target!r}")
 
     async def send(self, command: Command, issued_by: str) -> None:
         """Sign and publish (QoS 1, never retained), and record the command."""
@@ -205,19 +234,34 @@ class Bridge:
             expires_at=command.expires_at, issued_by=issued_by))
         await self.link.publish(self.topic_for(command.target, kind), self.signer.sign(command))
 
+    @contextlib.contextmanager
+    def watch(self, command_id: str, callback: Callable[[str, Ack], None]) -> Iterator[None]:
+        """Call `callback(receiver_id, ack)` on the event loop for every ack of `command_id` while inside."""
+        self._watchers.setdefault(command_id, []).append(callback)
+        try:
+            yield
+        finally:
+            rest = [w for w in self._watchers.pop(command_id, []) if w is not callback]
+            if rest:
+                self._watchers[command_id] = rest
+
     async def request(self, command: Command, issued_by: str, timeout: float) -> Ack | None:
-        """Send a command to one receiver and wait (bounded) for its ack; None when none came."""
+        """Send a command to one receiver and wait (bounded) for its ack; None when none came.
+        Raises aiomqtt.MqttError when the controller is not connected to the broker."""
         key = str(command.command_id)
         waiter: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
-        self._waiters[key] = waiter
+
+        def answered(rid: str, ack: Ack) -> None:
+            if command.target == f"receiver:{rid}" and not waiter.done():
+                waiter.set_result(ack)
+
         try:
-            await self.send(command, issued_by)
-            return await asyncio.wait_for(waiter, timeout)
+            with self.watch(key, answered):
+                await self.send(command, issued_by)
+                return await asyncio.wait_for(waiter, timeout)
         except TimeoutError:
             self._pending.commands.append(CommandRecord(
                 command_id=key, kind=command.kind, target=command.target,  # type: ignore[attr-defined]
                 issued_at=command.issued_at, expires_at=command.expires_at, issued_by=issued_by,
                 outcome="no_answer", answered_at=utcnow()))
             return None
-        finally:
-            self._waiters.pop(key, None)

@@ -81,6 +81,8 @@ def provision(
     out: Annotated[Path, typer.Option(help="directory for the broker files")] = Path("var/broker"),
     broker: Annotated[str, typer.Option(help="mosquitto or amqtt")] = "mosquitto",
     port: Annotated[int, typer.Option(help="the broker's listening port")] = 1883,
+    bind: Annotated[str, typer.Option(help="the broker's listening address (0.0.0.0: every interface)")]
+    = "127.0.0.1",
     fleet_file: Annotated[Path | None, typer.Option(help="also write simulated-fleet credentials here")] = None,
 ) -> None:
     """Write the broker's password and ACL files from the database (controller account from TT_MQTT_URL)."""
@@ -95,7 +97,8 @@ def provision(
             demo_fleet_file(s, fleet_file, mqtt_url=settings.receiver_mqtt_url or f"mqtt://{mqtt.host}:{port}",
                             base=settings.mqtt_base, public_key=public_key)
         accounts = broker_accounts(s, Topics(settings.mqtt_base), mqtt.username or "controller", mqtt.password or "")
-    path = write_broker_files(broker, out, accounts, port)
+    # Production: Mosquitto keeps sessions, queued commands and retained status across its restarts.
+    path = write_broker_files(broker, out, accounts, port, bind=bind, persistence=True)
     typer.echo(f"{len(accounts)} accounts written; broker config: {path}")
 
 

@@ -50,7 +50,6 @@ class Settings(BaseSettings):
     mqtt_client_id: str = "tt-controller"
     # What receivers are told to connect to (may differ from how the controller reaches the broker).
     receiver_mqtt_url: str | None = None
-    receiver_keepalive_s: int = 30
     command_ttl_s: float = 60.0
     command_timeout_s: float = 5.0
     status_flush_s: float = 0.25

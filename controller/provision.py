@@ -16,7 +16,13 @@ from pathlib import Path
 
 from sqlmodel import Session, select
 
-from controller.broker.files import Account, controller_account, receiver_account, write_amqtt, write_mosquitto
+from controller.broker.files import (
+    Account,
+    controller_account,
+    receiver_account,
+    write_amqtt,
+    write_mosquitto,
+)
 from controller.broker.passwords import hash_password, verify_password
 from controller.config import Settings
 from controller.db.models import Commune, Receiver
@@ -83,9 +89,10 @@ def broker_accounts(session: Session, topics: Topics, controller_user: str, cont
     return accounts
 
 
-def write_broker_files(kind: str, directory: Path, accounts: list[Account], port: int) -> Path:
+def write_broker_files(kind: str, directory: Path, accounts: list[Account], port: int, *,
+                       bind: str = "127.0.0.1", persistence: bool = False) -> Path:
     if kind == "mosquitto":
-        return write_mosquitto(directory, accounts, port=port)
+        return write_mosquitto(directory, accounts, port=port, bind=bind, persistence=persistence)
     if kind == "amqtt":
-        return write_amqtt(directory, accounts, port=port)
+        return write_amqtt(directory, accounts, port=port, bind=bind)
     raise ValueError(f"unknown broker kind {kind!r}: use 'mosquitto' or 'amqtt'")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import aiomqtt
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import or_
@@ -94,7 +95,11 @@ async def set_volume(rid: str, body: VolumeRequest, session: SessionDep, bridge:
     if receiver.availability != "online":
         outcome, reason = "no_answer", f"receiver is {receiver.availability}; command not sent"
     else:
-        ack = await bridge.request(command, who.actor, bridge.settings.command_timeout_s)
+        try:
+            ack = await bridge.request(command, who.actor, bridge.settings.command_timeout_s)
+        except aiomqtt.MqttError as e:
+            audit(bridge.engine, who.actor, "receiver.volume", "failed", target=rid, detail=f"broker: {e}")
+            raise HTTPException(503, f"The controller cannot reach the MQTT broker ({e}); nothing was sent.") from None
         if ack is None:
             outcome, reason = "no_answer", f"no acknowledgement within {bridge.settings.command_timeout_s:g} s"
         else:

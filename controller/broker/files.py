@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from receivers.protocol import Topics
+from receivers.protocol.topics import RECEIVER_LEAVES
 
 
 @dataclass
@@ -33,8 +34,7 @@ def controller_account(topics: Topics, username: str, password_hash: str) -> Acc
 def receiver_account(topics: Topics, rid: str, commune: str, password_hash: str) -> Account:
     return Account(
         rid, password_hash,
-        publish=[f"{topics.base}/receivers/{rid}/{leaf}" for leaf in ("availability", "state", "telemetry",
-                                                                      "event", "ack")],
+        publish=[topics.receiver(rid, leaf) for leaf in RECEIVER_LEAVES],
         subscribe=topics.agent_filters(rid, commune),
     )
 

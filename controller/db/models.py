@@ -54,6 +54,7 @@ class ReceiverStatus(SQLModel, table=True):
     telemetry: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     telemetry_at: dt.datetime | None = None
     agent_version: str | None = None
+    keepalive_s: int | None = None  # declared by the agent; silence for 1.5× this means offline
 
 
 class ApiToken(SQLModel, table=True):

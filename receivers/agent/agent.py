@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
 import random
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
 
@@ -101,7 +99,8 @@ class Agent:
         log.info("%s: online (connection %d)", self.rid, self.link.connections)
 
     async def _publish_availability(self, status: str) -> None:
-        msg = Availability(status=status, at=self.clock(), agent_version=AGENT_VERSION)  # type: ignore[arg-type]
+        msg = Availability(status=status, at=self.clock(), agent_version=AGENT_VERSION,  # type: ignore[arg-type]
+                           keepalive_s=self.settings.keepalive_s)
         await self.link.publish(self.topics.receiver(self.rid, "availability"), msg.to_bytes(), retain=True)
 
     async def publish_state(self) -> None:
@@ -117,7 +116,8 @@ class Agent:
                          disk_free_mb=hw.disk_free_mb(self.settings.state_dir))
 
     async def _telemetry_loop(self) -> None:
-        interval = self.settings.telemetry_interval_s
+        # Telemetry doubles as the heartbeat the controller's liveness check relies on (see Availability).
+        interval = min(self.settings.telemetry_interval_s, self.settings.keepalive_s)
         # A random first delay spreads a fleet's telemetry over the interval instead of one burst.
         await asyncio.sleep(self._rng.uniform(0, interval))
         while True:
@@ -145,7 +145,8 @@ class Agent:
                 raise Rejected("replayed: command already received", command)
         except Rejected as r:
             log.warning("%s: rejected command on %s: %s", self.rid, message.topic.value, r.reason)
-            await self._ack(r.command.command_id if r.command else _peek_id(payload),
+            # Only a verified command's id is echoed: an unverified one could name a genuine pending command.
+            await self._ack(r.command.command_id if r.command else None,
                             r.command.kind if r.command else info.command, "rejected", r.reason)
             return
         handler = HANDLERS[command.kind]
@@ -162,16 +163,6 @@ class Agent:
             await self.link.publish(self.topics.receiver(self.rid, "ack"), ack.to_bytes())
         except aiomqtt.MqttError as e:
             log.warning("%s: ack for %s not sent: %s", self.rid, command_id, e)
-
-
-def _peek_id(payload: bytes) -> str | None:
-    """The command id of a refused payload, read without trusting it, so the controller can match the
-    refusal to what it sent. None when there is no readable id."""
-    try:
-        body = json.loads(json.loads(payload)["body"])
-        return str(uuid.UUID(body["command_id"]))
-    except Exception:
-        return None
 
 
 # ----------------------------------------------------------------------------------------- handlers

@@ -19,9 +19,9 @@ log = logging.getLogger(__name__)
 
 
 def backoff_delay(attempt: int, low: float, high: float, rng: random.Random) -> float:
-    """Full jitter: uniform in [low, min(high, low * 2**attempt)]."""
-    ceiling = min(high, low * (2 ** min(attempt, 30)))
-    return rng.uniform(low, max(low, ceiling))
+    """Full jitter: uniform in [0, min(high, low * 2**attempt)], so even the first retries of a fleet that
+    lost the broker together are spread out."""
+    return rng.uniform(0, min(high, low * (2 ** min(attempt, 30))))
 
 
 class Link:

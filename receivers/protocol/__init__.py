@@ -21,7 +21,7 @@ from .messages import (
     utcnow,
 )
 from .signing import Rejected, Signer, Verifier, generate_private_key_pem, public_key_b64
-from .topics import Topics, TopicInfo, check_level
+from .topics import TopicInfo, Topics, check_level
 
 __all__ = [
     "COMMAND_KINDS", "Ack", "AnyCommand", "Availability", "Command", "ControllerAvailability", "Ping",

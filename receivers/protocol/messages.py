@@ -47,6 +47,9 @@ class Availability(Message):
     status: Availability_
     at: AwareDatetime | None = None  # absent in the last will, which is composed at connect time
     agent_version: str | None = None
+    # The agent publishes something at least this often while online; the controller declares it offline
+    # after 1.5 × this much silence, as the broker would, without waiting for the broker's keepalive sweep.
+    keepalive_s: int | None = None
 
 
 class ReceiverState(Message):

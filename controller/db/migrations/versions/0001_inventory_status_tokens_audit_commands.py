@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 10:43:43.121197
+Create Date: 2026-11-26 10:52:48.662984
 """
 from alembic import op
 import sqlalchemy as sa
@@ -104,6 +104,7 @@ def upgrade() -> None:
     sa.Column('telemetry', sa.JSON(), nullable=True),
     sa.Column('telemetry_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
     sa.Column('agent_version', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('keepalive_s', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['receiver_id'], ['receiver.id'], ),
     sa.PrimaryKeyConstraint('receiver_id')
     )

@@ -1,0 +1,556 @@
+"""MQTT fan-out benchmark: how long one command to *all* receivers takes until every receiver has answered.
+
+    .venv/bin/python bench/fanout.py --receivers 1000 [--rounds 10] [--broker mosquitto]
+
+Two measurements on the same broker, one after the other so that they never compete for the two CPUs:
+
+1. Baseline: N bare aiomqtt clients (child process, `--bare-subscribers` mode of this file) subscribed to the
+   all-receivers ping topic; each replies on its ack topic the moment a message arrives. The bench publishes
+   a token and times publish → N replies.
+2. Controller path: N real `Agent`s (`truyenthanh fleet`, child process) and the controller's real `Bridge`
+   in this process. Each round is `Ping.new("all")` → `Bridge.send` (sign, publish) → every agent verifies
+   the signature, records the id in its replay memory, acks → `Bridge.watch` sees N distinct acks.
+
+The ratio of the two is the cost of our code (signing, verifying, replay memory, pydantic, ack ingest) over
+the transport itself. The fleet's memory is measured too: RSS with N agents, and the marginal cost per agent
+(RSS with N minus RSS with a small fleet).
+
+In this file:
+- `write_seed`: a seed TOML with exactly N receivers spread over the communes of the default seed.
+- `Round`, `Distribution`: one timed round, and p50 / p99 / max over rounds (nearest rank).
+- `Child`: a child process in its own session, with its log, its memory, and a bounded `stop`.
+- `bare_subscribers`: the body of the `--bare-subscribers` child; `bare_rounds`: the baseline's rounds.
+- `controller_rounds`, `wait_online`: the controller path's rounds and its readiness check.
+- `run`: the whole sequence, with every resource released in `finally`; `main`: argument parsing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiomqtt
+import psutil
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from controller.bridge import Bridge
+from controller.config import DEFAULT_SEED
+from controller.db.models import ReceiverStatus
+from controller.inventory import load_seed
+from controller.provision import ensure_signing_key
+from firmware_sim.fleet import agent_settings, load_fleet_file
+from firmware_sim.testbed import Testbed, make_testbed
+from receivers.agent import AgentSettings
+from receivers.protocol import Ack, Ping, Topics
+
+log = logging.getLogger("bench.fanout")
+
+REPO = Path(__file__).resolve().parent.parent
+MAX_CLUSTERS_PER_VILLAGE = 50  # the seed format's limit (controller.inventory.VillageSeed)
+CONNECT_ATTEMPTS = 8
+PAUSE_BETWEEN_ROUNDS_S = 0.5  # lets stragglers of a late round drain before the next one starts
+SETTLE_S = 3.0  # after the last agent is online, before memory is read: connect-time garbage is collected
+MiB = 1024 * 1024
+
+
+# ------------------------------------------------------------------------------------------- seed
+
+
+def write_seed(path: Path, receivers: int, source: Path = DEFAULT_SEED) -> None:
+    """Write a seed with the district, communes and villages of `source` but exactly `receivers` clusters.
+
+    Clusters are dealt one at a time to villages taken round-robin across communes, so every commune gets
+    its share even when `receivers` is small."""
+    seed = load_seed(source)
+    slots = [(ci, vi) for vi in range(max(len(c.villages) for c in seed.communes))
+             for ci, c in enumerate(seed.communes) if vi < len(c.villages)]
+    if receivers > len(slots) * MAX_CLUSTERS_PER_VILLAGE:
+        sys.exit(f"at most {len(slots) * MAX_CLUSTERS_PER_VILLAGE} receivers fit in the villages of {source}")
+    clusters: dict[tuple[int, int], int] = {}
+    for k in range(receivers):
+        slot = slots[k % len(slots)]
+        clusters[slot] = clusters.get(slot, 0) + 1
+
+    def q(text: str | None) -> str:  # a TOML basic string; JSON's escapes are a subset of TOML's
+        return json.dumps(text, ensure_ascii=False)
+
+    d = seed.district
+    lines = ["# Written by bench/fanout.py: the default seed's places with a chosen number of receivers.",
+             "", "[district]", f"code = {q(d.code)}", f"name = {q(d.name)}"]
+    if d.province:
+        lines.append(f"province = {q(d.province)}")
+    for ci, c in enumerate(seed.communes):
+        lines += ["", "[[communes]]", f"code = {q(c.code)}", f"name = {q(c.name)}", f"kind = {q(c.kind)}",
+                  "villages = ["]
+        lines += [f"  {{ code = {q(v.code)}, name = {q(v.name)}, clusters = {clusters[(ci, vi)]} }},"
+                  for vi, v in enumerate(c.villages) if clusters.get((ci, vi))]
+        lines.append("]")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------------------ rounds
+
+
+@dataclass
+class Round:
+    """One broadcast: who has answered, and when the last answer came in."""
+
+    expected: int
+    started: float = 0.0  # perf_counter at publish
+    wall_started: float = 0.0  # time.time() at publish, to compare with receivers' own timestamps
+    finished: float | None = None
+    last_stamp: float = 0.0  # latest wall-clock time stamped by a receiver (arrival or ack)
+    answered: set[str] = field(default_factory=set)
+    refused: int = 0
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def start(self) -> None:
+        self.wall_started = time.time()
+        self.started = time.perf_counter()
+
+    def answer(self, rid: str, stamp: float, ok: bool = True) -> None:
+        if not ok:
+            self.refused += 1
+            return
+        if rid in self.answered:
+            return
+        self.answered.add(rid)
+        self.last_stamp = max(self.last_stamp, stamp)
+        if len(self.answered) == self.expected:
+            self.finished = time.perf_counter()
+            self.done.set()
+
+    async def wait(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.done.wait(), timeout)
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.finished is None else self.finished - self.started
+
+    @property
+    def one_way(self) -> float | None:
+        return None if self.finished is None else self.last_stamp - self.wall_started
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest rank: a value that was actually observed (with 10 rounds, p99 is the maximum)."""
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(p / 100 * len(ordered))) - 1]
+
+
+@dataclass
+class Distribution:
+    name: str
+    rounds: list[Round]
+
+    def values(self, one_way: bool = False) -> list[float]:
+        picked = (r.one_way if one_way else r.seconds for r in self.rounds)
+        return [v for v in picked if v is not None]
+
+    def summary(self, one_way: bool = False) -> dict[str, float]:
+        v = self.values(one_way)
+        if not v:
+            return {}
+        return {"p50": percentile(v, 50), "p99": percentile(v, 99), "max": max(v)}
+
+    def incomplete(self) -> list[str]:
+        return [f"round {i}: {len(r.answered)}/{r.expected}" for i, r in enumerate(self.rounds)
+                if r.finished is None]
+
+    def refused(self) -> int:
+        return sum(r.refused for r in self.rounds)
+
+
+async def timed_rounds(name: str, count: int, warmup: int, expected: int, timeout: float,
+                       one: Callable[[Round], Awaitable[None]], between: Callable[[], Awaitable[None]]
+                       ) -> Distribution:
+    """Run `warmup + count` rounds one after the other; keep the last `count`."""
+    kept: list[Round] = []
+    for i in range(warmup + count):
+        r = Round(expected)
+        await one(r)
+        await r.wait(timeout)
+        label = "warm-up" if i < warmup else f"round {i - warmup + 1}/{count}"
+        log.info("%s %s: %d/%d answers in %s", name, label, len(r.answered), expected,
+                 f"{r.seconds * 1000:.1f} ms" if r.seconds is not None else f"more than {timeout} s")
+        if i >= warmup:
+            kept.append(r)
+        await between()
+    return Distribution(name, kept)
+
+
+# ------------------------------------------------------------------------------------ child processes
+
+
+@dataclass
+class Child:
+    name: str
+    proc: asyncio.subprocess.Process
+    log_path: Path
+
+    @classmethod
+    async def start(cls, name: str, args: list[str], log_dir: Path, *, pipe_stdout: bool = False) -> Child:
+        log_path = log_dir / f"{name}.log"
+        with log_path.open("ab") as out:
+            # Own session: a Ctrl-C on the bench reaches only the bench, whose `finally` stops children in
+            # order (the fleet must say `stopped` before the broker goes away).
+            proc = await asyncio.create_subprocess_exec(
+                *args, cwd=REPO, stdout=asyncio.subprocess.PIPE if pipe_stdout else out, stderr=out,
+                start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        return cls(name, proc, log_path)
+
+    def alive(self) -> bool:
+        return self.proc.returncode is None
+
+    def tail(self, lines: int = 20) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def memory(self) -> dict[str, int]:
+        """RSS, and on Linux its anonymous part (heap: what the agents' objects cost, without the mapped
+        libraries and the SQLite `-shm` files, which are tmpfs pages in this bench)."""
+        out = {"rss": int(psutil.Process(self.proc.pid).memory_info().rss)}
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                key, _, value = line.partition(":")
+                if key in ("RssAnon", "RssFile", "RssShmem"):
+                    out[key] = int(value.split()[0]) * 1024
+        return out
+
+    async def stop(self, timeout: float = 60.0) -> None:
+        if not self.alive():
+            return
+        self.proc.terminate()  # SIGTERM: agents announce `stopped` and disconnect cleanly
+        try:
+            await asyncio.wait_for(self.proc.wait(), timeout)
+        except TimeoutError:
+            log.warning("%s did not stop within %s s; killing it", self.name, timeout)
+            self.proc.kill()
+            await self.proc.wait()
+
+
+# ----------------------------------------------------------------------------------------- baseline
+
+
+async def bare_subscribers(fleet_file: Path, count: int, concurrency: int) -> None:
+    """Child process: `count` plain clients that answer every all-receivers ping with `token arrival-time`.
+
+    They log in with the receivers' own accounts (the broker's ACLs allow nothing else) under client ids
+    that are not the agents' (`rx-…`), with clean sessions, so nothing of theirs outlives this process."""
+    settings = agent_settings(load_fleet_file(fleet_file), Path(tempfile.gettempdir()), count)
+    topics = Topics(settings[0].base)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    gate = asyncio.Semaphore(concurrency)  # 1000 simultaneous CONNECTs overrun the 2-CPU test machine
+    ready = 0
+
+    async def connect(stack: contextlib.AsyncExitStack, s: AgentSettings) -> aiomqtt.Client:
+        host, port, _ = s.broker
+        for attempt in range(CONNECT_ATTEMPTS):
+            try:
+                async with gate:
+                    client = aiomqtt.Client(host, port, identifier=f"bench-bare-{s.receiver_id}",
+                                            username=s.username, password=s.password, clean_session=True,
+                                            keepalive=60, timeout=30)
+                    return await stack.enter_async_context(client)
+            except aiomqtt.MqttError as e:
+                log.warning("%s: connect failed (%s); retrying", s.receiver_id, e)
+                await asyncio.sleep(random.uniform(0.5, 2.0) * (attempt + 1))
+        raise RuntimeError(f"{s.receiver_id}: could not connect in {CONNECT_ATTEMPTS} attempts")
+
+    async def serve(s: AgentSettings) -> None:
+        nonlocal ready
+        reply = topics.receiver(s.receiver_id, "ack")
+        async with contextlib.AsyncExitStack() as stack:
+            client = await connect(stack, s)
+            await client.subscribe(topics.all_cmd("ping"), qos=1)  # the agents' QoS, for a fair comparison
+            ready += 1
+            if ready == count:
+                print(f"ready {count}", flush=True)
+            async for message in client.messages:
+                arrived = time.time()
+                token = message.payload if isinstance(message.payload, bytes) else b"?"
+                await client.publish(reply, token + f" {arrived:.6f}".encode(), qos=1)
+
+    tasks = [asyncio.create_task(serve(s)) for s in settings]
+    waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_EXCEPTION)
+    for t in tasks:
+        if t.done() and not t.cancelled() and t.exception() is not None:
+            log.error("bare subscriber failed: %s", t.exception())
+        t.cancel()
+    waiter.cancel()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
+
+
+async def bare_rounds(tb: Testbed, n: int, args: argparse.Namespace) -> Distribution:
+    """Publish a bare token to the ping topic as the controller's account; count replies per token."""
+    mqtt = tb.settings.mqtt
+    topics = Topics(tb.settings.mqtt_base)
+    ack_filter = next(f for f in topics.ingest_filters() if f.endswith("/ack"))
+    current: dict[bytes, Round] = {}
+
+    async def read(client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            info = topics.parse(message.topic.value)
+            if info is None or info.ident is None or not isinstance(message.payload, bytes):
+                continue
+            token, _, arrived = message.payload.partition(b" ")
+            r = current.get(token)
+            if r is not None:
+                r.answer(info.ident, float(arrived))
+
+    async with aiomqtt.Client(mqtt.host, mqtt.port, identifier="bench-bare-publisher", username=mqtt.username,
+                              password=mqtt.password, clean_session=True, timeout=30) as client:
+        await client.subscribe(ack_filter, qos=1)
+        reader = asyncio.create_task(read(client))
+        serial = 0
+
+        async def one(r: Round) -> None:
+            nonlocal serial
+            serial += 1
+            token = f"r{serial}".encode()
+            current.clear()
+            current[token] = r
+            r.start()
+            await client.publish(topics.all_cmd("ping"), token, qos=1)
+
+        try:
+            return await timed_rounds("bare", args.rounds, args.warmup, n, args.timeout, one,
+                                      lambda: asyncio.sleep(PAUSE_BETWEEN_ROUNDS_S))
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+
+
+# --------------------------------------------------------------------------------- controller path
+
+
+def count_online(engine: Engine) -> int:
+    with Session(engine) as s:
+        query = select(func.count()).select_from(ReceiverStatus).where(col(ReceiverStatus.availability) == "online")
+        return int(s.exec(query).one())
+
+
+async def wait_online(bridge: Bridge, tb: Testbed, want: int, timeout: float, fleet: Child | None) -> float:
+    """Wait until exactly `want` receivers are online in the database (what the controller believes)."""
+    started = time.monotonic()
+    last_report = 0.0
+    while True:
+        await bridge.flush()
+        online = await asyncio.to_thread(count_online, tb.engine)
+        elapsed = time.monotonic() - started
+        if online == want:
+            return elapsed
+        if fleet is not None and not fleet.alive():
+            raise RuntimeError(f"the fleet exited ({fleet.proc.returncode}):\n{fleet.tail()}")
+        if elapsed > timeout:
+            raise TimeoutError(f"{online} receivers online after {timeout} s, expected {want}")
+        if elapsed - last_report >= 10:
+            log.info("%d/%d receivers online after %.0f s", online, want, elapsed)
+            last_report = elapsed
+        await asyncio.sleep(0.5)
+
+
+async def start_fleet(fleet_file: Path, state_dir: Path, count: int, log_dir: Path) -> Child:
+    return await Child.start(f"fleet-{count}", [
+        sys.executable, "-m", "controller.cli", "fleet", "--file", str(fleet_file), "--receivers", str(count),
+        "--state-dir", str(state_dir), "--telemetry-interval", "3600", "--keepalive", "60"], log_dir)
+
+
+async def fleet_memory(bridge: Bridge, tb: Testbed, fleet_file: Path, state_dir: Path, count: int,
+                       log_dir: Path, timeout: float) -> dict[str, int]:
+    """Memory of a fleet of `count` agents once all are online; the fleet is stopped again."""
+    fleet = await start_fleet(fleet_file, state_dir, count, log_dir)
+    try:
+        await wait_online(bridge, tb, count, timeout, fleet)
+        await asyncio.sleep(SETTLE_S)
+        return fleet.memory()
+    finally:
+        await fleet.stop()
+        # Every agent said `stopped`; wait for the controller to know, so the next fleet is counted afresh.
+        await wait_online(bridge, tb, 0, 30, None)
+
+
+async def controller_rounds(bridge: Bridge, n: int, args: argparse.Namespace) -> Distribution:
+    async def one(r: Round) -> None:
+        command = Ping.new("all", 60)
+
+        def on_ack(rid: str, ack: Ack) -> None:
+            r.answer(rid, ack.at.timestamp(), ack.status == "applied")
+
+        # The watch must outlive `send`'s return: acks may come before the broker's PUBACK to us.
+        with bridge.watch(str(command.command_id), on_ack):
+            r.start()
+            await bridge.send(command, "bench")
+            await r.wait(args.timeout)
+
+    async def between() -> None:
+        await bridge.flush()  # the round's acks reach the database before the next round is timed
+        await asyncio.sleep(PAUSE_BETWEEN_ROUNDS_S)
+
+    return await timed_rounds("controller", args.rounds, args.warmup, n, args.timeout, one, between)
+
+
+# ---------------------------------------------------------------------------------------- reporting
+
+
+def ms(stats: dict[str, float], key: str) -> str:
+    return f"{stats[key] * 1000:8.1f}" if key in stats else "       –"
+
+
+def report(n: int, args: argparse.Namespace, bare: Distribution, ctrl: Distribution,
+           small: dict[str, int], full: dict[str, int], after: dict[str, int], online_s: float) -> None:
+    b, c = bare.summary(), ctrl.summary()
+    bw, cw = bare.summary(one_way=True), ctrl.summary(one_way=True)
+    print(f"\nMQTT fan-out to {n} receivers, broker {args.broker}, {args.rounds} timed rounds each "
+          f"(after {args.warmup} warm-up), times in ms (nearest rank)")
+    print(f"{'':52}{'p50':>8} {'p99':>8} {'max':>8}")
+    rows = [("controller: Bridge.send → N agent acks watched", c),
+            ("bare aiomqtt: publish → N replies", b),
+            ("controller one-way: publish → last agent ack stamp", cw),
+            ("bare one-way: publish → last subscriber arrival", bw)]
+    for label, s in rows:
+        print(f"{label:52}{ms(s, 'p50')} {ms(s, 'p99')} {ms(s, 'max')}")
+    if b and c:
+        print(f"{'ratio controller / bare':52}{c['p50'] / b['p50']:8.2f} {c['p99'] / b['p99']:8.2f} "
+              f"{c['max'] / b['max']:8.2f}")
+    for d in (ctrl, bare):
+        if d.incomplete():
+            print(f"INCOMPLETE {d.name} rounds (timeout {args.timeout} s): {', '.join(d.incomplete())}")
+        if d.refused():
+            print(f"{d.name}: {d.refused()} refusals (rejected acks)")
+    k = args.small_fleet
+    print(f"\nfleet: all {n} agents online {online_s:.1f} s after start")
+    rounds = args.warmup + args.rounds
+    for label, m in ((f"fleet memory, {n} agents online", full), (f"  after the {rounds} rounds", after),
+                     (f"fleet memory, {k} agents online", small)):
+        parts = [f"{key} {v / MiB:.1f} MiB" for key, v in m.items()]
+        print(f"{label:40}{', '.join(parts)}")
+    for key in ("rss", "RssAnon"):
+        if key in full and key in small:
+            print(f"{key:8} per receiver: {full[key] / n / 1024:.1f} KiB average, "
+                  f"{(full[key] - small[key]) / (n - k) / 1024:.1f} KiB marginal ({n} vs {k} agents)")
+
+
+# ------------------------------------------------------------------------------------------ the run
+
+
+def shm_dir() -> Path:
+    # Each simulated receiver keeps an fsynced SQLite replay memory; on a real deployment that is one SD
+    # card per receiver, here a thousand of them would share one disk and measure its fsync queue.
+    if Path("/dev/shm").is_dir():
+        return Path(tempfile.mkdtemp(prefix="tt-fanout-state-", dir="/dev/shm"))
+    log.warning("/dev/shm missing: the agents' replay memories go to disk and their fsyncs will dominate")
+    return Path(tempfile.mkdtemp(prefix="tt-fanout-state-"))
+
+
+async def run(args: argparse.Namespace) -> int:
+    n = args.receivers
+    data_dir = Path(tempfile.mkdtemp(prefix="tt-fanout-"))
+    os.chmod(data_dir, 0o755)  # Mosquitto drops to its own user and must still reach its files in here
+    state_dir = shm_dir()
+    children: list[Child] = []
+    tb: Testbed | None = None
+    bridge: Bridge | None = None
+    try:
+        seed = data_dir / "seed.toml"
+        write_seed(seed, n)
+        tb = await asyncio.to_thread(make_testbed, data_dir, args.broker, seed_file=seed)
+        if len(tb.fleet["receivers"]) != n:
+            raise RuntimeError(f"the testbed holds {len(tb.fleet['receivers'])} receivers, not {n}")
+        fleet_file = data_dir / "fleet.json"  # every receiver's MQTT password: removed with data_dir
+        log.info("testbed: %s on port %d, %d receivers", args.broker, tb.broker.port, n)
+
+        # 1. Baseline, before any agent exists: nothing else is subscribed or connected.
+        subs = await Child.start("bare-subscribers", [
+            sys.executable, str(Path(__file__).resolve()), "--bare-subscribers", str(fleet_file),
+            "--receivers", str(n)], data_dir, pipe_stdout=True)
+        children.append(subs)
+        assert subs.proc.stdout is not None
+        t0 = time.monotonic()
+        try:
+            line = await asyncio.wait_for(subs.proc.stdout.readline(), args.online_timeout)
+        except TimeoutError:
+            line = b""
+        if not line.startswith(b"ready"):
+            raise RuntimeError(f"bare subscribers not ready after {args.online_timeout} s:\n{subs.tail()}")
+        log.info("%d bare subscribers connected in %.1f s", n, time.monotonic() - t0)
+        bare = await bare_rounds(tb, n, args)
+        await subs.stop()
+
+        # 2. The controller path. The bridge starts only now: it would otherwise ingest (and reject) the
+        # bare replies, and spend the baseline's CPU on it.
+        bridge = Bridge(tb.settings, tb.engine, ensure_signing_key(tb.settings)[0])
+        await bridge.start()
+        await bridge.wait_connected(30)
+        small = await fleet_memory(bridge, tb, fleet_file, state_dir, args.small_fleet, data_dir,
+                                   args.online_timeout)
+        fleet = await start_fleet(fleet_file, state_dir, n, data_dir)
+        children.append(fleet)
+        online_s = await wait_online(bridge, tb, n, args.online_timeout, fleet)
+        log.info("all %d agents online in %.1f s", n, online_s)
+        await asyncio.sleep(SETTLE_S)
+        full = fleet.memory()
+        ctrl = await controller_rounds(bridge, n, args)
+        after = fleet.memory()
+        await fleet.stop()
+
+        report(n, args, bare, ctrl, small, full, after, online_s)
+        return 1 if bare.incomplete() or ctrl.incomplete() else 0
+    finally:
+        for child in reversed(children):
+            await child.stop()
+        if bridge is not None:
+            await bridge.stop()
+        if tb is not None:
+            tb.close()
+        shutil.rmtree(data_dir, ignore_errors=True)
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    p.add_argument("--receivers", type=int, default=1000)
+    p.add_argument("--rounds", type=int, default=10, help="timed rounds per measurement (at least 10)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed rounds before them")
+    p.add_argument("--broker", choices=["mosquitto", "amqtt"], default="mosquitto")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds a round may take before it counts "
+                   "as incomplete")
+    p.add_argument("--online-timeout", type=float, default=300.0, help="seconds for all clients to connect")
+    p.add_argument("--small-fleet", type=int, default=10, help="fleet size for the marginal memory figure")
+    p.add_argument("--bare-subscribers", type=Path, metavar="FLEET_FILE", help=argparse.SUPPRESS)
+    p.add_argument("--connect-concurrency", type=int, default=50, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("receivers").setLevel(logging.WARNING)  # the bridge's Link logs each reconnect
+    if args.bare_subscribers is not None:
+        asyncio.run(bare_subscribers(args.bare_subscribers, args.receivers, args.connect_concurrency))
+        return 0
+    if args.rounds < 10 or not 0 < args.small_fleet < args.receivers:
+        p.error("need --rounds >= 10 and 0 < --small-fleet < --receivers")
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
