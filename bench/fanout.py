@@ -293,7 +293,8 @@ async def bare_subscribers(fleet_file: Path, count: int, concurrency: int) -> No
 
     tasks = [asyncio.create_task(serve(s)) for s in settings]
     waiter = asyncio.create_task(stop.wait())
-    await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_EXCEPTION)
+    # A subscriber task only ever ends by failing, so the first task to finish is the stop or a failure.
+    await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
     for t in tasks:
         if t.done() and not t.cancelled() and t.exception() is not None:
             log.error("bare subscriber failed: %s", t.exception())

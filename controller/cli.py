@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 from pathlib import Path
@@ -100,6 +101,36 @@ def provision(
     # Production: Mosquitto keeps sessions, queued commands and retained status across its restarts.
     path = write_broker_files(broker, out, accounts, port, bind=bind, persistence=True)
     typer.echo(f"{len(accounts)} accounts written; broker config: {path}")
+
+
+@app.command("receiver-config")
+def receiver_config(
+    receiver_id: Annotated[str, typer.Argument(help="the receiver's id, e.g. tra-bui-thon-1-1")],
+    out: Annotated[Path, typer.Option(help="where to write the agent's config (mode 0600)")],
+    mqtt_url: Annotated[str, typer.Option(help="broker URL as the receiver reaches it, e.g. mqtts://host:8883")],
+    state_dir: Path = Path("/var/lib/truyenthanh"),
+) -> None:
+    """Issue a receiver a new MQTT password and write its agent config. Re-run `provision` afterwards so
+    the broker learns the new password."""
+    from controller.db.models import Commune, Receiver
+    from controller.provision import ensure_signing_key, issue_receiver_password, write_private
+
+    settings = Settings()
+    with Session(_db(settings)) as s:
+        receiver = s.get(Receiver, receiver_id)
+        if receiver is None:
+            raise typer.BadParameter(f"no receiver {receiver_id!r}; load the seed file first (truyenthanh seed)")
+        commune = s.get(Commune, receiver.commune_id)
+        assert commune is not None
+        password = issue_receiver_password(receiver)
+        s.add(receiver)
+        s.commit()
+    _, public_key = ensure_signing_key(settings)
+    lines = {"receiver_id": receiver_id, "commune": commune.code, "mqtt_url": mqtt_url, "username": receiver_id,
+             "password": password, "base": settings.mqtt_base, "controller_public_key": public_key,
+             "state_dir": str(state_dir)}
+    write_private(out, "".join(f"{k} = {json.dumps(v)}\n" for k, v in lines.items()).encode())
+    typer.echo(f"wrote {out}; now run `truyenthanh provision` so the broker accepts the new password")
 
 
 @token_app.command("create")

@@ -86,6 +86,7 @@ def start_broker(kind: str, directory: Path, accounts: list[Account], *, port: i
 
 @dataclass
 class Testbed:
+    __test__ = False  # not a pytest test class, despite the name
     settings: Settings
     engine: Engine
     broker: Broker
