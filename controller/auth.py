@@ -88,7 +88,7 @@ def principal(request: Request,
                          frozenset(row.communes.split()) if row.communes else None)
 
 
-def require(scope: str):  # type: ignore[no-untyped-def]
+def require(scope: str):
     """Dependency: the caller's principal, if its token has `scope` (or `admin`); 403 otherwise."""
 
     def check(request: Request, who: Annotated[Principal, Depends(principal)]) -> Principal:

@@ -35,7 +35,7 @@ def _logging(verbose: bool = False) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def _db(settings: Settings):  # type: ignore[no-untyped-def]
+def _db(settings: Settings):
     from controller.db import make_engine, migrate
 
     engine = make_engine(settings.db_url)

@@ -33,7 +33,7 @@ def list_communes(session: SessionDep, who: CanReadReceivers) -> CommunesPublic:
     for c in session.exec(select(Commune).order_by(col(Commune.id))):
         if not who.may_see(c.code):
             continue
-        total, on = counts.get(c.id, (0, 0))
-        rows.append(CommunePublic(code=c.code, name=c.name, kind=c.kind, villages=villages.get(c.id, 0),
+        total, on = counts.get(c.id or 0, (0, 0))
+        rows.append(CommunePublic(code=c.code, name=c.name, kind=c.kind, villages=villages.get(c.id or 0, 0),
                                   receivers_total=total, receivers_online=on, receivers_offline=total - on))
     return CommunesPublic(data=rows, count=len(rows))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import aiomqtt
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import or_
 from sqlmodel import Session, col, func, select
@@ -14,12 +14,12 @@ from controller.auth import CanControlReceivers, CanReadReceivers, Principal, au
 from controller.db.models import Commune, Receiver, ReceiverPublic, ReceiversPublic, ReceiverStatus, Village
 from receivers.protocol import SetVolume
 
-from .deps import BridgeDep, SessionDep
+from .deps import SessionDep, get_bridge
 
 router = APIRouter(prefix="/api/v1/receivers", tags=["receivers"])
 
 
-def _query():  # type: ignore[no-untyped-def]
+def _query():
     return (select(Receiver, Commune, Village, ReceiverStatus)
             .join(Commune, Commune.id == Receiver.commune_id)  # type: ignore[arg-type]
             .join(Village, Village.id == Receiver.village_id, isouter=True)  # type: ignore[arg-type]
@@ -64,7 +64,7 @@ def list_receivers(
     if status == "online":
         q = q.where(ReceiverStatus.availability == "online")
     elif status == "offline":
-        q = q.where(or_(col(ReceiverStatus.availability).is_(None), ReceiverStatus.availability != "online"))
+        q = q.where(or_(col(ReceiverStatus.availability).is_(None), col(ReceiverStatus.availability) != "online"))
     count = session.exec(select(func.count()).select_from(q.subquery())).one()
     rows = session.exec(q.order_by(col(Commune.id), col(Receiver.id)).offset(offset).limit(limit)).all()
     return ReceiversPublic(data=[_public(*r) for r in rows], count=count)
@@ -87,11 +87,14 @@ class CommandOutcome(BaseModel):
 
 
 @router.post("/{rid}/volume", response_model=CommandOutcome)
-async def set_volume(rid: str, body: VolumeRequest, session: SessionDep, bridge: BridgeDep,
-                     who: CanControlReceivers) -> CommandOutcome:
+async def set_volume(rid: str, body: VolumeRequest, who: CanControlReceivers, session: SessionDep,
+                     request: Request) -> CommandOutcome:
     """Send a signed `set-volume` and wait (bounded by TT_COMMAND_TIMEOUT_S) for the receiver's answer."""
     receiver = _one(session, rid, who)
+    bridge = get_bridge(request)
     command = SetVolume.new(f"receiver:{rid}", bridge.settings.command_ttl_s, volume=body.volume)
+    outcome: str
+    reason: str | None
     if receiver.availability != "online":
         outcome, reason = "no_answer", f"receiver is {receiver.availability}; command not sent"
     else:

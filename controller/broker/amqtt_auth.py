@@ -13,7 +13,7 @@ from .passwords import verify_password
 
 
 class MosquittoPasswordFile(BaseAuthPlugin):
-    def __init__(self, context) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, context) -> None:
         super().__init__(context)
         self._users: dict[str, str] = {}
         for line in Path(self.config.password_file).read_text(encoding="utf-8").splitlines():

@@ -30,7 +30,7 @@ MAX_FUTURE_SKEW = dt.timedelta(seconds=30)
 class Rejected(Exception):
     """A command the agent must not act on; `reason` goes into the log and the ack."""
 
-    def __init__(self, reason: str, command: Command | None = None) -> None:
+    def __init__(self, reason: str, command: Ping | SetVolume | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.command = command
