@@ -128,8 +128,10 @@ class Bridge:
         now = utcnow()
         self.ingested += 1
         p = self._pending
-        if not message.retain:
-            # A retained message replayed to us on (re)subscribing is news to us, not a sign of life.
+        if not message.retain or (isinstance(msg, Availability) and msg.status == "online"):
+            # A retained message replayed on (re)subscribing is old news, not a sign of life — except a
+            # retained "online": the broker replaces it with the last will the moment the session dies,
+            # so it vouches that the receiver is connected now.
             p.update(rid, last_seen=now)
         match msg:
             case Availability(status=status):

@@ -112,7 +112,7 @@ def receiver_config(
 ) -> None:
     """Issue a receiver a new MQTT password and write its agent config. Re-run `provision` afterwards so
     the broker learns the new password."""
-    from controller.db.models import Commune, Receiver
+    from controller.db.models import AuditEntry, Commune, Receiver
     from controller.provision import ensure_signing_key, issue_receiver_password, write_private
 
     settings = Settings()
@@ -122,11 +122,14 @@ def receiver_config(
             raise typer.BadParameter(f"no receiver {receiver_id!r}; load the seed file first (truyenthanh seed)")
         commune = s.get(Commune, receiver.commune_id)
         assert commune is not None
+        commune_code = commune.code
         password = issue_receiver_password(receiver)
         s.add(receiver)
+        s.add(AuditEntry(actor="cli", action="receiver.credentials", target=receiver_id, outcome="ok",
+                         detail="new MQTT password issued"))
         s.commit()
     _, public_key = ensure_signing_key(settings)
-    lines = {"receiver_id": receiver_id, "commune": commune.code, "mqtt_url": mqtt_url, "username": receiver_id,
+    lines = {"receiver_id": receiver_id, "commune": commune_code, "mqtt_url": mqtt_url, "username": receiver_id,
              "password": password, "base": settings.mqtt_base, "controller_public_key": public_key,
              "state_dir": str(state_dir)}
     write_private(out, "".join(f"{k} = {json.dumps(v)}\n" for k, v in lines.items()).encode())
@@ -141,15 +144,25 @@ def token_create(
     name: Annotated[str, typer.Option(help="who or what the token is for")] = "cli",
 ) -> None:
     """Create an API token and print it (it is shown only this once)."""
+    from sqlmodel import select
+
     from controller.auth import create_token
+    from controller.db.models import AuditEntry, Commune
 
     settings = Settings()
+    codes = [x.strip() for x in communes.split(",") if x.strip()] if communes else None
     with Session(_db(settings)) as s:
+        known: set[str] = {c.code for c in s.exec(select(Commune))}
+        unknown = sorted(set(codes or ()) - known)
+        if unknown:
+            raise typer.BadParameter(f"unknown commune code(s): {', '.join(unknown)}")
         try:
-            token = create_token(s, name, [x.strip() for x in scopes.split(",") if x.strip()],
-                                 [x.strip() for x in communes.split(",")] if communes else None)
+            token = create_token(s, name, [x.strip() for x in scopes.split(",") if x.strip()], codes)
         except ValueError as e:
             raise typer.BadParameter(str(e)) from None
+        s.add(AuditEntry(actor="cli", action="token.create", target=name, outcome="ok",
+                         detail=f"scopes={scopes}; communes={communes or 'all'}"))
+        s.commit()
     typer.echo(token)
 
 
@@ -182,7 +195,7 @@ def receiver(
 
         hardware: object = SimHardware(seed=settings.receiver_id)
     else:
-        hardware = PiHardware()
+        hardware = PiHardware(settings.mixer_control)
     agent = Agent(settings, hardware)  # type: ignore[arg-type]
 
     async def main(stop: asyncio.Event) -> None:

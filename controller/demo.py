@@ -77,7 +77,7 @@ def ensure_demo_token(session: Session, path: Path, base_url: str) -> tuple[str,
 
 def run_demo(settings: Settings) -> None:
     data = settings.data_dir
-    data.mkdir(parents=True, exist_ok=True)
+    data.mkdir(parents=True, exist_ok=True, mode=0o700)  # holds keys, credentials and hashes
     base_url = f"http://{settings.host}:{settings.port}"
     if not port_free(settings.port):
         sys.exit(f"Port {settings.port} is in use: is a demo already running? (set TT_PORT to use another)")

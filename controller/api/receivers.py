@@ -35,7 +35,7 @@ def _public(r: Receiver, c: Commune, v: Village | None, s: ReceiverStatus | None
         state={"amplifier": s.amplifier if s else None,
                "playing": s.playing if s else None,
                "activity": ("playing" if s and s.playing else "idle"),
-               "at": s.state_at.isoformat() if s and s.state_at else None},
+               "at": s.state_at if s else None},
         telemetry=s.telemetry if s else None,
     )
 

@@ -55,7 +55,7 @@ def _readable_by_mosquitto(directory: Path) -> None:
     except KeyError:
         return
     os.chown(directory, 0, gid)
-    os.chmod(directory, 0o750)
+    os.chmod(directory, 0o770)  # Mosquitto writes its persistence file here
     for p in directory.iterdir():
         os.chown(p, 0, gid)
 

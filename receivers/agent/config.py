@@ -30,6 +30,7 @@ class AgentSettings(BaseSettings):
     backoff_min_s: float = Field(default=1.0, gt=0)
     backoff_max_s: float = Field(default=60.0, gt=0)
     hardware: str = Field(default="pi", description="'pi' on a Raspberry Pi, 'sim' in firmware_sim")
+    mixer_control: str = Field(default="PCM", description="ALSA mixer control for the volume (amixer)")
 
     @field_validator("receiver_id", "commune")
     @classmethod
