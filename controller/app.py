@@ -10,7 +10,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
-from controller.api import communes, receivers
+from audio.store import MediaStore
+from controller.api import bulletins, communes, media, receivers
 from controller.bridge import Bridge
 from controller.config import Settings
 from controller.db import make_engine, migrate
@@ -33,6 +34,7 @@ def create_app(settings: Settings, *, with_bridge: bool = True) -> FastAPI:
         migrate(engine)
         signer, public_key = ensure_signing_key(settings)
         app.state.engine, app.state.public_key = engine, public_key
+        app.state.media = MediaStore(settings.media_dir)
         app.state.bridge = Bridge(settings, engine, signer) if with_bridge else None
         if app.state.bridge:
             await app.state.bridge.start()
@@ -48,6 +50,8 @@ def create_app(settings: Settings, *, with_bridge: bool = True) -> FastAPI:
     app.state.settings = settings
     app.include_router(communes.router)
     app.include_router(receivers.router)
+    app.include_router(bulletins.router)
+    app.include_router(media.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, object]:

@@ -2,8 +2,8 @@
 
 A token is `tt_` + 43 random URL-safe characters (256 bits); only its SHA-256 is stored, which suffices for
 a secret of that entropy and keeps each lookup a single indexed query. Scopes: `receivers:read`,
-`receivers:control`, `emergency:trigger`, `admin` (implies every other). A token may be limited to some
-communes. Every refusal is written to the audit log.
+`receivers:control`, `content:read`, `content:write`, `emergency:trigger`, `admin` (implies every other).
+A token may be limited to some communes. Every refusal is written to the audit log.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from sqlmodel import Session, select
 
 from controller.db.models import ApiToken, AuditEntry, utcnow
 
-SCOPES = ("receivers:read", "receivers:control", "emergency:trigger", "admin")
+SCOPES = ("receivers:read", "receivers:control", "content:read", "content:write", "emergency:trigger", "admin")
 
 
 @dataclass(frozen=True)
@@ -101,3 +101,5 @@ def require(scope: str):
 
 CanReadReceivers = Annotated[Principal, Depends(require("receivers:read"))]
 CanControlReceivers = Annotated[Principal, Depends(require("receivers:control"))]
+CanReadContent = Annotated[Principal, Depends(require("content:read"))]
+CanWriteContent = Annotated[Principal, Depends(require("content:write"))]

@@ -35,8 +35,24 @@ class MqttUrl(BaseModel):
                    password=unquote(parts.password) if parts.password else None)
 
 
+class AudioSettings(BaseModel):
+    """The broadcast format and the limits on what staff may upload (`TT_AUDIO__…`)."""
+
+    sample_rate: int = Field(default=44100, ge=8000, le=48000)
+    bitrate_kbps: int = Field(default=64, ge=16, le=320)
+    target_lufs: float = Field(default=-16.0, ge=-40, le=-5)
+    true_peak_dbtp: float = Field(default=-1.5, ge=-9, le=0)
+    max_upload_mb: float = Field(default=200.0, gt=0)
+    max_duration_s: float = Field(default=3 * 3600.0, gt=0)
+    trim_silence: bool = True
+    max_text_chars: int = Field(default=5000, ge=10)
+    default_engine: str = "offline"
+    gtts_timeout_s: float = 10.0
+    gtts_url: str | None = Field(default=None, description="override Google's endpoint (tests use a local fake)")
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TT_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="TT_", env_nested_delimiter="__", extra="ignore")
 
     demo: bool = False
     data_dir: Path = Path("var")
@@ -53,6 +69,7 @@ class Settings(BaseSettings):
     command_ttl_s: float = 60.0
     command_timeout_s: float = 5.0
     status_flush_s: float = 0.25
+    audio: AudioSettings = AudioSettings()
 
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> Settings:
@@ -71,6 +88,10 @@ class Settings(BaseSettings):
         if not self.mqtt_url:
             raise ValueError("no broker configured: set TT_MQTT_URL (the demo sets it itself)")
         return MqttUrl.parse(self.mqtt_url)
+
+    @property
+    def media_dir(self) -> Path:
+        return self.data_dir / "media"
 
     @property
     def key_file(self) -> Path:

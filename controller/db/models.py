@@ -125,3 +125,103 @@ class ReceiverPublic(SQLModel):
 class ReceiversPublic(SQLModel):
     data: list[ReceiverPublic]
     count: int
+
+
+# ------------------------------------------------------------------------------------------- content
+
+
+class MediaFile(SQLModel, table=True):
+    """One stored piece of broadcast audio, named by its SHA-256 (see audio.store)."""
+
+    sha256: str = Field(primary_key=True, max_length=64)
+    size_bytes: int
+    duration_s: float
+    loudness_lufs: float
+    true_peak_dbtp: float
+    created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class ContentBase(SQLModel):
+    title: str = Field(max_length=200)
+
+
+class Bulletin(ContentBase, table=True):
+    """An uploaded recording (bản tin)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    commune_id: int | None = Field(default=None, foreign_key="commune.id", index=True)
+    media_sha256: str = Field(foreign_key="mediafile.sha256", index=True)
+    source_filename: str
+    source_format: str
+    loudness_before: float
+    loudness_after: float
+    trimmed_s: float = 0.0
+    created_by: str
+    created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class Announcement(ContentBase, table=True):
+    """Text read aloud by a TTS engine (thông báo), with optional chimes and repeats."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    commune_id: int | None = Field(default=None, foreign_key="commune.id", index=True)
+    media_sha256: str = Field(foreign_key="mediafile.sha256", index=True)
+    text: str
+    normalized_text: str
+    engine_requested: str
+    engine: str
+    voice: str | None = None
+    chime_before: bool = False
+    chime_after: bool = False
+    repeat: int = 1
+    gap_s: float = 0.0
+    note: str | None = None  # e.g. why another engine was used
+    loudness_before: float
+    loudness_after: float
+    created_by: str
+    created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class ContentPublic(SQLModel):
+    id: int
+    title: str
+    commune: str | None
+    sha256: str
+    duration_s: float
+    loudness_before: float
+    loudness_after: float
+    true_peak_after: float
+    media_url: str
+    created_by: str
+    created_at: dt.datetime
+
+
+class BulletinPublic(ContentPublic):
+    kind: str = "bulletin"
+    source_filename: str
+    source_format: str
+    trimmed_s: float
+
+
+class AnnouncementPublic(ContentPublic):
+    kind: str = "announcement"
+    text: str
+    normalized_text: str
+    engine_requested: str
+    engine: str
+    voice: str | None
+    chime_before: bool
+    chime_after: bool
+    repeat: int
+    gap_s: float
+    note: str | None
+
+
+class BulletinsPublic(SQLModel):
+    data: list[BulletinPublic]
+    count: int
+
+
+class AnnouncementsPublic(SQLModel):
+    data: list[AnnouncementPublic]
+    count: int

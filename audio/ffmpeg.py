@@ -1,0 +1,153 @@
+"""Running ffmpeg: finding the binary, and the pure parsers for what it prints.
+
+The binary is the system's `ffmpeg` where installed, else the one shipped inside the `imageio-ffmpeg`
+wheel, so `make demo` needs no root. Only `ffmpeg` is used (no `ffprobe`: the wheel does not ship it);
+`parse_probe` reads the stream description ffmpeg prints for its input.
+
+- `ffmpeg_exe()`, `run(args, on_progress)`: run ffmpeg, streaming its `-progress` output to a callback.
+- `parse_probe(stderr) -> Probe`, `parse_loudnorm(stderr) -> Loudnorm`, `parse_silence(stderr, duration)`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+
+class FfmpegError(RuntimeError):
+    """ffmpeg failed; the message carries the end of what it said."""
+
+
+@lru_cache
+def ffmpeg_exe() -> str:
+    exe = shutil.which("ffmpeg")
+    if exe:
+        return exe
+    try:
+        import imageio_ffmpeg
+
+        return str(imageio_ffmpeg.get_ffmpeg_exe())
+    except (ImportError, RuntimeError) as e:
+        raise FfmpegError("ffmpeg not found: install it (apt-get install ffmpeg) or pip install imageio-ffmpeg") from e
+
+
+def run(args: list[str], *, duration_s: float | None = None,
+        on_progress: Callable[[float], None] | None = None, timeout: float | None = None) -> str:
+    """Run ffmpeg with `args`; return its stderr. `on_progress(fraction)` is called as it goes when the
+    input's duration is known."""
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats"]
+    if on_progress and duration_s:
+        cmd += ["-progress", "pipe:1"]
+    cmd += args
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          encoding="utf-8", errors="replace") as proc:
+        if on_progress and duration_s and proc.stdout:
+            for line in proc.stdout:
+                if line.startswith("out_time_us="):
+                    try:
+                        on_progress(min(1.0, int(line.split("=", 1)[1]) / 1e6 / duration_s))
+                    except ValueError:
+                        pass
+        try:
+            _, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise FfmpegError(f"ffmpeg took longer than {timeout} s") from None
+    if proc.returncode != 0:
+        tail = "\n".join(stderr.strip().splitlines()[-5:])
+        raise FfmpegError(f"ffmpeg exited with {proc.returncode}: {tail}")
+    return stderr
+
+
+# ---------------------------------------------------------------------------------------------- parsers
+
+
+@dataclass(frozen=True)
+class Probe:
+    container: str
+    codec: str
+    sample_rate: int | None
+    channels: str | None
+    duration_s: float | None  # None when the container does not say (raw AMR, some streams)
+
+
+_INPUT = re.compile(r"^Input #0, ([^,]+(?:,[^,]+)*?), from ", re.M)
+_DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
+_AUDIO = re.compile(r"Stream #0:\d+(?:\[[^\]]*\])?(?:\([^)]*\))?: Audio: ([^,\s]+)[^,]*(?:, (\d+) Hz)?(?:, ([^,]+))?")
+
+
+def parse_probe(stderr: str) -> Probe | None:
+    """What `ffmpeg -i FILE` said about FILE's first audio stream; None when it has none (not audio)."""
+    audio = _AUDIO.search(stderr)
+    if not audio:
+        return None
+    container = _INPUT.search(stderr)
+    duration = _DURATION.search(stderr)
+    seconds = None
+    if duration:
+        h, m, s = duration.groups()
+        seconds = int(h) * 3600 + int(m) * 60 + float(s)
+    return Probe(container=container.group(1) if container else "unknown", codec=audio.group(1),
+                 sample_rate=int(audio.group(2)) if audio.group(2) else None,
+                 channels=audio.group(3).strip() if audio.group(3) else None, duration_s=seconds)
+
+
+@dataclass(frozen=True)
+class Loudnorm:
+    input_i: float
+    input_tp: float
+    input_lra: float
+    input_thresh: float
+    output_i: float
+    output_tp: float
+    target_offset: float
+    normalization_type: str
+
+
+def parse_loudnorm(stderr: str) -> Loudnorm:
+    """The JSON block that ffmpeg's loudnorm filter prints with print_format=json."""
+    start = stderr.rfind("[Parsed_loudnorm")
+    brace = stderr.find("{", start if start >= 0 else 0)
+    end = stderr.find("}", brace)
+    if brace < 0 or end < 0:
+        raise FfmpegError("loudnorm printed no measurement")
+    data = json.loads(stderr[brace:end + 1])
+    return Loudnorm(input_i=float(data["input_i"]), input_tp=float(data["input_tp"]),
+                    input_lra=float(data["input_lra"]), input_thresh=float(data["input_thresh"]),
+                    output_i=float(data["output_i"]), output_tp=float(data["output_tp"]),
+                    target_offset=float(data["target_offset"]),
+                    normalization_type=data.get("normalization_type", "unknown"))
+
+
+_SIL_START = re.compile(r"silence_start: (-?[\d.]+)")
+_SIL_END = re.compile(r"silence_end: (-?[\d.]+)")
+_TIME = re.compile(r"time=(\d+):(\d\d):(\d\d(?:\.\d+)?)")
+
+
+def parse_duration_from_run(stderr: str) -> float | None:
+    """The last `time=` ffmpeg reported: how much it actually decoded."""
+    times = _TIME.findall(stderr)
+    if not times:
+        return None
+    h, m, s = times[-1]
+    return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+def parse_silence(stderr: str, duration_s: float) -> tuple[float, float]:
+    """(start, end) of the audible part, from silencedetect's report: leading silence is a silence that
+    starts at 0, trailing silence one that has no end (or ends at the end)."""
+    starts = [max(0.0, float(x)) for x in _SIL_START.findall(stderr)]
+    ends = [float(x) for x in _SIL_END.findall(stderr)]
+    begin, finish = 0.0, duration_s
+    if starts and starts[0] <= 0.01 and ends:
+        begin = ends[0]
+    if starts and (len(starts) > len(ends) or (ends and ends[-1] >= duration_s - 0.01)):
+        finish = starts[-1]
+    if finish <= begin:  # all silence: leave it to the silence check to refuse
+        return 0.0, duration_s
+    return begin, finish

@@ -1,0 +1,152 @@
+"""`/api/v1/bulletins`: uploaded recordings (bản tin), made broadcast-ready on the way in.
+
+The upload is refused before it is read if its declared size is over the limit, and counted as it is
+copied to disk otherwise: a file never sits whole in memory. Nothing is stored for refused input.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from sqlmodel import Session, col, func, select
+
+from audio.ingest import IngestError
+from controller.auth import CanReadContent, CanWriteContent, Principal, audit
+from controller.content import broadcast_format, commune_for, ingest_error, make_media, media_url
+from controller.db.models import Bulletin, BulletinPublic, BulletinsPublic, Commune, MediaFile
+
+from .deps import SessionDep
+
+router = APIRouter(prefix="/api/v1/bulletins", tags=["bulletins"])
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+def _public(b: Bulletin, m: MediaFile, code: str | None) -> BulletinPublic:
+    assert b.id is not None
+    return BulletinPublic(id=b.id, title=b.title, commune=code, sha256=m.sha256, duration_s=m.duration_s,
+                          loudness_before=b.loudness_before, loudness_after=b.loudness_after,
+                          true_peak_after=m.true_peak_dbtp, media_url=media_url(m.sha256), created_by=b.created_by,
+                          created_at=b.created_at, source_filename=b.source_filename,
+                          source_format=b.source_format, trimmed_s=b.trimmed_s)
+
+
+def _query():
+    return (select(Bulletin, MediaFile, Commune)
+            .join(MediaFile, MediaFile.sha256 == Bulletin.media_sha256)  # type: ignore[arg-type]
+            .join(Commune, Commune.id == Bulletin.commune_id, isouter=True))  # type: ignore[arg-type]
+
+
+def _visible(q, who: Principal):
+    if who.communes is not None:
+        q = q.where(col(Commune.code).in_(who.communes) | col(Bulletin.commune_id).is_(None))
+    return q
+
+
+def _one(session: Session, bid: int, who: Principal) -> tuple[Bulletin, MediaFile, Commune | None]:
+    row = session.exec(_visible(_query().where(Bulletin.id == bid), who)).first()
+    if row is None:
+        raise HTTPException(404, f"No bulletin {bid}.")
+    return row
+
+
+def receive_upload(upload: UploadFile, limit_bytes: int, directory: Path) -> Path:
+    """Copy the upload to a temporary file in `directory`, refusing (413) past `limit_bytes`."""
+    fd, name = tempfile.mkstemp(dir=directory, prefix=".upload-")
+    path = Path(name)
+    written = 0
+    try:
+        with open(fd, "wb") as out:
+            while chunk := upload.file.read(1 << 20):
+                written += len(chunk)
+                if written > limit_bytes:
+                    raise HTTPException(413, f"The file is larger than the limit of {limit_bytes / 1e6:.0f} MB.")
+                out.write(chunk)
+        if written == 0:
+            raise HTTPException(422, "The file is empty.")
+        return path
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+@router.post("", status_code=201, response_model=BulletinPublic)
+def create_bulletin(
+    request: Request, session: SessionDep, who: CanWriteContent,
+    file: Annotated[UploadFile, File(description="MP3, WAV, OGG/Opus, M4A/AAC, FLAC, AMR or 3GP")],
+    title: Annotated[str, Form(min_length=1, max_length=200)],
+    commune: Annotated[str | None, Form()] = None,
+    trim_silence: Annotated[bool | None, Form()] = None,
+) -> BulletinPublic:
+    settings = request.app.state.settings
+    limit = int(settings.audio.max_upload_mb * 1e6)
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
+        raise HTTPException(413, f"The file is larger than the limit of {limit / 1e6:.0f} MB.")
+    target = commune_for(session, who, commune)
+    store = request.app.state.media
+    source = receive_upload(file, limit, store.root)
+    try:
+        media, result = make_media(session, store, source, broadcast_format(settings.audio),
+                                   trim_silence=settings.audio.trim_silence if trim_silence is None else trim_silence)
+    except IngestError as e:
+        audit(request.app.state.engine, who.actor, "bulletin.create", "refused", target=file.filename, detail=str(e))
+        raise ingest_error(e) from None
+    finally:
+        source.unlink(missing_ok=True)
+    bulletin = Bulletin(title=title.strip(), commune_id=target.id if target else None, media_sha256=media.sha256,
+                        source_filename=(file.filename or "upload")[:200], source_format=result.probe.container,
+                        loudness_before=result.loudness_before, loudness_after=result.loudness_after,
+                        trimmed_s=result.trimmed_s, created_by=who.actor)
+    session.add(bulletin)
+    session.commit()
+    session.refresh(bulletin)
+    audit(request.app.state.engine, who.actor, "bulletin.create", "ok", target=str(bulletin.id),
+          detail=f"{bulletin.title} ({media.sha256[:12]}, {media.duration_s:.1f} s)")
+    return _public(bulletin, media, target.code if target else None)
+
+
+@router.get("", response_model=BulletinsPublic)
+def list_bulletins(session: SessionDep, who: CanReadContent, commune: str | None = None,
+                   limit: int = 100, offset: int = 0) -> BulletinsPublic:
+    q = _visible(_query(), who)
+    if commune:
+        q = q.where(Commune.code == commune)
+    count = session.exec(select(func.count()).select_from(q.subquery())).one()
+    rows = session.exec(q.order_by(col(Bulletin.id).desc()).offset(offset).limit(min(limit, 1000))).all()
+    return BulletinsPublic(data=[_public(b, m, c.code if c else None) for b, m, c in rows], count=count)
+
+
+@router.get("/{bid}", response_model=BulletinPublic)
+def get_bulletin(bid: int, session: SessionDep, who: CanReadContent) -> BulletinPublic:
+    b, m, c = _one(session, bid, who)
+    return _public(b, m, c.code if c else None)
+
+
+@router.delete("/{bid}", status_code=204)
+def delete_bulletin(bid: int, request: Request, session: SessionDep, who: CanWriteContent) -> None:
+    b, m, c = _one(session, bid, who)
+    if c is None and who.communes is not None:
+        raise HTTPException(403, "District-wide content can only be deleted by a district token.")
+    session.delete(b)
+    session.commit()
+    drop_unused_media(session, request.app.state.media, m.sha256)
+    audit(request.app.state.engine, who.actor, "bulletin.delete", "ok", target=str(bid), detail=b.title)
+
+
+def drop_unused_media(session: Session, store, sha: str) -> None:
+    """Delete stored audio once no bulletin or announcement refers to it."""
+    from controller.db.models import Announcement
+
+    used = session.exec(select(func.count()).select_from(Bulletin).where(Bulletin.media_sha256 == sha)).one()
+    used += session.exec(select(func.count()).select_from(Announcement).where(Announcement.media_sha256 == sha)).one()
+    if used == 0:
+        media = session.get(MediaFile, sha)
+        if media is not None:
+            session.delete(media)
+            session.commit()
+        store.delete(sha)
+
+

@@ -1,0 +1,62 @@
+"""The content library's service layer, shared by the bulletin and announcement routes and the CLI:
+turn a source file into stored broadcast audio (`make_media`), refuse with the right HTTP status
+(`http_error`), and check who may touch which commune's content.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from fastapi import HTTPException
+from sqlmodel import Session, select
+
+from audio.ingest import BroadcastFormat, Ingested, IngestError, ingest
+from audio.store import MediaStore
+from controller.auth import Principal
+from controller.config import AudioSettings
+from controller.db.models import Commune, MediaFile
+
+
+def broadcast_format(a: AudioSettings) -> BroadcastFormat:
+    return BroadcastFormat(sample_rate=a.sample_rate, bitrate_kbps=a.bitrate_kbps, target_lufs=a.target_lufs,
+                           true_peak_dbtp=a.true_peak_dbtp, max_duration_s=a.max_duration_s)
+
+
+def make_media(session: Session, store: MediaStore, source: Path, fmt: BroadcastFormat, *,
+               trim_silence: bool) -> tuple[MediaFile, Ingested]:
+    """Ingest `source` and store the result once; the MediaFile row is added to `session`, not committed.
+    Raises IngestError for input that cannot become broadcast audio."""
+    with tempfile.TemporaryDirectory(dir=store.root, prefix=".work-") as work:
+        result = ingest(source, Path(work) / "out.mp3", fmt, trim_silence=trim_silence)
+        sha = store.put(result.output)
+    media = session.get(MediaFile, sha) or MediaFile(
+        sha256=sha, size_bytes=store.path(sha).stat().st_size, duration_s=result.duration_s,
+        loudness_lufs=result.loudness_after, true_peak_dbtp=result.true_peak_after)
+    session.add(media)
+    session.flush()  # the row must exist before anything refers to it
+    return media, result
+
+
+def ingest_error(e: IngestError) -> HTTPException:
+    message = str(e)
+    status = 415 if ("not audio" in message or "no audio track" in message) else 422
+    return HTTPException(status, message)
+
+
+def commune_for(session: Session, who: Principal, code: str | None) -> Commune | None:
+    """The commune named by `code` (None: district-wide), if `who` may publish content there."""
+    if code is None:
+        if who.communes is not None:
+            raise HTTPException(403, "This token is limited to some communes: name one of them (commune=…).")
+        return None
+    commune = session.exec(select(Commune).where(Commune.code == code)).first()
+    if commune is None:
+        raise HTTPException(422, f"No commune with code {code!r}.")
+    if not who.may_see(code):
+        raise HTTPException(403, f"This token may not publish content for commune {code!r}.")
+    return commune
+
+
+def media_url(sha: str) -> str:
+    return f"/media/{sha}.mp3"
