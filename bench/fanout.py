@@ -11,13 +11,16 @@ Two measurements on the same broker, one after the other so that they never comp
    in this process. Each round is `Ping.new("all")` → `Bridge.send` (sign, publish) → every agent verifies
    the signature, records the id in its replay memory, acks → `Bridge.watch` sees N distinct acks.
 
-The ratio of the two is the cost of our code (signing, verifying, replay memory, pydantic, ack ingest) over
-the transport itself. The fleet's memory is measured too: RSS with N agents, and the marginal cost per agent
-(RSS with N minus RSS with a small fleet).
+The ratio of the two is the cost of our code (signing, verifying, replay memory, pydantic, ack ingest and
+its database writes) over the transport itself. Each side's simulated receivers share one process and one
+CPU, so the round time is mostly their summed CPU time: the CPU each process spent per round is reported
+too, and says where the work is. The fleet's memory is measured as well: RSS with N agents, and the
+marginal cost per agent (RSS with N minus RSS with a small fleet). docs/PERFORMANCE.md has the figures.
 
 In this file:
 - `write_seed`: a seed TOML with exactly N receivers spread over the communes of the default seed.
-- `Round`, `Distribution`: one timed round, and p50 / p99 / max over rounds (nearest rank).
+- `Round`, `Distribution`, `timed_rounds`: one timed round; p50 / p99 / max over rounds (nearest rank) and
+  the CPU time of each process involved.
 - `Child`: a child process in its own session, with its log, its memory, and a bounded `stop`.
 - `bare_subscribers`: the body of the `--bare-subscribers` child; `bare_rounds`: the baseline's rounds.
 - `controller_rounds`, `wait_online`: the controller path's rounds and its readiness check.
@@ -65,7 +68,7 @@ REPO = Path(__file__).resolve().parent.parent
 MAX_CLUSTERS_PER_VILLAGE = 50  # the seed format's limit (controller.inventory.VillageSeed)
 CONNECT_ATTEMPTS = 8
 PAUSE_BETWEEN_ROUNDS_S = 0.5  # lets stragglers of a late round drain before the next one starts
-SETTLE_S = 3.0  # after the last agent is online, before memory is read: connect-time garbage is collected
+SETTLE_S = 3.0  # after the last agent is online, before memory is read: the connect burst is over by then
 MiB = 1024 * 1024
 
 
@@ -155,10 +158,16 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[max(1, math.ceil(p / 100 * len(ordered))) - 1]
 
 
+def cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
 @dataclass
 class Distribution:
     name: str
     rounds: list[Round]
+    cpu_ms_per_round: dict[str, float] = field(default_factory=dict)  # process name → CPU ms per timed round
 
     def values(self, one_way: bool = False) -> list[float]:
         picked = (r.one_way if one_way else r.seconds for r in self.rounds)
@@ -179,11 +188,16 @@ class Distribution:
 
 
 async def timed_rounds(name: str, count: int, warmup: int, expected: int, timeout: float,
-                       one: Callable[[Round], Awaitable[None]], between: Callable[[], Awaitable[None]]
-                       ) -> Distribution:
-    """Run `warmup + count` rounds one after the other; keep the last `count`."""
+                       one: Callable[[Round], Awaitable[None]], between: Callable[[], Awaitable[None]],
+                       processes: dict[str, int]) -> Distribution:
+    """Run `warmup + count` rounds one after the other; keep the last `count`, and the CPU time that each of
+    `processes` (name → pid) spent over them. On two CPUs the round time is mostly queueing for a CPU, so
+    the CPU time is what says where the work is."""
     kept: list[Round] = []
+    cpu_before: dict[str, float] = {}
     for i in range(warmup + count):
+        if i == warmup:
+            cpu_before = {p: cpu_seconds(pid) for p, pid in processes.items()}
         r = Round(expected)
         await one(r)
         await r.wait(timeout)
@@ -193,7 +207,8 @@ async def timed_rounds(name: str, count: int, warmup: int, expected: int, timeou
         if i >= warmup:
             kept.append(r)
         await between()
-    return Distribution(name, kept)
+    cpu = {p: (cpu_seconds(pid) - cpu_before[p]) * 1000 / count for p, pid in processes.items()}
+    return Distribution(name, kept, cpu)
 
 
 # ------------------------------------------------------------------------------------ child processes
@@ -237,6 +252,7 @@ class Child:
     async def stop(self, timeout: float = 60.0) -> None:
         if not self.alive():
             return
+        started = time.monotonic()
         self.proc.terminate()  # SIGTERM: agents announce `stopped` and disconnect cleanly
         try:
             await asyncio.wait_for(self.proc.wait(), timeout)
@@ -244,6 +260,7 @@ class Child:
             log.warning("%s did not stop within %s s; killing it", self.name, timeout)
             self.proc.kill()
             await self.proc.wait()
+        log.info("%s stopped in %.1f s", self.name, time.monotonic() - started)
 
 
 # ----------------------------------------------------------------------------------------- baseline
@@ -304,7 +321,7 @@ async def bare_subscribers(fleet_file: Path, count: int, concurrency: int) -> No
         await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
 
 
-async def bare_rounds(tb: Testbed, n: int, args: argparse.Namespace) -> Distribution:
+async def bare_rounds(tb: Testbed, n: int, args: argparse.Namespace, subscribers: Child) -> Distribution:
     """Publish a bare token to the ping topic as the controller's account; count replies per token."""
     mqtt = tb.settings.mqtt
     topics = Topics(tb.settings.mqtt_base)
@@ -337,8 +354,9 @@ async def bare_rounds(tb: Testbed, n: int, args: argparse.Namespace) -> Distribu
             await client.publish(topics.all_cmd("ping"), token, qos=1)
 
         try:
+            processes = {"bench": os.getpid(), "subscribers": subscribers.proc.pid, "broker": tb.broker.proc.pid}
             return await timed_rounds("bare", args.rounds, args.warmup, n, args.timeout, one,
-                                      lambda: asyncio.sleep(PAUSE_BETWEEN_ROUNDS_S))
+                                      lambda: asyncio.sleep(PAUSE_BETWEEN_ROUNDS_S), processes)
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
@@ -386,14 +404,16 @@ async def fleet_memory(bridge: Bridge, tb: Testbed, fleet_file: Path, state_dir:
     try:
         await wait_online(bridge, tb, count, timeout, fleet)
         await asyncio.sleep(SETTLE_S)
-        return fleet.memory()
+        memory = fleet.memory()
     finally:
         await fleet.stop()
-        # Every agent said `stopped`; wait for the controller to know, so the next fleet is counted afresh.
-        await wait_online(bridge, tb, 0, 30, None)
+    # Every agent said `stopped`; wait for the controller to know, so the next fleet is counted afresh.
+    await wait_online(bridge, tb, 0, 30, None)
+    return memory
 
 
-async def controller_rounds(bridge: Bridge, n: int, args: argparse.Namespace) -> Distribution:
+async def controller_rounds(bridge: Bridge, tb: Testbed, n: int, args: argparse.Namespace, fleet: Child
+                            ) -> Distribution:
     async def one(r: Round) -> None:
         command = Ping.new("all", 60)
 
@@ -410,7 +430,8 @@ async def controller_rounds(bridge: Bridge, n: int, args: argparse.Namespace) ->
         await bridge.flush()  # the round's acks reach the database before the next round is timed
         await asyncio.sleep(PAUSE_BETWEEN_ROUNDS_S)
 
-    return await timed_rounds("controller", args.rounds, args.warmup, n, args.timeout, one, between)
+    processes = {"bench": os.getpid(), "fleet": fleet.proc.pid, "broker": tb.broker.proc.pid}
+    return await timed_rounds("controller", args.rounds, args.warmup, n, args.timeout, one, between, processes)
 
 
 # ---------------------------------------------------------------------------------------- reporting
@@ -421,11 +442,12 @@ def ms(stats: dict[str, float], key: str) -> str:
 
 
 def report(n: int, args: argparse.Namespace, bare: Distribution, ctrl: Distribution,
-           small: dict[str, int], full: dict[str, int], after: dict[str, int], online_s: float) -> None:
+           small: dict[str, int], full: dict[str, int], after: dict[str, int], online_s: float,
+           load_before: float) -> None:
     b, c = bare.summary(), ctrl.summary()
     bw, cw = bare.summary(one_way=True), ctrl.summary(one_way=True)
     print(f"\nMQTT fan-out to {n} receivers, broker {args.broker}, {args.rounds} timed rounds each "
-          f"(after {args.warmup} warm-up), times in ms (nearest rank)")
+          f"(after {args.warmup} warm-up), times in ms (nearest rank); load average before: {load_before:.2f}")
     print(f"{'':52}{'p50':>8} {'p99':>8} {'max':>8}")
     rows = [("controller: Bridge.send → N agent acks watched", c),
             ("bare aiomqtt: publish → N replies", b),
@@ -436,6 +458,9 @@ def report(n: int, args: argparse.Namespace, bare: Distribution, ctrl: Distribut
     if b and c:
         print(f"{'ratio controller / bare':52}{c['p50'] / b['p50']:8.2f} {c['p99'] / b['p99']:8.2f} "
               f"{c['max'] / b['max']:8.2f}")
+    for d in (ctrl, bare):
+        cpu = ", ".join(f"{p} {v:.0f}" for p, v in d.cpu_ms_per_round.items())
+        print(f"{d.name} CPU ms per round (incl. the {PAUSE_BETWEEN_ROUNDS_S} s pause): {cpu}")
     for d in (ctrl, bare):
         if d.incomplete():
             print(f"INCOMPLETE {d.name} rounds (timeout {args.timeout} s): {', '.join(d.incomplete())}")
@@ -467,7 +492,13 @@ def shm_dir() -> Path:
 
 
 async def run(args: argparse.Namespace) -> int:
+    # SIGTERM (a CI timeout, `kill`) must still stop the broker and the fleet: make it a cancellation, like
+    # Ctrl-C is, so that the `finally` below runs.
+    me = asyncio.current_task()
+    assert me is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, me.cancel)
     n = args.receivers
+    load_before = os.getloadavg()[0]  # a busy machine explains odd figures; the report shows it
     data_dir = Path(tempfile.mkdtemp(prefix="tt-fanout-"))
     os.chmod(data_dir, 0o755)  # Mosquitto drops to its own user and must still reach its files in here
     state_dir = shm_dir()
@@ -497,7 +528,7 @@ async def run(args: argparse.Namespace) -> int:
         if not line.startswith(b"ready"):
             raise RuntimeError(f"bare subscribers not ready after {args.online_timeout} s:\n{subs.tail()}")
         log.info("%d bare subscribers connected in %.1f s", n, time.monotonic() - t0)
-        bare = await bare_rounds(tb, n, args)
+        bare = await bare_rounds(tb, n, args, subs)
         await subs.stop()
 
         # 2. The controller path. The bridge starts only now: it would otherwise ingest (and reject) the
@@ -513,11 +544,11 @@ async def run(args: argparse.Namespace) -> int:
         log.info("all %d agents online in %.1f s", n, online_s)
         await asyncio.sleep(SETTLE_S)
         full = fleet.memory()
-        ctrl = await controller_rounds(bridge, n, args)
+        ctrl = await controller_rounds(bridge, tb, n, args, fleet)
         after = fleet.memory()
         await fleet.stop()
 
-        report(n, args, bare, ctrl, small, full, after, online_s)
+        report(n, args, bare, ctrl, small, full, after, online_s, load_before)
         return 1 if bare.incomplete() or ctrl.incomplete() else 0
     finally:
         for child in reversed(children):
@@ -550,7 +581,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.rounds < 10 or not 0 < args.small_fleet < args.receivers:
         p.error("need --rounds >= 10 and 0 < --small-fleet < --receivers")
-    return asyncio.run(run(args))
+    try:
+        return asyncio.run(run(args))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted; everything started was stopped", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
