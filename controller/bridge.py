@@ -15,11 +15,13 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiomqtt
+from sqlalchemy import insert, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -41,6 +43,7 @@ from receivers.protocol import (
 )
 
 log = logging.getLogger(__name__)
+SILENCE_CHECK_S = 0.5  # how often the liveness check runs: its verdicts may come this much late
 
 
 @dataclass
@@ -154,11 +157,14 @@ class Bridge:
         log.warning("bridge: ignored message on %s: %s", topic, reason)
 
     async def _flush_loop(self) -> None:
+        next_check = 0.0
         while True:
             await asyncio.sleep(self.settings.status_flush_s)
             try:
                 await self.flush()
-                await asyncio.to_thread(self._mark_silent_offline)
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + SILENCE_CHECK_S
+                    await asyncio.to_thread(self._mark_silent_offline)
             except Exception:
                 log.exception("bridge: status flush failed; will retry")
 
@@ -178,25 +184,36 @@ class Bridge:
                     raise
 
     def _write(self, batch: _Pending) -> None:
+        """One transaction, a handful of statements, whatever the batch's size: rows are read as plain
+        columns and written with bulk INSERT/UPDATE, never one ORM object at a time."""
         with Session(self.engine) as s:
             for cmd in batch.commands:
                 s.merge(cmd)
-            s.flush()
-            for rid, values in batch.fields.items():
-                row = s.get(ReceiverStatus, rid) or ReceiverStatus(receiver_id=rid)
-                if "availability" not in values and "last_seen" in values and row.availability == "offline":
-                    # Heard from after the silence check gave up on it: the link was slow, not down.
-                    # (After a last will, a receiver is only heard from again once it said "online".)
-                    row.availability, row.availability_at = "online", values["last_seen"]
-                for k, v in values.items():
-                    setattr(row, k, v)
-                s.add(row)
-            for rid, ack in batch.acks:
-                rec = s.get(CommandRecord, str(ack.command_id)) if ack.command_id else None
-                # The outcome of a one-receiver command; a late answer replaces "no_answer".
-                if rec is not None and rec.target == f"receiver:{rid}" and rec.outcome in (None, "no_answer"):
-                    rec.outcome, rec.reason, rec.answered_at = ack.status, ack.reason, ack.at
-                    s.add(rec)
+            if batch.fields:
+                current: dict[str, str] = dict(s.exec(
+                    select(ReceiverStatus.receiver_id, ReceiverStatus.availability)
+                    .where(col(ReceiverStatus.receiver_id).in_(list(batch.fields)))).all())
+                inserts: list[dict[str, Any]] = []
+                updates: list[dict[str, Any]] = []
+                for rid, values in batch.fields.items():
+                    row = {"receiver_id": rid, **values}
+                    if "availability" not in values and "last_seen" in values and current.get(rid) == "offline":
+                        # Heard from after the silence check gave up on it: the link was slow, not down.
+                        # (After a last will, a receiver is only heard from again once it said "online".)
+                        row.update(availability="online", availability_at=values["last_seen"])
+                    (updates if rid in current else inserts).append(row)
+                if inserts:
+                    s.exec(insert(ReceiverStatus), params=inserts)
+                if updates:
+                    s.exec(update(ReceiverStatus), params=updates)
+            answers = {str(ack.command_id): (rid, ack) for rid, ack in batch.acks if ack.command_id}
+            if answers:
+                for rec in s.exec(select(CommandRecord).where(col(CommandRecord.command_id).in_(list(answers)))):
+                    rid, ack = answers[rec.command_id]
+                    # The outcome of a one-receiver command; a late answer replaces "no_answer".
+                    if rec.target == f"receiver:{rid}" and rec.outcome in (None, "no_answer"):
+                        rec.outcome, rec.reason, rec.answered_at = ack.status, ack.reason, ack.at
+                        s.add(rec)
             s.commit()
 
     def _mark_silent_offline(self) -> None:
@@ -205,16 +222,16 @@ class Bridge:
         database, so every controller replica reaches the same verdict."""
         now = utcnow()
         with Session(self.engine) as s:
-            rows = s.exec(select(ReceiverStatus).where(ReceiverStatus.availability == "online",
-                                                       col(ReceiverStatus.keepalive_s).is_not(None))).all()
-            silent = [r for r in rows if r.last_seen is None
-                      or now - r.last_seen > dt.timedelta(seconds=1.5 * (r.keepalive_s or 0))]
-            for row in silent:
-                row.availability, row.availability_at = "offline", now
-                s.add(row)
-                log.info("bridge: %s silent since %s: offline", row.receiver_id, row.last_seen)
+            rows = s.exec(select(ReceiverStatus.receiver_id, ReceiverStatus.last_seen, ReceiverStatus.keepalive_s)
+                          .where(ReceiverStatus.availability == "online",
+                                 col(ReceiverStatus.keepalive_s).is_not(None))).all()
+            silent = [rid for rid, seen, keepalive in rows
+                      if seen is None or now - seen > dt.timedelta(seconds=1.5 * (keepalive or 0))]
             if silent:
+                s.exec(update(ReceiverStatus).where(col(ReceiverStatus.receiver_id).in_(silent))
+                       .values(availability="offline", availability_at=now))
                 s.commit()
+                log.info("bridge: silent for 1.5 × keepalive, now offline: %s", ", ".join(silent[:20]))
 
     # ----------------------------------------------------------------------------------- commands
 

@@ -79,7 +79,9 @@ def write_mosquitto(directory: Path, accounts: list[Account], *, port: int, bind
         "allow_anonymous false",
         f"password_file {directory / 'passwd'}",
         f"acl_file {directory / 'acl'}",
-        "max_queued_messages 1000",
+        "set_tcp_nodelay true",  # small commands and acks go out at once, not after Nagle's delay
+        # Room for every receiver's ack to one all-receivers command while the controller is busy or away.
+        "max_queued_messages 100000",
         f"persistence {'true' if persistence else 'false'}",
         f"persistence_location {directory}/",
         "log_dest stderr",
