@@ -44,4 +44,7 @@ def layout(speech: AudioSegment, *, chime_before: bool, chime_after: bool, repea
 
 
 def compose_file(speech_wav: Path, out_wav: Path, **options: object) -> None:
-    layout(AudioSegment.from_wav(speech_wav), **options).export(out_wav, format="wav")  # type: ignore[arg-type]
+    with speech_wav.open("rb") as f:
+        speech = AudioSegment.from_wav(f)
+    with out_wav.open("wb") as f:
+        layout(speech, **options).export(f, format="wav")  # type: ignore[arg-type]

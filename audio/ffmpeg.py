@@ -124,6 +124,22 @@ def parse_loudnorm(stderr: str) -> Loudnorm:
                     normalization_type=data.get("normalization_type", "unknown"))
 
 
+@dataclass(frozen=True)
+class Ebur128:
+    integrated: float
+    true_peak: float | None
+
+
+def parse_ebur128(stderr: str) -> Ebur128:
+    """The summary that ffmpeg's ebur128 filter prints at the end of a run."""
+    summary = stderr[stderr.rfind("Summary:"):]
+    i = re.search(r"I:\s+(-?[\d.]+|-inf) LUFS", summary)
+    if not i:
+        raise FfmpegError("ebur128 printed no summary")
+    peak = re.search(r"Peak:\s+(-?[\d.]+|-inf) dBFS", summary)
+    return Ebur128(float(i.group(1)), float(peak.group(1)) if peak else None)
+
+
 _SIL_START = re.compile(r"silence_start: (-?[\d.]+)")
 _SIL_END = re.compile(r"silence_end: (-?[\d.]+)")
 _TIME = re.compile(r"time=(\d+):(\d\d):(\d\d(?:\.\d+)?)")

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
 from audio.store import MediaStore
-from controller.api import bulletins, communes, media, receivers
+from controller.api import announcements, bulletins, communes, media, receivers
 from controller.bridge import Bridge
 from controller.config import Settings
 from controller.db import make_engine, migrate
@@ -51,6 +51,8 @@ def create_app(settings: Settings, *, with_bridge: bool = True) -> FastAPI:
     app.include_router(communes.router)
     app.include_router(receivers.router)
     app.include_router(bulletins.router)
+    app.include_router(announcements.router)
+    app.include_router(announcements.abbreviations)
     app.include_router(media.router)
 
     @app.get("/healthz", tags=["health"])

@@ -1,21 +1,34 @@
 """The content library's service layer, shared by the bulletin and announcement routes and the CLI:
 turn a source file into stored broadcast audio (`make_media`), refuse with the right HTTP status
-(`http_error`), and check who may touch which commune's content.
+(`ingest_error`), check who may touch which commune's content (`commune_for`), and make speech
+(`engines`, `normalized`, `speak`).
 """
 
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Protocol
 
 from fastapi import HTTPException
 from sqlmodel import Session, select
 
+from audio import ffmpeg
+from audio.compose import compose_file
 from audio.ingest import BroadcastFormat, Ingested, IngestError, ingest
 from audio.store import MediaStore
+from audio.tts import EspeakEngine, GttsEngine, TtsEngine, synthesize
+from audio.vi_text import normalize
 from controller.auth import Principal
 from controller.config import AudioSettings
-from controller.db.models import Commune, MediaFile
+from controller.db.models import Abbreviation, Commune, MediaFile
+
+
+class Layout(Protocol):
+    chime_before: bool
+    chime_after: bool
+    repeat: int
+    gap_s: float
 
 
 def broadcast_format(a: AudioSettings) -> BroadcastFormat:
@@ -60,3 +73,26 @@ def commune_for(session: Session, who: Principal, code: str | None) -> Commune |
 
 def media_url(sha: str) -> str:
     return f"/media/{sha}.mp3"
+
+
+# ---------------------------------------------------------------------------------------- speech
+
+
+def engines(a: AudioSettings) -> dict[str, TtsEngine]:
+    return {"offline": EspeakEngine(), "gtts": GttsEngine(timeout_s=a.gtts_timeout_s, url=a.gtts_url)}
+
+
+def normalized(session: Session, text: str) -> str:
+    """`text` as the engine will read it, with the staff's abbreviations on top of the built-in ones."""
+    own = {a.abbr: a.expansion for a in session.exec(select(Abbreviation))}
+    return normalize(text, own)
+
+
+def speak(engine: TtsEngine, text: str, voice: str, cache_dir: Path, out_wav: Path, options: Layout) -> None:
+    """Synthesise `text` (cached) and lay it out with chimes and repeats into `out_wav`."""
+    speech = synthesize(engine, text, voice, cache_dir)
+    decoded = out_wav.with_suffix(".speech.wav")
+    ffmpeg.run(["-i", str(speech), "-ac", "1", "-ar", "22050", "-y", str(decoded)])
+    compose_file(decoded, out_wav, chime_before=options.chime_before, chime_after=options.chime_after,
+                 repeat=options.repeat, gap_s=options.gap_s)
+    decoded.unlink()

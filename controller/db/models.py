@@ -225,3 +225,12 @@ class BulletinsPublic(SQLModel):
 class AnnouncementsPublic(SQLModel):
     data: list[AnnouncementPublic]
     count: int
+
+
+class Abbreviation(SQLModel, table=True):
+    """A staff-edited expansion read instead of an abbreviation (on top of the built-in list)."""
+
+    abbr: str = Field(primary_key=True, max_length=40)
+    expansion: str = Field(max_length=200)
+    updated_by: str
+    updated_at: dt.datetime = Field(default_factory=utcnow)

@@ -1,0 +1,186 @@
+"""Text to speech behind one interface, `TtsEngine`, with two engines:
+
+- `GttsEngine` — Google's voice through gTTS (online; better quality). `url` points it elsewhere: the tests
+  run it against a local fake of Google's endpoint.
+- `EspeakEngine` — eSpeak NG, offline, from the `espeakng-loader` wheel (library and voice data inside,
+  no root needed), or Debian's `espeak-ng` program where that is installed.
+
+`synthesize(engine, text, voice, cache_dir)` caches by (engine, voice, text): the same announcement made
+twice is synthesised once. Engines raise `TtsUnavailable` when they cannot be reached, so the caller can
+fall back to the offline engine and say so.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import wave
+from pathlib import Path
+from typing import Protocol
+
+import requests
+from gtts import gTTS
+from gtts.tts import gTTSError
+
+
+class TtsUnavailable(RuntimeError):
+    """The engine cannot be used right now (no network, service refused); another may be tried."""
+
+
+class TtsEngine(Protocol):
+    name: str
+    voices: tuple[str, ...]  # the first is the default
+
+    def synthesize(self, text: str, voice: str, out: Path) -> None:
+        """Write speech for `text` to `out` (any format ffmpeg reads)."""
+
+
+# ------------------------------------------------------------------------------------------------ gTTS
+
+
+class _RedirectedGtts(gTTS):
+    """gTTS with its endpoint replaced (gTTS builds the URL inside `_prepare_requests`)."""
+
+    def __init__(self, *args: object, url: str, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self._url = url
+
+    def _prepare_requests(self) -> list[requests.PreparedRequest]:
+        prepared: list[requests.PreparedRequest] = super()._prepare_requests()
+        for p in prepared:
+            p.prepare_url(self._url, None)
+        return prepared
+
+
+class GttsEngine:
+    name: str = "gtts"
+    # gTTS has one Vietnamese voice; the Google domain changes little but is offered as a "region".
+    voices: tuple[str, ...] = ("vi", "vi-com.vn")
+
+    def __init__(self, *, timeout_s: float = 10.0, url: str | None = None) -> None:
+        self.timeout_s = timeout_s
+        self.url = url
+
+    def synthesize(self, text: str, voice: str, out: Path) -> None:
+        tld = "com.vn" if voice == "vi-com.vn" else "com"
+        kwargs: dict[str, object] = {"lang": "vi", "tld": tld, "timeout": self.timeout_s, "lang_check": False}
+        tts = _RedirectedGtts(text, url=self.url, **kwargs) if self.url else gTTS(text, **kwargs)
+        try:
+            with out.open("wb") as f:
+                tts.write_to_fp(f)
+        except (gTTSError, requests.RequestException, AssertionError) as e:
+            out.unlink(missing_ok=True)
+            raise TtsUnavailable(f"Google TTS unavailable: {e}") from None
+        if out.stat().st_size == 0:
+            out.unlink()
+            raise TtsUnavailable("Google TTS returned no audio")
+
+
+# ---------------------------------------------------------------------------------------------- eSpeak
+
+
+class EspeakEngine:
+    """eSpeak NG in-process through its C API (`espeak_ng` library from the espeakng-loader wheel), or
+    the `espeak-ng` program. The library keeps global state, so calls are serialised."""
+
+    name: str = "offline"
+    voices: tuple[str, ...] = ("vi", "vi-vn-x-central", "vi-vn-x-south")
+    _lock = threading.Lock()
+    _lib: ctypes.CDLL | None = None
+
+    def __init__(self, *, rate_wpm: int = 150) -> None:
+        self.rate_wpm = rate_wpm
+
+    def synthesize(self, text: str, voice: str, out: Path) -> None:
+        if voice not in self.voices:
+            raise ValueError(f"unknown voice {voice!r} for the offline engine: {', '.join(self.voices)}")
+        with self._lock:
+            lib = self._library()
+            if lib is not None:
+                self._synthesize_lib(lib, text, voice, out)
+                return
+        exe = shutil.which("espeak-ng")
+        if exe is None:
+            raise TtsUnavailable("offline TTS unavailable: neither espeakng-loader nor espeak-ng is installed")
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", encoding="utf-8", delete=False) as f:
+            f.write(text)
+        try:
+            subprocess.run([exe, "-v", voice, "-s", str(self.rate_wpm), "-f", f.name, "-w", str(out)],
+                           check=True, capture_output=True, timeout=300)
+        finally:
+            os.unlink(f.name)
+
+    @classmethod
+    def _library(cls) -> ctypes.CDLL | None:
+        if cls._lib is None:
+            try:
+                import espeakng_loader
+            except ImportError:
+                return None
+            lib = ctypes.CDLL(espeakng_loader.get_library_path())
+            lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+            rate = lib.espeak_Initialize(0x0002, 0, espeakng_loader.get_data_path().encode(), 0)  # SYNCHRONOUS
+            if rate <= 0:
+                raise TtsUnavailable("eSpeak NG failed to initialise")
+            cls._sample_rate = rate
+            cls._lib = lib
+        return cls._lib
+
+    _sample_rate = 22050
+
+    def _synthesize_lib(self, lib: ctypes.CDLL, text: str, voice: str, out: Path) -> None:
+        chunks: list[bytes] = []
+        callback_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+
+        def collect(wav: ctypes._Pointer[ctypes.c_short], n: int, _events: int | None) -> int:
+            if wav and n > 0:
+                chunks.append(ctypes.string_at(wav, n * 2))
+            return 0
+
+        callback = callback_type(collect)
+        lib.espeak_SetSynthCallback(callback)
+        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        if lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            raise ValueError(f"eSpeak NG has no voice {voice!r}")
+        lib.espeak_SetParameter(1, self.rate_wpm, 0)  # espeakRATE, absolute
+        data = text.encode("utf-8")
+        buf = ctypes.create_string_buffer(data)
+        lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
+                                     ctypes.c_uint, ctypes.POINTER(ctypes.c_uint), ctypes.c_void_p]
+        # espeakCHARS_UTF8 = 1; position type 0; flags 0
+        if lib.espeak_Synth(buf, len(data) + 1, 0, 0, 0, 1, None, None) != 0:
+            raise TtsUnavailable("eSpeak NG could not synthesise the text")
+        lib.espeak_Synchronize()
+        with wave.open(str(out), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(self._sample_rate)
+            w.writeframes(b"".join(chunks))
+
+
+# ------------------------------------------------------------------------------------------------ cache
+
+
+def cache_key(engine: str, voice: str, text: str) -> str:
+    return hashlib.sha256(f"{engine}\0{voice}\0{text}".encode()).hexdigest()
+
+
+def synthesize(engine: TtsEngine, text: str, voice: str, cache_dir: Path) -> Path:
+    """Speech for `text`, from the cache when this (engine, voice, text) was made before."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / f"{cache_key(engine.name, voice, text)}.{'mp3' if engine.name == 'gtts' else 'wav'}"
+    if path.exists() and path.stat().st_size > 0:
+        return path
+    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".tts-", suffix=path.suffix)
+    os.close(fd)
+    try:
+        engine.synthesize(text, voice, Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
