@@ -165,7 +165,7 @@ def _steps(abbreviations: Mapping[str, str]) -> list[Step]:
         lambda text: unicodedata.normalize("NFC", text),
         _abbreviations(abbreviations),
         # Phone numbers: 0905 123 456, 0905.123.456, 0905123456, +84 905 123 456 — digit by digit.
-        _sub(r"(?<![\d,.])(?:\+84[\s.]?|0)\d{2,3}(?:[\s.]?\d{3}){2}\d?(?![\d,])", _phone),
+        _sub(r"(?<![\d,.])(?:\+84[\s.]?|0)\d(?:[\s.]?\d){8,9}(?![\d,])", _phone),
         # Dates: 26/11/2026, 26-11-2026, 26/11 (with or without a preceding "ngày"); a bare "3-4" is a
         # range, not a date, so "-" needs the year.
         _sub(r"(ngày\s+)?(?<![\d/])(\d{1,2})/(\d{1,2})(?:/(\d{4}))?(?![\d/])", _date, re.I),

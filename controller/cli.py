@@ -5,6 +5,8 @@
     truyenthanh seed                         load the seed file (TT_SEED_FILE) into the database
     truyenthanh provision --broker mosquitto write broker password/ACL files for every receiver
     truyenthanh token create --scopes ...    make an API token
+    truyenthanh ingest FILE                  make a recording broadcast-ready (as an upload would be)
+    truyenthanh tts "TEXT" -o FILE.mp3       read Vietnamese text aloud into an MP3
     truyenthanh receiver --config FILE       run one receiver agent (the Raspberry Pi software)
     truyenthanh fleet --receivers N          run N simulated receivers from a fleet file
 """
@@ -164,6 +166,87 @@ def token_create(
                          detail=f"scopes={scopes}; communes={communes or 'all'}"))
         s.commit()
     typer.echo(token)
+
+
+@app.command()
+def ingest(
+    file: Annotated[Path, typer.Argument(help="any recording: MP3, WAV, OGG/Opus, M4A/AAC, FLAC, AMR, 3GP…")],
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="the MP3 to write (default: FILE.broadcast.mp3)")]
+    = None,
+    trim_silence: Annotated[bool, typer.Option(help="cut leading and trailing silence")] = True,
+) -> None:
+    """Make a recording broadcast-ready (mono MP3, EBU R128 loudness) as the controller does on upload."""
+    from audio.ingest import IngestError
+    from audio.ingest import ingest as run_ingest
+    from controller.content import broadcast_format
+
+    target = out or file.with_suffix(".broadcast.mp3")
+    with typer.progressbar(length=200, label=f"{file.name}", show_eta=True) as bar:
+        done = [0]
+
+        def progress(stage: str, fraction: float) -> None:
+            position = int((100 if stage == "encode" else 0) + 100 * fraction)
+            bar.update(max(0, position - done[0]))
+            done[0] = max(done[0], position)
+
+        try:
+            result = run_ingest(file, target, broadcast_format(Settings().audio), trim_silence=trim_silence,
+                                on_progress=progress)
+        except IngestError as e:
+            raise typer.BadParameter(str(e), param_hint="FILE") from None
+        bar.update(200 - done[0])
+    typer.echo(f"{target}: {result.duration_s:.1f} s, loudness {result.loudness_before:.1f} → "
+               f"{result.loudness_after:.1f} LUFS, true peak {result.true_peak_after:.1f} dBTP"
+               + (f", {result.trimmed_s:.1f} s of silence trimmed" if result.trimmed_s else ""))
+
+
+@app.command()
+def tts(
+    text: Annotated[str, typer.Argument(help="Vietnamese text to read")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="the MP3 to write")],
+    engine: Annotated[str, typer.Option(help="offline (eSpeak NG) or gtts (Google, online)")] = "offline",
+    voice: Annotated[str | None, typer.Option(help="engine voice, e.g. vi, vi-vn-x-south")] = None,
+    chime: Annotated[bool, typer.Option(help="attention chime before and after")] = False,
+    repeat: Annotated[int, typer.Option(min=1, max=10)] = 1,
+    gap: Annotated[float, typer.Option(help="seconds between repeats")] = 2.0,
+    show_text: Annotated[bool, typer.Option(help="print the normalised text that is read")] = True,
+) -> None:
+    """Read Vietnamese text aloud into a broadcast-ready MP3 (text normalised first)."""
+    import tempfile
+    from types import SimpleNamespace
+
+    from audio.ingest import ingest as run_ingest
+    from audio.tts import TtsUnavailable
+    from audio.vi_text import normalize
+    from controller.content import broadcast_format, engines, speak
+
+    settings = Settings()
+    available = engines(settings.audio)
+    if engine not in available:
+        raise typer.BadParameter(f"choose one of {', '.join(available)}", param_hint="--engine")
+    chosen = available[engine]
+    voice = voice or chosen.voices[0]
+    if voice not in chosen.voices:
+        raise typer.BadParameter(f"choose one of {', '.join(chosen.voices)}", param_hint="--voice")
+    if not text.strip():
+        raise typer.BadParameter("the text is empty", param_hint="TEXT")
+    spoken = normalize(text)
+    if show_text:
+        typer.echo(f"reading: {spoken}")
+    layout = SimpleNamespace(chime_before=chime, chime_after=chime, repeat=repeat, gap_s=gap)
+    with tempfile.TemporaryDirectory() as work:
+        wav = Path(work) / "speech.wav"
+        try:
+            speak(chosen, spoken, voice, settings.data_dir / "tts-cache", wav, layout)
+        except TtsUnavailable as e:
+            if engine == "offline":
+                typer.echo(f"text-to-speech unavailable: {e}", err=True)
+                raise typer.Exit(1) from None
+            typer.echo(f"{e}; using the offline engine instead", err=True)
+            chosen = available["offline"]
+            speak(chosen, spoken, chosen.voices[0], settings.data_dir / "tts-cache", wav, layout)
+        result = run_ingest(wav, out, broadcast_format(settings.audio), trim_silence=False)
+    typer.echo(f"{out}: {result.duration_s:.1f} s by {chosen.name}, {result.loudness_after:.1f} LUFS")
 
 
 def _run_until_signal(main: object) -> None:
