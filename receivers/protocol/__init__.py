@@ -6,15 +6,25 @@ models, `signing` signs and verifies commands. docs/PROTOCOL.md describes the sa
 
 from .messages import (
     COMMAND_KINDS,
+    INLINE_AUDIO_MAX,
+    PLAY_STEPS,
+    PRIORITY_RANK,
     Ack,
     AnyCommand,
+    AnyCommandT,
     Availability,
     Command,
     ControllerAvailability,
+    MediaRef,
     Ping,
+    Play,
+    PlayEvent,
     ProtocolError,
     ReceiverState,
+    RestartAgent,
+    SelfTest,
     SetVolume,
+    Stop,
     Telemetry,
     parse_command,
     parse_receiver_message,
@@ -24,6 +34,8 @@ from .signing import Rejected, Signer, Verifier, generate_private_key_pem, publi
 from .topics import TopicInfo, Topics, check_level
 
 __all__ = [
+    "INLINE_AUDIO_MAX", "PLAY_STEPS", "PRIORITY_RANK", "AnyCommandT", "MediaRef", "Play", "PlayEvent",
+    "RestartAgent", "SelfTest", "Stop",
     "COMMAND_KINDS", "Ack", "AnyCommand", "Availability", "Command", "ControllerAvailability", "Ping",
     "ProtocolError", "ReceiverState", "SetVolume", "Telemetry", "parse_command", "parse_receiver_message",
     "utcnow", "Rejected", "Signer", "Verifier", "generate_private_key_pem", "public_key_b64", "Topics",

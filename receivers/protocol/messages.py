@@ -1,8 +1,10 @@
 """Every message on the wire, as pydantic models with a `kind` discriminator.
 
-Receiver → controller: `Availability`, `ReceiverState`, `Telemetry`, `Ack` (`ReceiverMessage` is their union).
-Controller → receivers: commands, each a `Command` subclass (`Ping`, `SetVolume`); `AnyCommand` is their
-union and `COMMAND_KINDS` lists their names, which are also the last topic level of `…/cmd/{name}`.
+Receiver → controller: `Availability`, `ReceiverState`, `Telemetry`, `Ack`, `PlayEvent` (proof of play);
+`ReceiverMessage` is their union.
+Controller → receivers: commands, each a `Command` subclass (`Ping`, `SetVolume`, `Play`, `Stop`,
+`SelfTest`, `RestartAgent`); `AnyCommand` is their union and `COMMAND_KINDS` lists their names, which are
+also the last topic level of `…/cmd/{name}`.
 Controller → all: `ControllerAvailability`.
 
 `parse_receiver_message` and `parse_command` turn bytes into a model or raise `ProtocolError` with a
@@ -15,7 +17,7 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 PROTOCOL_VERSION = 1
 
@@ -74,24 +76,54 @@ class Telemetry(Message):
     disk_free_mb: float | None = None
 
 
+AckStatus = Literal["applied", "rejected", "received", "fetched", "playing", "done", "failed"]
+PLAY_STEPS: tuple[str, ...] = ("received", "fetched", "playing", "done")
+
+
 class Ack(Message):
-    """The outcome of one command: `applied`, or `rejected` with a reason."""
+    """The outcome of one command: `applied`, or `rejected` with a reason. A `play` command is acknowledged
+    at each step instead — `received`, `fetched`, `playing`, `done` — or `failed` with a reason."""
 
     kind: Literal["ack"] = "ack"
     command_id: uuid.UUID | None  # None when the command was too broken to read its id
     command: str | None
-    status: Literal["applied", "rejected"]
+    status: AckStatus
     reason: str | None = None
+    item_id: str | None = None
     at: AwareDatetime
 
 
-ReceiverMessage = Annotated[Availability | ReceiverState | Telemetry | Ack, Field(discriminator="kind")]
-_receiver_adapter: TypeAdapter[Availability | ReceiverState | Telemetry | Ack] = TypeAdapter(ReceiverMessage)
-
-LEAF_KIND = {"availability": "availability", "state": "state", "telemetry": "telemetry", "ack": "ack"}
+PlayEventKind = Literal["started", "finished", "cut", "failed", "missed"]
 
 
-def parse_receiver_message(payload: bytes, leaf: str) -> Availability | ReceiverState | Telemetry | Ack:
+class PlayEvent(Message):
+    """Proof of play. Written to the receiver's outbox before it is published and deleted only once the
+    broker has it, so none is lost; `event_id` lets the controller count a re-sent one once."""
+
+    kind: Literal["play-event"] = "play-event"
+    event_id: uuid.UUID
+    seq: int = Field(ge=0, description="per-receiver order of events")
+    event: PlayEventKind
+    at: AwareDatetime
+    item_id: str
+    command_id: uuid.UUID | None = None
+    priority: Literal["emergency", "priority", "normal"] = "normal"
+    media_sha256: str | None = None
+    position_s: float = 0.0  # where in the item (for `cut`: where it was cut)
+    repeat_index: int = 0
+    volume: int | None = None
+    reason: str | None = None
+
+
+ReceiverMessage = Annotated[Availability | ReceiverState | Telemetry | Ack | PlayEvent, Field(discriminator="kind")]
+_receiver_adapter: TypeAdapter[Availability | ReceiverState | Telemetry | Ack | PlayEvent] = TypeAdapter(
+    ReceiverMessage)
+
+LEAF_KIND = {"availability": "availability", "state": "state", "telemetry": "telemetry", "ack": "ack",
+             "event": "play-event"}
+
+
+def parse_receiver_message(payload: bytes, leaf: str) -> Availability | ReceiverState | Telemetry | Ack | PlayEvent:
     """Parse a receiver message published on topic leaf `leaf`; its kind must match the leaf."""
     msg = _validate(_receiver_adapter, payload)
     if LEAF_KIND.get(leaf) != msg.kind:
@@ -135,12 +167,69 @@ class SetVolume(Command):
     volume: int = Field(ge=0, le=100)
 
 
-AnyCommand = Annotated[Ping | SetVolume, Field(discriminator="kind")]
-_command_adapter: TypeAdapter[Ping | SetVolume] = TypeAdapter(AnyCommand)
-COMMAND_KINDS: tuple[str, ...] = ("ping", "set-volume")
+Priority = Literal["emergency", "priority", "normal"]
+PRIORITY_RANK: dict[str, int] = {"emergency": 3, "priority": 2, "normal": 1}
+INLINE_AUDIO_MAX = 256 * 1024  # bytes of MP3 that may travel inside a command
 
 
-def parse_command(body: bytes) -> Ping | SetVolume:
+class MediaRef(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    url: str = Field(description="absolute, or relative to the agent's controller_url")
+    size: int = Field(ge=1)
+
+
+class Play(Command):
+    """Play one item: audio by reference (fetched over HTTP, verified) or inline (base64, short audio)."""
+
+    kind: Literal["play"] = "play"
+    item_id: str = Field(min_length=1, max_length=100)
+    priority: Priority = "normal"
+    media: MediaRef | None = None
+    inline_audio: str | None = Field(default=None, max_length=INLINE_AUDIO_MAX * 4 // 3 + 4)
+    inline_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    volume: int | None = Field(default=None, ge=0, le=100)
+    repeat: int = Field(default=1, ge=1, le=20)
+    gap_s: float = Field(default=0.0, ge=0, le=300)
+    start_at: AwareDatetime | None = None  # None: now
+    resume: bool = False  # after being cut by a higher class, play on from where it was cut
+    title: str | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="after")
+    def _audio(self) -> Play:
+        if (self.media is None) == (self.inline_audio is None):
+            raise ValueError("give exactly one of media or inline_audio")
+        if self.inline_audio is not None and self.inline_sha256 is None:
+            raise ValueError("inline_audio needs inline_sha256")
+        return self
+
+
+class Stop(Command):
+    """Stop one item, everything of one class, or everything (neither given)."""
+
+    kind: Literal["stop"] = "stop"
+    item_id: str | None = None
+    priority: Priority | None = None
+
+
+class SelfTest(Command):
+    """Play a short quiet tone, check the amplifier and audio output, report in the ack's reason."""
+
+    kind: Literal["self-test"] = "self-test"
+
+
+class RestartAgent(Command):
+    kind: Literal["restart-agent"] = "restart-agent"
+
+
+AnyCommandT = Ping | SetVolume | Play | Stop | SelfTest | RestartAgent
+AnyCommand = Annotated[AnyCommandT, Field(discriminator="kind")]
+_command_adapter: TypeAdapter[AnyCommandT] = TypeAdapter(AnyCommand)
+COMMAND_KINDS: tuple[str, ...] = ("ping", "set-volume", "play", "stop", "self-test", "restart-agent")
+
+
+def parse_command(body: bytes) -> AnyCommandT:
     return _validate(_command_adapter, body)
 
 

@@ -20,7 +20,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .messages import Command, Ping, ProtocolError, SetVolume, parse_command
+from .messages import AnyCommandT, Command, ProtocolError, parse_command
 
 ENVELOPE_VERSION = 1
 # Clock tolerance: a command issued up to this far in the receiver's future is still accepted.
@@ -30,7 +30,7 @@ MAX_FUTURE_SKEW = dt.timedelta(seconds=30)
 class Rejected(Exception):
     """A command the agent must not act on; `reason` goes into the log and the ack."""
 
-    def __init__(self, reason: str, command: Ping | SetVolume | None = None) -> None:
+    def __init__(self, reason: str, command: AnyCommandT | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.command = command
@@ -69,7 +69,7 @@ class Verifier:
         except (ValueError, binascii.Error) as e:
             raise ValueError(f"not an Ed25519 public key in base64: {e}") from None
 
-    def open(self, payload: bytes, now: dt.datetime) -> Ping | SetVolume:
+    def open(self, payload: bytes, now: dt.datetime) -> AnyCommandT:
         """Check envelope, signature and validity window; return the command. Replays are the caller's
         job (it owns the persistent memory of seen ids)."""
         try:
