@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
 from audio.store import MediaStore
-from controller.api import announcements, bulletins, communes, media, receivers
+from controller.api import announcements, bulletins, communes, enrolment, media, plays, receivers
 from controller.bridge import Bridge
 from controller.config import Settings
 from controller.db import make_engine, migrate
@@ -54,6 +54,8 @@ def create_app(settings: Settings, *, with_bridge: bool = True) -> FastAPI:
     app.include_router(announcements.router)
     app.include_router(announcements.abbreviations)
     app.include_router(media.router)
+    app.include_router(enrolment.router)
+    app.include_router(plays.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, object]:

@@ -23,16 +23,17 @@ from typing import Any
 import aiomqtt
 from sqlalchemy import insert, update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from controller.config import Settings
-from controller.db.models import CommandRecord, Receiver, ReceiverStatus
+from controller.db.models import CommandRecord, PlayRecord, Receiver, ReceiverStatus
 from receivers.agent.link import Link
 from receivers.protocol import (
     Ack,
     Availability,
     Command,
     ControllerAvailability,
+    PlayEvent,
     ProtocolError,
     ReceiverState,
     Signer,
@@ -43,6 +44,7 @@ from receivers.protocol import (
 )
 
 log = logging.getLogger(__name__)
+FINAL_ACKS = ("applied", "rejected", "done", "failed")  # a command's outcome; play steps are progress
 SILENCE_CHECK_S = 0.5  # how often the liveness check runs: its verdicts may come this much late
 
 
@@ -51,12 +53,13 @@ class _Pending:
     fields: dict[str, dict[str, Any]] = field(default_factory=dict)  # rid -> column -> value
     acks: list[tuple[str, Ack]] = field(default_factory=list)
     commands: list[CommandRecord] = field(default_factory=list)
+    plays: list[dict[str, Any]] = field(default_factory=list)
 
     def update(self, rid: str, **values: Any) -> None:
         self.fields.setdefault(rid, {}).update(values)
 
     def __bool__(self) -> bool:
-        return bool(self.fields or self.acks or self.commands)
+        return bool(self.fields or self.acks or self.commands or self.plays)
 
 
 class Bridge:
@@ -69,6 +72,7 @@ class Bridge:
         self.ingested = 0
         self._pending = _Pending()
         self._watchers: dict[str, list[Callable[[str, Ack], None]]] = {}
+        self._event_watchers: list[Callable[[str, PlayEvent], None]] = []
         self._known: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._flush_lock = asyncio.Lock()
@@ -151,6 +155,15 @@ class Bridge:
                 p.acks.append((rid, msg))
                 for watcher in self._watchers.get(str(msg.command_id), ()):
                     watcher(rid, msg)
+            case PlayEvent():
+                p.plays.append({"event_id": str(msg.event_id), "receiver_id": rid, "seq": msg.seq,
+                                "event": msg.event, "at": msg.at, "item_id": msg.item_id,
+                                "command_id": str(msg.command_id) if msg.command_id else None,
+                                "priority": msg.priority, "media_sha256": msg.media_sha256,
+                                "position_s": msg.position_s, "repeat_index": msg.repeat_index,
+                                "volume": msg.volume, "reason": msg.reason, "received_at": now})
+                for event_watcher in self._event_watchers:
+                    event_watcher(rid, msg)
 
     def _reject(self, topic: str, reason: str) -> None:
         self.rejected += 1
@@ -181,6 +194,7 @@ class Bridge:
                         self._pending.fields[rid] = {**values, **self._pending.fields.get(rid, {})}
                     self._pending.acks[:0] = batch.acks
                     self._pending.commands[:0] = batch.commands
+                    self._pending.plays[:0] = batch.plays
                     raise
 
     def _write(self, batch: _Pending) -> None:
@@ -206,7 +220,11 @@ class Bridge:
                     s.exec(insert(ReceiverStatus), params=inserts)
                 if updates:
                     s.exec(update(ReceiverStatus), params=updates)
-            answers = {str(ack.command_id): (rid, ack) for rid, ack in batch.acks if ack.command_id}
+            if batch.plays:
+                # A receiver re-sends an event whose broker acknowledgement it did not see: count it once.
+                s.exec(insert_ignoring_duplicates(self.engine, PlayRecord), params=batch.plays)
+            answers = {str(ack.command_id): (rid, ack) for rid, ack in batch.acks
+                       if ack.command_id and ack.status in FINAL_ACKS}
             if answers:
                 for rec in s.exec(select(CommandRecord).where(col(CommandRecord.command_id).in_(list(answers)))):
                     rid, ack = answers[rec.command_id]
@@ -264,6 +282,15 @@ class Bridge:
             if rest:
                 self._watchers[command_id] = rest
 
+    @contextlib.contextmanager
+    def watch_events(self, callback: Callable[[str, PlayEvent], None]) -> Iterator[None]:
+        """Call `callback(receiver_id, event)` on the event loop for every proof-of-play event while inside."""
+        self._event_watchers.append(callback)
+        try:
+            yield
+        finally:
+            self._event_watchers.remove(callback)
+
     async def request(self, command: Command, issued_by: str, timeout: float) -> Ack | None:
         """Send a command to one receiver and wait (bounded) for its ack; None when none came.
         Raises aiomqtt.MqttError when the controller is not connected to the broker."""
@@ -284,3 +311,14 @@ class Bridge:
                 issued_at=command.issued_at, expires_at=command.expires_at, issued_by=issued_by,
                 outcome="no_answer", answered_at=utcnow()))
             return None
+
+
+def insert_ignoring_duplicates(engine: Engine, table: type[SQLModel]) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING, in the dialect of `engine` (SQLite or PostgreSQL)."""
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing()

@@ -8,6 +8,8 @@
     truyenthanh ingest FILE                  make a recording broadcast-ready (as an upload would be)
     truyenthanh tts "TEXT" -o FILE.mp3       read Vietnamese text aloud into an MP3
     truyenthanh receiver --config FILE       run one receiver agent (the Raspberry Pi software)
+    truyenthanh receiver enrolment-code RID  make a one-time code for installing receiver RID
+    truyenthanh receiver enroll --controller URL --code C   on the Pi: fetch its config with that code
     truyenthanh fleet --receivers N          run N simulated receivers from a fleet file
 """
 
@@ -275,11 +277,12 @@ def receiver(
     settings = AgentSettings.from_file(config) if config else AgentSettings()  # type: ignore[call-arg]
     if settings.hardware == "sim":
         from firmware_sim.hardware import SimHardware
+        from firmware_sim.sink import RecordingSink
 
-        hardware: object = SimHardware(seed=settings.receiver_id)
+        sim = SimHardware(seed=settings.receiver_id)
+        agent = Agent(settings, sim, sink=RecordingSink(sim, log_path=settings.state_dir / "played.jsonl"))
     else:
-        hardware = PiHardware(settings.mixer_control)
-    agent = Agent(settings, hardware)  # type: ignore[arg-type]
+        agent = Agent(settings, PiHardware(settings.mixer_control))
 
     async def main(stop: asyncio.Event) -> None:
         task = asyncio.create_task(agent.run())
@@ -288,6 +291,101 @@ def receiver(
         await task
 
     _run_until_signal(main)
+
+
+@receiver_app.command("enrolment-code")
+def receiver_enrolment_code(
+    receiver_id: Annotated[str, typer.Argument(help="the receiver's id, e.g. tra-bui-thon-1-1")],
+    ttl_h: Annotated[float | None, typer.Option(help="hours the code works (default: TT_ENROLMENT_TTL_H)")]
+    = None,
+) -> None:
+    """Make a one-time enrolment code for a receiver (as POST /api/v1/receivers/{rid}/enrolment does)."""
+    from controller.db.models import AuditEntry, Receiver
+    from controller.enrolment import create_code
+
+    settings = Settings()
+    with Session(_db(settings)) as s:
+        if s.get(Receiver, receiver_id) is None:
+            raise typer.BadParameter(f"no receiver {receiver_id!r}; load the seed file first (truyenthanh seed)")
+        code, expires_at = create_code(s, receiver_id, "cli", ttl_h or settings.enrolment_ttl_h)
+        s.add(AuditEntry(actor="cli", action="receiver.enrolment-code", target=receiver_id, outcome="ok",
+                         detail=f"valid until {expires_at:%Y-%m-%d %H:%M} UTC"))
+        s.commit()
+    typer.echo(f"enrolment code for {receiver_id}: {code}  (valid until {expires_at:%Y-%m-%d %H:%M} UTC, once)")
+    typer.echo(f"on the Pi: sudo truyenthanh receiver enroll --controller {settings.public_url} --code {code}")
+
+
+@receiver_app.command("enroll")
+def receiver_enroll(
+    controller: Annotated[str, typer.Option(help="the controller's URL, e.g. https://truyenthanh.example")],
+    code: Annotated[str, typer.Option(help="the one-time enrolment code from the operator")],
+    config: Annotated[Path, typer.Option(help="where to write the agent's config (mode 0600)")]
+    = Path("/etc/truyenthanh/agent.toml"),
+    state_dir: Annotated[Path, typer.Option(help="the agent's state directory, written into the config")]
+    = Path("/var/lib/truyenthanh"),
+    owner: Annotated[str | None, typer.Option(help="give the file to this user, who runs the agent "
+                                                   "(default when run as root: 'truyenthanh' if it exists)")]
+    = None,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the controller")] = 30.0,
+) -> None:
+    """On the receiver: trade a one-time enrolment code for this receiver's credentials and the controller's
+    public key, and write the agent's config."""
+    import datetime as dt
+    import os
+    import pwd
+
+    import httpx
+
+    from controller.provision import write_private
+    from receivers.agent import AgentSettings
+
+    if not controller.startswith(("http://", "https://")):
+        raise typer.BadParameter("give the controller's URL with http:// or https://", param_hint="--controller")
+    account: pwd.struct_passwd | None = None
+    if owner is not None:
+        try:
+            account = pwd.getpwnam(owner)
+        except KeyError:
+            raise typer.BadParameter(f"no user {owner!r} on this machine", param_hint="--owner") from None
+    elif os.geteuid() == 0:
+        try:
+            account = pwd.getpwnam("truyenthanh")
+        except KeyError:
+            account = None
+    url = controller.rstrip("/") + "/api/v1/enrol"
+    try:
+        r = httpx.post(url, json={"code": code}, timeout=timeout)
+    except httpx.HTTPError as e:
+        typer.echo(f"error: cannot reach the controller at {controller}: {e or type(e).__name__}", err=True)
+        raise typer.Exit(1) from None
+    try:
+        body = r.json()
+    except ValueError:
+        body = {"detail": r.text[:300]}
+    if r.status_code != 200:
+        detail = body.get("detail") if isinstance(body, dict) else body
+        what = "refused the code" if r.status_code == 403 else f"answered {r.status_code}"
+        typer.echo(f"error: the controller {what}: {detail}", err=True)
+        raise typer.Exit(1)
+    warnings = body.pop("warnings", [])
+    values = {**body, "state_dir": str(state_dir)}
+    try:
+        AgentSettings(**values)
+    except ValueError as e:
+        typer.echo(f"error: the controller's answer is not a usable agent config: {e}", err=True)
+        raise typer.Exit(1) from None
+    header = (f"# Written by `truyenthanh receiver enroll` from {controller} at "
+              f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC.\n"
+              "# Holds this receiver's broker password: keep it mode 0600.\n")
+    write_private(config, (header + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())).encode())
+    if account is not None:
+        os.chown(config, account.pw_uid, account.pw_gid)
+    typer.echo(f"wrote {config} (mode 0600{f', owner {account.pw_name}' if account else ''}): receiver "
+               f"{values['receiver_id']} of commune {values['commune']}, broker {values['mqtt_url']}")
+    for w in warnings:
+        typer.echo(f"warning: {w}", err=True)
+    typer.echo("next: sudo systemctl enable --now truyenthanh-agent   (already running: systemctl restart "
+               "truyenthanh-agent)")
 
 
 @app.command()

@@ -66,6 +66,15 @@ class Settings(BaseSettings):
     mqtt_client_id: str = "tt-controller"
     # What receivers are told to connect to (may differ from how the controller reaches the broker).
     receiver_mqtt_url: str | None = None
+    # The controller's URL as receivers reach it over HTTP (default http://{host}:{port}); see `public_url`.
+    controller_url: str | None = None
+    # How long an enrolment code works once made.
+    enrolment_ttl_h: float = Field(default=72.0, gt=0)
+    # The broker's files (as written by `provision --out`), rewritten at each enrolment; unset: not touched.
+    broker_dir: Path | None = None
+    # Shell command that makes the broker re-read them, e.g. `systemctl reload mosquitto`. The embedded
+    # broker (amqtt) re-reads its password file by itself.
+    broker_reload: str | None = None
     command_ttl_s: float = 60.0
     command_timeout_s: float = 5.0
     status_flush_s: float = 0.25
@@ -88,6 +97,19 @@ class Settings(BaseSettings):
         if not self.mqtt_url:
             raise ValueError("no broker configured: set TT_MQTT_URL (the demo sets it itself)")
         return MqttUrl.parse(self.mqtt_url)
+
+    @property
+    def public_url(self) -> str:
+        return (self.controller_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def agent_mqtt_url(self) -> str:
+        """The broker URL written into receivers' configs: TT_RECEIVER_MQTT_URL, else TT_MQTT_URL's host."""
+        if self.receiver_mqtt_url:
+            return self.receiver_mqtt_url
+        mqtt = self.mqtt
+        host = f"[{mqtt.host}]" if ":" in mqtt.host else mqtt.host  # an IPv6 address
+        return f"{'mqtts' if mqtt.tls else 'mqtt'}://{host}:{mqtt.port}"
 
     @property
     def media_dir(self) -> Path:

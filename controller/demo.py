@@ -113,6 +113,8 @@ def run_demo(settings: Settings) -> None:
             broker_note = f"embedded MQTT broker (amqtt) on 127.0.0.1:{port}"
         receivers = len(session.exec(select(Receiver)).all())
     engine.dispose()
+    # Enrolment (POST /api/v1/enrol) rewrites the broker's files here; the embedded broker re-reads them.
+    settings = settings.model_copy(update={"broker_dir": settings.broker_dir or data / "broker"})
 
     fleet_log = (data / "fleet.log").open("ab")
     children.append(subprocess.Popen(

@@ -7,15 +7,19 @@ controller's public key and each receiver's id, commune and MQTT credentials.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from receivers.agent import Agent, AgentSettings
+from receivers.protocol import utcnow
 
 from .hardware import SimHardware
+from .sink import RecordingSink
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +49,33 @@ def agent_settings(fleet: dict[str, Any], state_root: Path, limit: int | None = 
 class Fleet:
     agents: dict[str, Agent] = field(default_factory=dict)
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    restarts: dict[str, int] = field(default_factory=dict)
 
-    def add(self, settings: AgentSettings) -> Agent:
-        agent = Agent(settings, SimHardware(seed=settings.receiver_id))
-        self.agents[settings.receiver_id] = agent
-        self.tasks[settings.receiver_id] = asyncio.create_task(agent.run(), name=settings.receiver_id)
+    def add(self, settings: AgentSettings, *, hardware: SimHardware | None = None,
+            clock: Callable[[], dt.datetime] | None = None) -> Agent:
+        hardware = hardware or SimHardware(seed=settings.receiver_id)
+        rid = settings.receiver_id
+
+        def restart() -> None:
+            asyncio.get_running_loop().call_soon(self._restart, rid)
+
+        agent = Agent(settings, hardware, sink=RecordingSink(hardware), clock=clock or utcnow, on_restart=restart)
+        self.agents[rid] = agent
+        self.tasks[rid] = asyncio.create_task(agent.run(), name=rid)
         return agent
+
+    def _restart(self, rid: str) -> None:
+        """`restart-agent` in the simulator: the same receiver (hardware, disk) comes back as a new agent."""
+        old = self.agents.get(rid)
+        if old is None:
+            return
+        self.restarts[rid] = self.restarts.get(rid, 0) + 1
+        done = self.tasks[rid]
+
+        async def again() -> None:
+            await asyncio.gather(done, return_exceptions=True)
+            self.add(old.settings, hardware=old.hardware, clock=old.clock)  # type: ignore[arg-type]
+        asyncio.get_running_loop().create_task(again())
 
     async def wait_connected(self, timeout: float) -> None:
         await asyncio.wait_for(

@@ -151,3 +151,46 @@ def wait_for(check: Callable[[], T], timeout: float, what: str, interval: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+class LiveController:
+    """The controller served by a real uvicorn on a free port, so agents can download media over HTTP."""
+
+    def __init__(self, testbed: Testbed, port: int) -> None:
+        import uvicorn
+
+        self.testbed = testbed
+        self.url = f"http://127.0.0.1:{port}"
+        self.app = create_app(testbed.settings)
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=port, log_level="warning",
+                                                    lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        with Session(testbed.engine) as s:
+            token = create_token(s, "live-admin", ["admin"])
+        import httpx
+
+        self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        wait_for(lambda: self._health() == "connected", 20, "live controller connected to the broker")
+
+    def _health(self) -> str | None:
+        import httpx
+
+        try:
+            return str(self.http.get("/healthz").json()["mqtt"])
+        except httpx.HTTPError:
+            return None
+
+    def close(self) -> None:
+        self.http.close()
+        self.server.should_exit = True
+        self.thread.join(15)
+
+
+@pytest.fixture
+def live(testbed: Testbed) -> Iterator[LiveController]:
+    from controller.demo import free_port
+
+    lc = LiveController(testbed, free_port())
+    yield lc
+    lc.close()

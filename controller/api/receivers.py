@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
 from typing import Annotated, Literal
 
 import aiomqtt
@@ -11,8 +13,20 @@ from sqlalchemy import or_
 from sqlmodel import Session, col, func, select
 
 from controller.auth import CanControlReceivers, CanReadReceivers, Principal, audit
-from controller.db.models import Commune, Receiver, ReceiverPublic, ReceiversPublic, ReceiverStatus, Village
-from receivers.protocol import SetVolume
+from controller.content import media_url
+from controller.db.models import (
+    Announcement,
+    Bulletin,
+    Commune,
+    MediaFile,
+    Receiver,
+    ReceiverPublic,
+    ReceiversPublic,
+    ReceiverStatus,
+    Village,
+    utcnow,
+)
+from receivers.protocol import MediaRef, Play, SetVolume, Stop
 
 from .deps import SessionDep, get_bridge
 
@@ -110,6 +124,91 @@ async def set_volume(rid: str, body: VolumeRequest, who: CanControlReceivers, se
         await bridge.flush()
     audit(bridge.engine, who.actor, "receiver.volume", outcome, target=rid,
           detail=f"volume={body.volume}" + (f"; {reason}" if reason else ""))
+    session.expire_all()
+    return CommandOutcome(outcome=outcome, reason=reason, command_id=str(command.command_id),  # type: ignore[arg-type]
+                          receiver=_one(session, rid, who))
+
+
+class PlayRequest(BaseModel):
+    bulletin_id: int | None = None
+    announcement_id: int | None = None
+    priority: Literal["normal", "priority", "emergency"] = "normal"
+    volume: int | None = Field(default=None, ge=0, le=100)
+    repeat: int = Field(default=1, ge=1, le=20)
+    gap_s: float = Field(default=0.0, ge=0, le=300)
+    start_at: dt.datetime | None = Field(default=None, description="ISO 8601 with offset; default now")
+    resume: bool = Field(default=False, description="resume where it was cut after a higher class")
+
+
+class PlaySent(BaseModel):
+    command_id: str
+    item_id: str
+    outcome: Literal["received", "rejected", "no_answer"]
+    reason: str | None = None
+
+
+@router.post("/{rid}/play", response_model=PlaySent, status_code=202)
+async def play_now(rid: str, body: PlayRequest, who: CanControlReceivers, session: SessionDep,
+                   request: Request) -> PlaySent:
+    """Send a stored bulletin or announcement to one receiver; answers once the receiver has it (progress
+    and proof of play follow as acks and `GET /api/v1/receivers/{id}/plays`)."""
+    receiver = _one(session, rid, who)
+    if (body.bulletin_id is None) == (body.announcement_id is None):
+        raise HTTPException(422, "Give exactly one of bulletin_id or announcement_id.")
+    content: Bulletin | Announcement | None = (session.get(Bulletin, body.bulletin_id) if body.bulletin_id
+                                               else session.get(Announcement, body.announcement_id))
+    if content is None:
+        raise HTTPException(404, "No such bulletin or announcement.")
+    media = session.get(MediaFile, content.media_sha256)
+    assert media is not None
+    bridge = get_bridge(request)
+    start = body.start_at
+    if start is not None and start.tzinfo is None:
+        raise HTTPException(422, "start_at needs a UTC offset, e.g. 2026-11-26T06:00:00+07:00.")
+    now = utcnow()
+    ttl = bridge.settings.command_ttl_s + max(0.0, (start - now).total_seconds() if start else 0.0)
+    kind = "bulletin" if body.bulletin_id else "announcement"
+    command = Play.new(f"receiver:{rid}", ttl, now=now, item_id=f"{kind}-{content.id}-{uuid.uuid4().hex[:8]}",
+                       priority=body.priority, media=MediaRef(sha256=media.sha256, url=media_url(media.sha256),
+                                                              size=media.size_bytes),
+                       volume=body.volume, repeat=body.repeat, gap_s=body.gap_s, start_at=start, resume=body.resume,
+                       title=content.title)
+    reason: str | None
+    if receiver.availability != "online":
+        outcome, reason = "no_answer", f"receiver is {receiver.availability}; command not sent"
+    else:
+        try:
+            ack = await bridge.request(command, who.actor, bridge.settings.command_timeout_s)
+        except aiomqtt.MqttError as e:
+            raise HTTPException(503, f"The controller cannot reach the MQTT broker ({e}); nothing was sent.") from None
+        outcome = "no_answer" if ack is None else ("rejected" if ack.status in ("rejected", "failed") else "received")
+        reason = None if ack is None else ack.reason
+    audit(bridge.engine, who.actor, "receiver.play", outcome, target=rid,
+          detail=f"{kind} {content.id} ({body.priority})" + (f"; {reason}" if reason else ""))
+    return PlaySent(command_id=str(command.command_id), item_id=command.item_id, outcome=outcome,  # type: ignore[arg-type]
+                    reason=reason)
+
+
+class StopRequest(BaseModel):
+    item_id: str | None = None
+    priority: Literal["normal", "priority", "emergency"] | None = None
+
+
+@router.post("/{rid}/stop", response_model=CommandOutcome)
+async def stop_playing(rid: str, body: StopRequest, who: CanControlReceivers, session: SessionDep,
+                       request: Request) -> CommandOutcome:
+    """Stop one item, one class, or (neither given) everything on a receiver."""
+    _one(session, rid, who)
+    bridge = get_bridge(request)
+    command = Stop.new(f"receiver:{rid}", bridge.settings.command_ttl_s, item_id=body.item_id,
+                       priority=body.priority)
+    try:
+        ack = await bridge.request(command, who.actor, bridge.settings.command_timeout_s)
+    except aiomqtt.MqttError as e:
+        raise HTTPException(503, f"The controller cannot reach the MQTT broker ({e}); nothing was sent.") from None
+    outcome, reason = ("no_answer", "no acknowledgement") if ack is None else (ack.status, ack.reason)
+    audit(bridge.engine, who.actor, "receiver.stop", outcome, target=rid, detail=reason)
+    await bridge.flush()
     session.expire_all()
     return CommandOutcome(outcome=outcome, reason=reason, command_id=str(command.command_id),  # type: ignore[arg-type]
                           receiver=_one(session, rid, who))

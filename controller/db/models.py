@@ -234,3 +234,47 @@ class Abbreviation(SQLModel, table=True):
     expansion: str = Field(max_length=200)
     updated_by: str
     updated_at: dt.datetime = Field(default_factory=utcnow)
+
+
+# ------------------------------------------------------------------------------------ proof of play
+
+
+class PlayRecord(SQLModel, table=True):
+    """One proof-of-play event from a receiver; `event_id` makes a re-sent event count once."""
+
+    event_id: str = Field(primary_key=True, max_length=36)
+    receiver_id: str = Field(foreign_key="receiver.id", index=True)
+    seq: int
+    event: str = Field(index=True)  # started | finished | cut | failed | missed
+    at: dt.datetime = Field(index=True)
+    item_id: str = Field(index=True)
+    command_id: str | None = None
+    priority: str
+    media_sha256: str | None = None
+    position_s: float = 0.0
+    repeat_index: int = 0
+    volume: int | None = None
+    reason: str | None = None
+    received_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class PlayPublic(SQLModel):
+    event_id: str
+    receiver_id: str
+    commune: str
+    event: str
+    at: dt.datetime
+    item_id: str
+    command_id: str | None
+    priority: str
+    media_sha256: str | None
+    position_s: float
+    repeat_index: int
+    volume: int | None
+    reason: str | None
+    seq: int
+
+
+class PlaysPublic(SQLModel):
+    data: list[PlayPublic]
+    count: int

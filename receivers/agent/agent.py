@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 import aiomqtt
 
@@ -23,19 +24,30 @@ from receivers.protocol import (
     Ack,
     Availability,
     Ping,
+    Play,
+    PlayEvent,
     ReceiverState,
     Rejected,
+    RestartAgent,
+    SelfTest,
     SetVolume,
+    Stop,
     Telemetry,
     Topics,
     Verifier,
     utcnow,
 )
 
+from .cache import MediaCache
 from .config import AgentSettings
+from .fetch import Fetcher
 from .hardware import Hardware
 from .link import Link
-from .store import PersistentState, ReplayMemory
+from .outbox import Outbox
+from .player import Player
+from .selftest import self_test
+from .sink import AlsaSink, AudioSink
+from .store import ItemStore, PersistentState, ReplayMemory
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +58,9 @@ except PackageNotFoundError:  # running from a source tree
 
 
 class Agent:
-    def __init__(self, settings: AgentSettings, hardware: Hardware, *,
-                 clock: Callable[[], dt.datetime] = utcnow, rng: random.Random | None = None) -> None:
+    def __init__(self, settings: AgentSettings, hardware: Hardware, *, sink: AudioSink | None = None,
+                 clock: Callable[[], dt.datetime] = utcnow, rng: random.Random | None = None,
+                 on_restart: Callable[[], None] | None = None) -> None:
         self.settings = settings
         self.hardware = hardware
         self.clock = clock
@@ -63,6 +76,17 @@ class Agent:
         self._rng = rng or random.Random()
         self._started = time.monotonic()
         self._telemetry_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.on_restart = on_restart
+        self.outbox = Outbox(settings.state_dir / "outbox.sqlite")
+        self._outbox_ready = asyncio.Event()
+        self.cache = MediaCache(settings.state_dir / "cache", int(settings.cache_budget_mb * 1e6))
+        self.fetcher = Fetcher(self.cache, settings.controller_url, rng=self._rng)
+        self.sink: AudioSink = sink or AlsaSink(settings.alsa_device)
+        self.player = Player(sink=self.sink, hardware=hardware, fetcher=self.fetcher, cache=self.cache,
+                             store=ItemStore(settings.state_dir / "items.sqlite"), record=self.record,
+                             ack=self._ack_play, on_change=self._state_changed, clock=clock,
+                             warmup_s=settings.amp_warmup_s, idle_off_s=settings.amp_idle_off_s)
         host, port, tls = settings.broker
         will = aiomqtt.Will(self.topics.receiver(self.rid, "availability"),
                             Availability(status="offline").to_bytes(), qos=1, retain=True)
@@ -74,13 +98,25 @@ class Agent:
     # ------------------------------------------------------------------------------------ lifecycle
 
     async def run(self) -> None:
-        self._telemetry_task = asyncio.create_task(self._telemetry_loop())
+        self._tasks = [asyncio.create_task(self._telemetry_loop()), asyncio.create_task(self._drain_outbox()),
+                       asyncio.create_task(self.player.run())]
         try:
             await self.link.run()
         finally:
-            self._telemetry_task.cancel()
-            await asyncio.gather(self._telemetry_task, return_exceptions=True)
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self.player.close()
             self.replay.close()
+            self.outbox.close()
+            self.player.store.close()
+
+    async def restart(self) -> None:
+        """Stop cleanly and hand over to whoever restarts the agent (systemd on the Pi, the fleet in the
+        simulator); with nobody to do it, the process exits and systemd's Restart=always brings it back."""
+        await self.stop()
+        if self.on_restart is not None:
+            self.on_restart()
 
     async def stop(self) -> None:
         """Clean shutdown: say `stopped` (retained), then disconnect so the last will is not sent."""
@@ -105,8 +141,9 @@ class Agent:
 
     async def publish_state(self) -> None:
         hw = self.hardware
-        msg = ReceiverState(at=self.clock(), volume=hw.volume(),
-                            amplifier="on" if hw.amplifier_on() else "off", playing=None)
+        current = self.player.current
+        msg = ReceiverState(at=self.clock(), volume=hw.volume(), amplifier="on" if hw.amplifier_on() else "off",
+                            playing=current.cmd.item_id if current else None)
         await self.link.publish(self.topics.receiver(self.rid, "state"), msg.to_bytes(), retain=True)
 
     def telemetry(self) -> Telemetry:
@@ -151,14 +188,55 @@ class Agent:
             return
         handler = HANDLERS[command.kind]
         reason = await handler(self, command)
+        if command.kind == "play" and reason is None:
+            return  # a play command is acknowledged step by step by the player
         await self._ack(command.command_id, command.kind, "rejected" if reason else "applied", reason)
+        if command.kind == "restart-agent" and reason is None:
+            await self.restart()
+
+    # ----------------------------------------------------------------------------- proof of play
+
+    def record(self, event: PlayEvent) -> None:
+        """Write a proof-of-play event to the outbox (on disk first), then let the drain task send it."""
+        stored = self.outbox.append(event)
+        log.info("%s: %s %s at %.1f s%s", self.rid, stored.event, stored.item_id, stored.position_s,
+                 f" ({stored.reason})" if stored.reason else "")
+        self._outbox_ready.set()
+
+    async def _drain_outbox(self) -> None:
+        while True:
+            await self.link.connected.wait()
+            pending = await asyncio.to_thread(self.outbox.pending)
+            if not pending:
+                self._outbox_ready.clear()
+                waiter = asyncio.ensure_future(self._outbox_ready.wait())
+                await asyncio.wait([waiter], timeout=5)  # also re-checks after a reconnect
+                waiter.cancel()
+                continue
+            for seq, payload in pending:
+                try:
+                    await self.link.publish(self.topics.receiver(self.rid, "event"), payload)
+                except aiomqtt.MqttError:
+                    await asyncio.sleep(0.5)  # link down: wait for the reconnect, keep the event
+                    break
+                await asyncio.to_thread(self.outbox.remove, seq)
+
+    async def _ack_play(self, command: Play, status: str, reason: str | None) -> None:
+        await self._ack(command.command_id, "play", status, reason, item_id=command.item_id)
+
+    async def _state_changed(self) -> None:
+        try:
+            await self.publish_state()
+        except aiomqtt.MqttError:
+            pass  # retained state is published again on reconnect
 
     def _addressed_to_me(self, target: str) -> bool:
         return target in ("all", f"receiver:{self.rid}", f"commune:{self.settings.commune}")
 
-    async def _ack(self, command_id: object, kind: str | None, status: str, reason: str | None) -> None:
+    async def _ack(self, command_id: object, kind: str | None, status: str, reason: str | None,
+                   item_id: str | None = None) -> None:
         ack = Ack(command_id=command_id, command=kind, status=status, reason=reason,  # type: ignore[arg-type]
-                  at=self.clock())
+                  item_id=item_id, at=self.clock())
         try:
             await self.link.publish(self.topics.receiver(self.rid, "ack"), ack.to_bytes())
         except aiomqtt.MqttError as e:
@@ -166,7 +244,7 @@ class Agent:
 
 
 # ----------------------------------------------------------------------------------------- handlers
-# Each returns None when applied, or the reason it was refused.
+# Each returns None when applied (for `play`: accepted), or the reason it was refused.
 
 
 async def handle_ping(agent: Agent, command: Ping) -> str | None:
@@ -180,7 +258,27 @@ async def handle_set_volume(agent: Agent, command: SetVolume) -> str | None:
     return None
 
 
-HANDLERS: dict[str, Callable[[Agent, object], Awaitable[str | None]]] = {
-    "ping": handle_ping,  # type: ignore[dict-item]
-    "set-volume": handle_set_volume,  # type: ignore[dict-item]
+async def handle_play(agent: Agent, command: Play) -> str | None:
+    return await agent.player.submit(command)
+
+
+async def handle_stop(agent: Agent, command: Stop) -> str | None:
+    return await agent.player.stop(command)
+
+
+async def handle_self_test(agent: Agent, command: SelfTest) -> str | None:
+    return await self_test(agent)
+
+
+async def handle_restart(agent: Agent, command: RestartAgent) -> str | None:
+    return None  # acknowledged first; Agent.on_message then restarts
+
+
+HANDLERS: dict[str, Callable[[Agent, Any], Awaitable[str | None]]] = {
+    "ping": handle_ping,
+    "set-volume": handle_set_volume,
+    "play": handle_play,
+    "stop": handle_stop,
+    "self-test": handle_self_test,
+    "restart-agent": handle_restart,
 }

@@ -31,6 +31,11 @@ class AgentSettings(BaseSettings):
     backoff_max_s: float = Field(default=60.0, gt=0)
     hardware: str = Field(default="pi", description="'pi' on a Raspberry Pi, 'sim' in firmware_sim")
     mixer_control: str = Field(default="PCM", description="ALSA mixer control for the volume (amixer)")
+    alsa_device: str = Field(default="default", description="ALSA device the audio is played on")
+    controller_url: str | None = Field(default=None, description="base URL for relative media URLs")
+    cache_budget_mb: float = Field(default=1024.0, gt=0, description="disk space the audio cache may use")
+    amp_warmup_s: float = Field(default=1.0, ge=0, description="wait after switching the amplifier on")
+    amp_idle_off_s: float = Field(default=30.0, ge=0, description="switch the amplifier off after this idle time")
 
     @field_validator("receiver_id", "commune")
     @classmethod

@@ -56,3 +56,34 @@ class PersistentState:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self._path)
+
+
+class ItemStore:
+    """Accepted `play` commands until they are finished, so a power cut loses none of them: on restart the
+    agent finds what it was told to play, and where it was in the item it was playing."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS items (item_id TEXT PRIMARY KEY, command BLOB NOT NULL, "
+                         "position_s REAL NOT NULL DEFAULT 0, repeat_index INTEGER NOT NULL DEFAULT 0, "
+                         "playing INTEGER NOT NULL DEFAULT 0)")
+
+    def put(self, item_id: str, command: bytes) -> None:
+        self._db.execute("INSERT OR REPLACE INTO items (item_id, command) VALUES (?, ?)", (item_id, command))
+
+    def progress(self, item_id: str, position_s: float, repeat_index: int, playing: bool) -> None:
+        self._db.execute("UPDATE items SET position_s = ?, repeat_index = ?, playing = ? WHERE item_id = ?",
+                         (position_s, repeat_index, int(playing), item_id))
+
+    def remove(self, item_id: str) -> None:
+        self._db.execute("DELETE FROM items WHERE item_id = ?", (item_id,))
+
+    def all(self) -> list[tuple[str, bytes, float, int, bool]]:
+        return [(i, c, p, r, bool(pl)) for i, c, p, r, pl in
+                self._db.execute("SELECT item_id, command, position_s, repeat_index, playing FROM items")]
+
+    def close(self) -> None:
+        self._db.close()

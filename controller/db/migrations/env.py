@@ -3,6 +3,7 @@
 from alembic import context
 from sqlmodel import SQLModel
 
+import controller.db.enrolment  # noqa: F401
 import controller.db.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 engine = context.config.attributes["engine"]

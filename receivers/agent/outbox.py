@@ -1,0 +1,50 @@
+"""The outbox: proof-of-play events on the receiver's disk until the broker has them.
+
+`append` writes an event (SQLite, synchronous=FULL: on disk before anything else happens) and numbers it
+(`seq`, never reused). The agent's drain task publishes pending events in order, QoS 1, and `remove`s each
+only once the broker acknowledged it. A receiver offline for a week delivers all its events when it is
+back, in order; an event re-sent because its acknowledgement was lost is counted once by the controller
+(it dedupes on `event_id`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from receivers.protocol import PlayEvent
+
+
+class Outbox:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, payload BLOB)")
+
+    def append(self, event: PlayEvent) -> PlayEvent:
+        """Store `event` with the next sequence number; return it as stored."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            seq = self._db.execute("INSERT INTO events (payload) VALUES (x'')").lastrowid
+            assert seq is not None
+            stored = event.model_copy(update={"seq": seq})
+            self._db.execute("UPDATE events SET payload = ? WHERE seq = ?", (stored.to_bytes(), seq))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return stored
+
+    def pending(self, limit: int = 100) -> list[tuple[int, bytes]]:
+        return list(self._db.execute("SELECT seq, payload FROM events ORDER BY seq LIMIT ?", (limit,)))
+
+    def remove(self, seq: int) -> None:
+        self._db.execute("DELETE FROM events WHERE seq = ?", (seq,))
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,117 @@
+"""`truyenthanh receiver enroll` as an installer runs it on a Pi, against a controller served over HTTP:
+it writes a config the agent loads (mode 0600), or says clearly why not and writes nothing."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session
+from typer.testing import CliRunner
+
+from controller.app import create_app
+from controller.broker.passwords import verify_password
+from controller.cli import app as cli
+from controller.config import Settings
+from controller.db import make_engine
+from controller.db.models import Receiver
+from controller.demo import free_port
+from controller.inventory import apply_seed, load_seed
+from controller.provision import ensure_signing_key
+from receivers.agent import AgentSettings
+from tests.live_server import live_server
+
+RID = "tra-ka-thon-2-1"
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The controller's environment, shared by `serve` (the live server) and the operator's CLI."""
+    values = {"TT_DATA_DIR": str(tmp_path / "data"), "TT_MQTT_URL": "mqtts://controller:pw-7f3a@broker.example:8883",
+              "TT_RECEIVER_MQTT_URL": "mqtts://broker.example:8883"}
+    for k, v in values.items():
+        monkeypatch.setenv(k, v)
+    settings = Settings()
+    with TestClient(create_app(settings, with_bridge=False)) as c, \
+            Session(c.app.state.engine) as s:  # type: ignore[attr-defined]
+        apply_seed(s, load_seed(settings.seed_file))
+    return settings
+
+
+@pytest.fixture
+def controller(env: Settings) -> Iterator[str]:
+    with live_server(create_app(env, with_bridge=False)) as url:
+        yield url
+
+
+def enrolment_code(rid: str = RID) -> str:
+    r = CliRunner().invoke(cli, ["receiver", "enrolment-code", rid])
+    assert r.exit_code == 0, r.output
+    assert f"enrolment code for {rid}: " in r.output and "truyenthanh receiver enroll --controller" in r.output
+    return r.output.split(": ", 1)[1].split()[0]
+
+
+def enroll(*args: str) -> tuple[int, str]:
+    r = CliRunner().invoke(cli, ["receiver", "enroll", *args])
+    return r.exit_code, r.output
+
+
+def test_enroll_writes_a_private_config_the_agent_loads(controller: str, env: Settings, tmp_path: Path) -> None:
+    config = tmp_path / "etc" / "truyenthanh" / "agent.toml"
+    code, out = enroll("--controller", controller + "/", "--code", enrolment_code(), "--config", str(config),
+                       "--state-dir", str(tmp_path / "state"))
+    assert code == 0, out
+    assert f"wrote {config} (mode 0600" in out and "systemctl enable --now truyenthanh-agent" in out
+    assert "warning: TT_BROKER_RELOAD" not in out  # no broker_dir: the installer is told to wait instead
+    assert "warning: The controller does not manage the broker's files" in out
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    settings = AgentSettings.from_file(config)
+    assert (settings.receiver_id, settings.commune, settings.username) == (RID, "tra-ka", RID)
+    assert settings.broker == ("broker.example", 8883, True) and settings.state_dir == tmp_path / "state"
+    assert settings.controller_public_key == ensure_signing_key(env)[1]
+    engine = make_engine(env.db_url)
+    with Session(engine) as s:
+        receiver = s.get(Receiver, RID)
+        assert receiver is not None and verify_password(settings.password, receiver.mqtt_password_hash or "")
+    engine.dispose()
+
+
+def test_a_wrong_code_shows_the_controllers_reason_and_writes_nothing(controller: str, tmp_path: Path) -> None:
+    config = tmp_path / "agent.toml"
+    code, out = enroll("--controller", controller, "--code", "ABCD-EFGH-JKMN-PQRS", "--config", str(config))
+    assert code == 1 and "the controller refused the code: Unknown enrolment code" in out
+    real = enrolment_code()
+    assert enroll("--controller", controller, "--code", real, "--config", str(config))[0] == 0
+    config.unlink()
+    code, out = enroll("--controller", controller, "--code", real, "--config", str(config))
+    assert code == 1 and "already used" in out
+    assert not config.exists()
+
+
+def test_an_unreachable_controller_is_a_clear_error(tmp_path: Path) -> None:
+    config = tmp_path / "agent.toml"
+    code, out = enroll("--controller", f"http://127.0.0.1:{free_port()}", "--code", "ABCD-EFGH-JKMN-PQRS",
+                       "--config", str(config))
+    assert code == 1 and "cannot reach the controller at http://127.0.0.1:" in out
+    code, out = enroll("--controller", "tt.example", "--code", "ABCD-EFGH-JKMN-PQRS", "--config", str(config))
+    assert code == 2 and "http://" in out
+    assert not config.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file away needs root")
+def test_the_file_goes_to_the_agents_user(controller: str, tmp_path: Path) -> None:
+    config = tmp_path / "agent.toml"
+    code, out = enroll("--controller", controller, "--code", enrolment_code(), "--config", str(config),
+                       "--owner", "nobody")
+    assert code == 0, out
+    assert config.stat().st_uid == pwd.getpwnam("nobody").pw_uid and "owner nobody" in out
+    unused = enrolment_code()
+    code, out = enroll("--controller", controller, "--code", unused, "--config", str(config),
+                       "--owner", "no-such-user-here")
+    assert code == 2 and "no user 'no-such-user-here'" in out
+    assert enroll("--controller", controller, "--code", unused, "--config", str(config))[0] == 0  # not spent
