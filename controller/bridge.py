@@ -150,7 +150,12 @@ class Bridge:
             case ReceiverState():
                 p.update(rid, volume=msg.volume, amplifier=msg.amplifier, playing=msg.playing, state_at=msg.at)
             case Telemetry():
-                p.update(rid, telemetry=msg.model_dump(mode="json", exclude={"kind"}), telemetry_at=msg.at)
+                telemetry = msg.model_dump(mode="json", exclude={"kind"})
+                if not message.retain:
+                    # How far the receiver's clock is from ours (transport takes milliseconds): receivers play
+                    # by their own clocks, so a drifting one is flagged to staff.
+                    telemetry["clock_offset_s_seen"] = round((msg.at - now).total_seconds(), 3)
+                p.update(rid, telemetry=telemetry, telemetry_at=msg.at)
             case Ack():
                 p.acks.append((rid, msg))
                 for watcher in self._watchers.get(str(msg.command_id), ()):

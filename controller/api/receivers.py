@@ -26,11 +26,12 @@ from controller.db.models import (
     Village,
     utcnow,
 )
-from receivers.protocol import MediaRef, Play, SetVolume, Stop
+from receivers.protocol import MediaRef, Play, RestartAgent, SelfTest, SetVolume, Stop
 
 from .deps import SessionDep, get_bridge
 
 router = APIRouter(prefix="/api/v1/receivers", tags=["receivers"])
+CLOCK_DRIFT_S = 2.0
 
 
 def _query():
@@ -41,6 +42,7 @@ def _query():
 
 
 def _public(r: Receiver, c: Commune, v: Village | None, s: ReceiverStatus | None) -> ReceiverPublic:
+    offset = (s.telemetry or {}).get("clock_offset_s_seen") if s else None
     return ReceiverPublic(
         id=r.id, name=r.name, commune=c.code, commune_name=c.name,
         village=v.code if v else None, village_name=v.name if v else None,
@@ -51,6 +53,8 @@ def _public(r: Receiver, c: Commune, v: Village | None, s: ReceiverStatus | None
                "activity": ("playing" if s and s.playing else "idle"),
                "at": s.state_at if s else None},
         telemetry=s.telemetry if s else None,
+        clock_offset_s=offset,
+        clock_drift=offset is not None and abs(offset) > CLOCK_DRIFT_S,
     )
 
 
@@ -104,26 +108,50 @@ class CommandOutcome(BaseModel):
 async def set_volume(rid: str, body: VolumeRequest, who: CanControlReceivers, session: SessionDep,
                      request: Request) -> CommandOutcome:
     """Send a signed `set-volume` and wait (bounded by TT_COMMAND_TIMEOUT_S) for the receiver's answer."""
+    bridge = get_bridge(request)
+    return await _command(rid, SetVolume.new(f"receiver:{rid}", bridge.settings.command_ttl_s, volume=body.volume),
+                          who, session, request, detail=f"volume={body.volume}")
+
+
+@router.post("/{rid}/self-test", response_model=CommandOutcome)
+async def self_test(rid: str, who: CanControlReceivers, session: SessionDep, request: Request) -> CommandOutcome:
+    """Ask the receiver to play a short quiet tone and check its amplifier and audio output."""
+    bridge = get_bridge(request)
+    return await _command(rid, SelfTest.new(f"receiver:{rid}", bridge.settings.command_ttl_s), who, session, request,
+                          timeout=bridge.settings.command_timeout_s + 5)
+
+
+@router.post("/{rid}/restart", response_model=CommandOutcome)
+async def restart_agent(rid: str, who: CanControlReceivers, session: SessionDep, request: Request) -> CommandOutcome:
+    """Restart the receiver's agent (it acknowledges first, then comes back online by itself)."""
+    bridge = get_bridge(request)
+    return await _command(rid, RestartAgent.new(f"receiver:{rid}", bridge.settings.command_ttl_s), who, session,
+                          request)
+
+
+async def _command(rid: str, command: SetVolume | SelfTest | RestartAgent, who: Principal, session: Session,
+                   request: Request, *, detail: str = "", timeout: float | None = None) -> CommandOutcome:
     receiver = _one(session, rid, who)
     bridge = get_bridge(request)
-    command = SetVolume.new(f"receiver:{rid}", bridge.settings.command_ttl_s, volume=body.volume)
+    action = {"set-volume": "receiver.volume"}.get(command.kind, f"receiver.{command.kind}")
+    wait = timeout or bridge.settings.command_timeout_s
     outcome: str
     reason: str | None
     if receiver.availability != "online":
         outcome, reason = "no_answer", f"receiver is {receiver.availability}; command not sent"
     else:
         try:
-            ack = await bridge.request(command, who.actor, bridge.settings.command_timeout_s)
+            ack = await bridge.request(command, who.actor, wait)
         except aiomqtt.MqttError as e:
-            audit(bridge.engine, who.actor, "receiver.volume", "failed", target=rid, detail=f"broker: {e}")
+            audit(bridge.engine, who.actor, action, "failed", target=rid, detail=f"broker: {e}")
             raise HTTPException(503, f"The controller cannot reach the MQTT broker ({e}); nothing was sent.") from None
         if ack is None:
-            outcome, reason = "no_answer", f"no acknowledgement within {bridge.settings.command_timeout_s:g} s"
+            outcome, reason = "no_answer", f"no acknowledgement within {wait:g} s"
         else:
             outcome, reason = ack.status, ack.reason
         await bridge.flush()
-    audit(bridge.engine, who.actor, "receiver.volume", outcome, target=rid,
-          detail=f"volume={body.volume}" + (f"; {reason}" if reason else ""))
+    audit(bridge.engine, who.actor, action, outcome, target=rid,
+          detail="; ".join(x for x in (detail, reason) if x))
     session.expire_all()
     return CommandOutcome(outcome=outcome, reason=reason, command_id=str(command.command_id),  # type: ignore[arg-type]
                           receiver=_one(session, rid, who))

@@ -120,6 +120,8 @@ class ReceiverPublic(SQLModel):
     volume: int | None
     state: dict[str, Any]
     telemetry: dict[str, Any] | None
+    clock_offset_s: float | None = None  # receiver clock minus controller clock, from its last telemetry
+    clock_drift: bool = False  # |offset| above CLOCK_DRIFT_S: it will play at the wrong time
 
 
 class ReceiversPublic(SQLModel):

@@ -13,6 +13,7 @@ import asyncio
 import datetime as dt
 import logging
 import random
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
@@ -80,6 +81,7 @@ class Agent:
         self.on_restart = on_restart
         self.outbox = Outbox(settings.state_dir / "outbox.sqlite")
         self._outbox_ready = asyncio.Event()
+        self._unsaved: list[PlayEvent] = []
         self.cache = MediaCache(settings.state_dir / "cache", int(settings.cache_budget_mb * 1e6))
         self.fetcher = Fetcher(self.cache, settings.controller_url, rng=self._rng)
         self.sink: AudioSink = sink or AlsaSink(settings.alsa_device)
@@ -197,15 +199,27 @@ class Agent:
     # ----------------------------------------------------------------------------- proof of play
 
     def record(self, event: PlayEvent) -> None:
-        """Write a proof-of-play event to the outbox (on disk first), then let the drain task send it."""
-        stored = self.outbox.append(event)
-        log.info("%s: %s %s at %.1f s%s", self.rid, stored.event, stored.item_id, stored.position_s,
-                 f" ({stored.reason})" if stored.reason else "")
+        """Write a proof-of-play event to the outbox (on disk first), then let the drain task send it.
+        If the disk is full the event waits in memory and is written as soon as there is room."""
+        self._unsaved.append(event)
+        self._save_unsaved()
         self._outbox_ready.set()
+
+    def _save_unsaved(self) -> None:
+        while self._unsaved:
+            try:
+                stored = self.outbox.append(self._unsaved[0])
+            except sqlite3.OperationalError as e:
+                log.error("%s: outbox cannot write (%s); %d event(s) kept in memory", self.rid, e, len(self._unsaved))
+                return
+            self._unsaved.pop(0)
+            log.info("%s: %s %s at %.1f s%s", self.rid, stored.event, stored.item_id, stored.position_s,
+                     f" ({stored.reason})" if stored.reason else "")
 
     async def _drain_outbox(self) -> None:
         while True:
             await self.link.connected.wait()
+            self._save_unsaved()
             pending = await asyncio.to_thread(self.outbox.pending)
             if not pending:
                 self._outbox_ready.clear()

@@ -5,6 +5,7 @@ first, and a cut download continues from its `.part` file instead of starting ag
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import logging
 import random
@@ -56,7 +57,15 @@ class Fetcher:
             for attempt in range(self.attempts):
                 try:
                     return await self._download(ref)
-                except (httpx.HTTPError, OSError, FetchFailed) as e:
+                except OSError as e:
+                    if e.errno == errno.ENOSPC:
+                        # Retrying cannot help; give the space back so the outbox can still record this.
+                        self.cache.part(ref.sha256).unlink(missing_ok=True)
+                        raise FetchFailed(f"disk full: no space for {ref.size} bytes of audio ({e})") from None
+                    last = f"{type(e).__name__}: {e}"
+                    log.warning("fetch %s failed (attempt %d): %s", ref.sha256[:12], attempt + 1, last)
+                    await asyncio.sleep(backoff_delay(attempt, *self.backoff, self.rng))
+                except (httpx.HTTPError, FetchFailed) as e:
                     last = f"{type(e).__name__}: {e}"
                     log.warning("fetch %s failed (attempt %d): %s", ref.sha256[:12], attempt + 1, last)
                     await asyncio.sleep(backoff_delay(attempt, *self.backoff, self.rng))

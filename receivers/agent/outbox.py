@@ -33,7 +33,8 @@ class Outbox:
             self._db.execute("UPDATE events SET payload = ? WHERE seq = ?", (stored.to_bytes(), seq))
             self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:  # SQLite may have rolled back already (disk full)
+                self._db.execute("ROLLBACK")
             raise
         return stored
 
