@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import uuid
 from typing import Annotated, Literal
@@ -26,7 +27,7 @@ from controller.db.models import (
     Village,
     utcnow,
 )
-from receivers.protocol import MediaRef, Play, RestartAgent, SelfTest, SetVolume, Stop
+from receivers.protocol import INLINE_AUDIO_MAX, MediaRef, Play, RestartAgent, SelfTest, SetVolume, Stop
 
 from .deps import SessionDep, get_bridge
 
@@ -166,6 +167,8 @@ class PlayRequest(BaseModel):
     gap_s: float = Field(default=0.0, ge=0, le=300)
     start_at: dt.datetime | None = Field(default=None, description="ISO 8601 with offset; default now")
     resume: bool = Field(default=False, description="resume where it was cut after a higher class")
+    inline: bool = Field(default=False, description="send the audio inside the command (at most 256 KB): "
+                                                    "it plays without a download")
 
 
 class PlaySent(BaseModel):
@@ -196,9 +199,16 @@ async def play_now(rid: str, body: PlayRequest, who: CanControlReceivers, sessio
     now = utcnow()
     ttl = bridge.settings.command_ttl_s + max(0.0, (start - now).total_seconds() if start else 0.0)
     kind = "bulletin" if body.bulletin_id else "announcement"
+    audio: dict[str, object] = {"media": MediaRef(sha256=media.sha256, url=media_url(media.sha256),
+                                                  size=media.size_bytes)}
+    if body.inline:
+        if media.size_bytes > INLINE_AUDIO_MAX:
+            raise HTTPException(422, f"This audio is {media.size_bytes / 1024:.0f} KB; at most "
+                                     f"{INLINE_AUDIO_MAX // 1024} KB travels inside a command.")
+        data = request.app.state.media.verified_path(media.sha256).read_bytes()
+        audio = {"inline_audio": base64.b64encode(data).decode(), "inline_sha256": media.sha256}
     command = Play.new(f"receiver:{rid}", ttl, now=now, item_id=f"{kind}-{content.id}-{uuid.uuid4().hex[:8]}",
-                       priority=body.priority, media=MediaRef(sha256=media.sha256, url=media_url(media.sha256),
-                                                              size=media.size_bytes),
+                       priority=body.priority, **audio,
                        volume=body.volume, repeat=body.repeat, gap_s=body.gap_s, start_at=start, resume=body.resume,
                        title=content.title)
     reason: str | None

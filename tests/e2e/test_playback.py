@@ -179,3 +179,18 @@ def test_a_resent_event_counts_once(fleet: FleetThread, live: LiveController) ->
     wait_for(lambda: plays(live, creds["receiver_id"]), 10, "event stored")
     time.sleep(0.5)
     assert len(plays(live, creds["receiver_id"])) == 1
+
+
+def test_short_audio_travels_inline_and_needs_no_download(fleet: FleetThread, live: LiveController,
+                                                          tmp_path: Path) -> None:
+    bulletin = upload(live, make(tmp_path / "short.wav", seconds=3), "Ngắn")
+    agent = start_agent(fleet, live)
+    r = live.http.post(f"/api/v1/receivers/{agent.rid}/play", json={"bulletin_id": bulletin["id"], "inline": True})
+    assert r.json()["outcome"] == "received", r.text
+    wait_for(lambda: [e for e, _ in events(live, agent.rid)] == ["started", "finished"], 15, "played")
+    assert agent.fetcher.bytes_fetched == 0
+    [played] = sink(agent).played
+    assert played.pcm_sha256 == hashlib.sha256(source_pcm(fleet, live, bulletin["sha256"])).hexdigest()
+    long = upload(live, make(tmp_path / "long.wav", seconds=60), "Dài")
+    r = live.http.post(f"/api/v1/receivers/{agent.rid}/play", json={"bulletin_id": long["id"], "inline": True})
+    assert r.status_code == 422 and "at most 256 KB" in r.json()["detail"]
