@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from fastapi import HTTPException
-from sqlmodel import Session, select
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, func, select
 
 from audio import ffmpeg
 from audio.compose import compose_file
@@ -19,9 +20,9 @@ from audio.ingest import BroadcastFormat, Ingested, IngestError, ingest
 from audio.store import MediaStore
 from audio.tts import EspeakEngine, GttsEngine, TtsEngine, synthesize
 from audio.vi_text import normalize
-from controller.auth import Principal
+from controller.auth import Principal, audit
 from controller.config import AudioSettings
-from controller.db.models import Abbreviation, Commune, MediaFile
+from controller.db.models import Abbreviation, Announcement, Bulletin, Commune, MediaFile
 
 
 class Layout(Protocol):
@@ -96,3 +97,44 @@ def speak(engine: TtsEngine, text: str, voice: str, cache_dir: Path, out_wav: Pa
     compose_file(decoded, out_wav, chime_before=options.chime_before, chime_after=options.chime_after,
                  repeat=options.repeat, gap_s=options.gap_s)
     decoded.unlink()
+
+
+# ------------------------------------------------------------------ bulletins and announcements alike
+
+ContentRow = tuple[Any, MediaFile, Commune | None]
+
+
+def content_query(model: type[Bulletin] | type[Announcement], who: Principal) -> Any:
+    """Rows of (content, its MediaFile, its Commune or None) that `who` may see: its communes' content and
+    the district-wide content."""
+    q = (select(model, MediaFile, Commune)
+         .join(MediaFile, MediaFile.sha256 == model.media_sha256)  # type: ignore[arg-type]
+         .join(Commune, Commune.id == model.commune_id, isouter=True))  # type: ignore[arg-type]
+    if who.communes is not None:
+        q = q.where(col(Commune.code).in_(who.communes) | col(model.commune_id).is_(None))
+    return q
+
+
+def find_content(session: Session, model: type[Bulletin] | type[Announcement], ident: int,
+                 who: Principal) -> ContentRow:
+    row = session.exec(content_query(model, who).where(model.id == ident)).first()
+    if row is None:
+        raise HTTPException(404, f"No {model.__name__.lower()} {ident}.")
+    return row
+
+
+def delete_content(session: Session, engine: Engine, store: MediaStore, row: ContentRow, who: Principal) -> None:
+    """Delete a bulletin or announcement, and its audio once nothing else refers to it."""
+    content, media, commune = row
+    if commune is None and who.communes is not None:
+        raise HTTPException(403, "District-wide content can only be deleted by a district token.")
+    kind = type(content).__name__.lower()
+    session.delete(content)
+    session.commit()
+    used = sum(session.exec(select(func.count()).select_from(m).where(m.media_sha256 == media.sha256)).one()
+               for m in (Bulletin, Announcement))
+    if used == 0:
+        session.delete(media)
+        session.commit()
+        store.delete(media.sha256)
+    audit(engine, who.actor, f"{kind}.delete", "ok", target=str(content.id), detail=content.title)

@@ -13,15 +13,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field, field_validator
-from sqlmodel import Session, col, func, select
+from sqlmodel import col, func, select
 
 from audio.ingest import IngestError
 from audio.tts import TtsUnavailable
-from controller.auth import CanReadContent, CanWriteContent, Principal, audit
+from controller.auth import CanReadContent, CanWriteContent, audit
 from controller.content import (
     broadcast_format,
     commune_for,
+    content_query,
+    delete_content,
     engines,
+    find_content,
     ingest_error,
     make_media,
     media_url,
@@ -30,7 +33,6 @@ from controller.content import (
 )
 from controller.db.models import Abbreviation, Announcement, AnnouncementPublic, AnnouncementsPublic, Commune, MediaFile
 
-from .bulletins import drop_unused_media
 from .deps import SessionDep
 
 router = APIRouter(prefix="/api/v1/announcements", tags=["announcements"])
@@ -73,18 +75,6 @@ def _public(a: Announcement, m: MediaFile, code: str | None) -> AnnouncementPubl
         media_url=media_url(m.sha256), created_by=a.created_by, created_at=a.created_at, text=a.text,
         normalized_text=a.normalized_text, engine_requested=a.engine_requested, engine=a.engine, voice=a.voice,
         chime_before=a.chime_before, chime_after=a.chime_after, repeat=a.repeat, gap_s=a.gap_s, note=a.note)
-
-
-def _query():
-    return (select(Announcement, MediaFile, Commune)
-            .join(MediaFile, MediaFile.sha256 == Announcement.media_sha256)  # type: ignore[arg-type]
-            .join(Commune, Commune.id == Announcement.commune_id, isouter=True))  # type: ignore[arg-type]
-
-
-def _visible(q, who: Principal):
-    if who.communes is not None:
-        q = q.where(col(Commune.code).in_(who.communes) | col(Announcement.commune_id).is_(None))
-    return q
 
 
 def _text_limit(request: Request, text: str) -> None:
@@ -150,7 +140,7 @@ def create_announcement(body: AnnouncementCreate, request: Request, session: Ses
 @router.get("", response_model=AnnouncementsPublic)
 def list_announcements(session: SessionDep, who: CanReadContent, commune: str | None = None,
                        limit: int = 100, offset: int = 0) -> AnnouncementsPublic:
-    q = _visible(_query(), who)
+    q = content_query(Announcement, who)
     if commune:
         q = q.where(Commune.code == commune)
     count = session.exec(select(func.count()).select_from(q.subquery())).one()
@@ -158,28 +148,16 @@ def list_announcements(session: SessionDep, who: CanReadContent, commune: str | 
     return AnnouncementsPublic(data=[_public(a, m, c.code if c else None) for a, m, c in rows], count=count)
 
 
-def _one(session: Session, aid: int, who: Principal) -> tuple[Announcement, MediaFile, Commune | None]:
-    row = session.exec(_visible(_query().where(Announcement.id == aid), who)).first()
-    if row is None:
-        raise HTTPException(404, f"No announcement {aid}.")
-    return row
-
-
 @router.get("/{aid}", response_model=AnnouncementPublic)
 def get_announcement(aid: int, session: SessionDep, who: CanReadContent) -> AnnouncementPublic:
-    a, m, c = _one(session, aid, who)
+    a, m, c = find_content(session, Announcement, aid, who)
     return _public(a, m, c.code if c else None)
 
 
 @router.delete("/{aid}", status_code=204)
 def delete_announcement(aid: int, request: Request, session: SessionDep, who: CanWriteContent) -> None:
-    a, m, c = _one(session, aid, who)
-    if c is None and who.communes is not None:
-        raise HTTPException(403, "District-wide content can only be deleted by a district token.")
-    session.delete(a)
-    session.commit()
-    drop_unused_media(session, request.app.state.media, m.sha256)
-    audit(request.app.state.engine, who.actor, "announcement.delete", "ok", target=str(aid), detail=a.title)
+    delete_content(session, request.app.state.engine, request.app.state.media,
+                   find_content(session, Announcement, aid, who), who)
 
 
 # --------------------------------------------------------------------------------- abbreviation list

@@ -11,11 +11,20 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
-from sqlmodel import Session, col, func, select
+from sqlmodel import col, func, select
 
 from audio.ingest import IngestError
-from controller.auth import CanReadContent, CanWriteContent, Principal, audit
-from controller.content import broadcast_format, commune_for, ingest_error, make_media, media_url
+from controller.auth import CanReadContent, CanWriteContent, audit
+from controller.content import (
+    broadcast_format,
+    commune_for,
+    content_query,
+    delete_content,
+    find_content,
+    ingest_error,
+    make_media,
+    media_url,
+)
 from controller.db.models import Bulletin, BulletinPublic, BulletinsPublic, Commune, MediaFile
 
 from .deps import SessionDep
@@ -31,25 +40,6 @@ def _public(b: Bulletin, m: MediaFile, code: str | None) -> BulletinPublic:
                           true_peak_after=m.true_peak_dbtp, media_url=media_url(m.sha256), created_by=b.created_by,
                           created_at=b.created_at, source_filename=b.source_filename,
                           source_format=b.source_format, trimmed_s=b.trimmed_s)
-
-
-def _query():
-    return (select(Bulletin, MediaFile, Commune)
-            .join(MediaFile, MediaFile.sha256 == Bulletin.media_sha256)  # type: ignore[arg-type]
-            .join(Commune, Commune.id == Bulletin.commune_id, isouter=True))  # type: ignore[arg-type]
-
-
-def _visible(q, who: Principal):
-    if who.communes is not None:
-        q = q.where(col(Commune.code).in_(who.communes) | col(Bulletin.commune_id).is_(None))
-    return q
-
-
-def _one(session: Session, bid: int, who: Principal) -> tuple[Bulletin, MediaFile, Commune | None]:
-    row = session.exec(_visible(_query().where(Bulletin.id == bid), who)).first()
-    if row is None:
-        raise HTTPException(404, f"No bulletin {bid}.")
-    return row
 
 
 def receive_upload(upload: UploadFile, limit_bytes: int, directory: Path) -> Path:
@@ -111,7 +101,7 @@ def create_bulletin(
 @router.get("", response_model=BulletinsPublic)
 def list_bulletins(session: SessionDep, who: CanReadContent, commune: str | None = None,
                    limit: int = 100, offset: int = 0) -> BulletinsPublic:
-    q = _visible(_query(), who)
+    q = content_query(Bulletin, who)
     if commune:
         q = q.where(Commune.code == commune)
     count = session.exec(select(func.count()).select_from(q.subquery())).one()
@@ -121,32 +111,11 @@ def list_bulletins(session: SessionDep, who: CanReadContent, commune: str | None
 
 @router.get("/{bid}", response_model=BulletinPublic)
 def get_bulletin(bid: int, session: SessionDep, who: CanReadContent) -> BulletinPublic:
-    b, m, c = _one(session, bid, who)
+    b, m, c = find_content(session, Bulletin, bid, who)
     return _public(b, m, c.code if c else None)
 
 
 @router.delete("/{bid}", status_code=204)
 def delete_bulletin(bid: int, request: Request, session: SessionDep, who: CanWriteContent) -> None:
-    b, m, c = _one(session, bid, who)
-    if c is None and who.communes is not None:
-        raise HTTPException(403, "District-wide content can only be deleted by a district token.")
-    session.delete(b)
-    session.commit()
-    drop_unused_media(session, request.app.state.media, m.sha256)
-    audit(request.app.state.engine, who.actor, "bulletin.delete", "ok", target=str(bid), detail=b.title)
-
-
-def drop_unused_media(session: Session, store, sha: str) -> None:
-    """Delete stored audio once no bulletin or announcement refers to it."""
-    from controller.db.models import Announcement
-
-    used = session.exec(select(func.count()).select_from(Bulletin).where(Bulletin.media_sha256 == sha)).one()
-    used += session.exec(select(func.count()).select_from(Announcement).where(Announcement.media_sha256 == sha)).one()
-    if used == 0:
-        media = session.get(MediaFile, sha)
-        if media is not None:
-            session.delete(media)
-            session.commit()
-        store.delete(sha)
-
-
+    delete_content(session, request.app.state.engine, request.app.state.media,
+                   find_content(session, Bulletin, bid, who), who)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import hashlib
 import logging
 import random
 from pathlib import Path
@@ -16,7 +15,7 @@ import httpx
 
 from receivers.protocol import MediaRef
 
-from .cache import MediaCache
+from .cache import MediaCache, sha256_of
 from .link import backoff_delay
 
 log = logging.getLogger(__name__)
@@ -88,7 +87,7 @@ class Fetcher:
                 await self._append(r, part, "wb")
             else:
                 raise FetchFailed(f"HTTP {r.status_code} for {self.url(ref)}")
-        digest = await asyncio.to_thread(_sha256, part)
+        digest = await asyncio.to_thread(sha256_of, part)
         if digest != ref.sha256:
             part.unlink(missing_ok=True)  # damaged on the way: never played, fetched again from zero
             raise FetchFailed(f"downloaded audio does not match its SHA-256 ({digest[:12]}…)")
@@ -100,11 +99,3 @@ class Fetcher:
                 f.write(chunk)
                 self.bytes_fetched += len(chunk)
             f.flush()
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
