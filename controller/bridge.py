@@ -228,8 +228,12 @@ class Bridge:
             if batch.plays:
                 # A receiver re-sends an event whose broker acknowledgement it did not see: count it once.
                 s.exec(insert_ignoring_duplicates(self.engine, PlayRecord), params=batch.plays)
-            answers = {str(ack.command_id): (rid, ack) for rid, ack in batch.acks
-                       if ack.command_id and ack.status in FINAL_ACKS}
+            answers: dict[str, tuple[str, Ack]] = {}
+            for rid, ack in batch.acks:
+                # A refused duplicate (QoS 1 redelivery) says nothing about the command's outcome.
+                duplicate = ack.status == "rejected" and (ack.reason or "").startswith("replayed")
+                if ack.command_id and ack.status in FINAL_ACKS and not duplicate:
+                    answers.setdefault(str(ack.command_id), (rid, ack))  # the first answer wins
             if answers:
                 for rec in s.exec(select(CommandRecord).where(col(CommandRecord.command_id).in_(list(answers)))):
                     rid, ack = answers[rec.command_id]

@@ -20,12 +20,17 @@ import json
 import logging
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlmodel import Session
 
 from controller.config import Settings
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+if TYPE_CHECKING:
+    pass
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="truyenthanh: commune loudspeaker controller")
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
@@ -39,12 +44,16 @@ def _logging(verbose: bool = False) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def _db(settings: Settings):
+def _session(settings: Settings) -> Session:
+    """A session on the migrated database. Imported here, not at the top: the receiver agent runs through
+    this module too, and on a Pi Zero the database stack would cost it ~19 MB for nothing."""
+    from sqlmodel import Session
+
     from controller.db import make_engine, migrate
 
     engine = make_engine(settings.db_url)
     migrate(engine)
-    return engine
+    return Session(engine)
 
 
 @app.command()
@@ -76,7 +85,7 @@ def seed() -> None:
     from controller.inventory import apply_seed, load_seed
 
     settings = Settings()
-    with Session(_db(settings)) as s:
+    with _session(settings) as s:
         added = apply_seed(s, load_seed(settings.seed_file))
     typer.echo(f"{added} receivers added from {settings.seed_file}")
 
@@ -96,7 +105,7 @@ def provision(
 
     settings = Settings()
     mqtt = settings.mqtt
-    with Session(_db(settings)) as s:
+    with _session(settings) as s:
         if fleet_file is not None:
             _, public_key = ensure_signing_key(settings)
             demo_fleet_file(s, fleet_file, mqtt_url=settings.receiver_mqtt_url or f"mqtt://{mqtt.host}:{port}",
@@ -120,7 +129,7 @@ def receiver_config(
     from controller.provision import ensure_signing_key, issue_receiver_password, write_private
 
     settings = Settings()
-    with Session(_db(settings)) as s:
+    with _session(settings) as s:
         receiver = s.get(Receiver, receiver_id)
         if receiver is None:
             raise typer.BadParameter(f"no receiver {receiver_id!r}; load the seed file first (truyenthanh seed)")
@@ -155,7 +164,7 @@ def token_create(
 
     settings = Settings()
     codes = [x.strip() for x in communes.split(",") if x.strip()] if communes else None
-    with Session(_db(settings)) as s:
+    with _session(settings) as s:
         known: set[str] = {c.code for c in s.exec(select(Commune))}
         unknown = sorted(set(codes or ()) - known)
         if unknown:
@@ -286,9 +295,12 @@ def receiver(
 
     async def main(stop: asyncio.Event) -> None:
         task = asyncio.create_task(agent.run())
-        await stop.wait()
-        await agent.stop()
-        await task
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():  # a signal: stop cleanly
+            await agent.stop()
+        stopping.cancel()
+        await task  # also returns after `restart-agent`: the process exits and systemd starts it again
 
     _run_until_signal(main)
 
@@ -304,7 +316,7 @@ def receiver_enrolment_code(
     from controller.enrolment import create_code
 
     settings = Settings()
-    with Session(_db(settings)) as s:
+    with _session(settings) as s:
         if s.get(Receiver, receiver_id) is None:
             raise typer.BadParameter(f"no receiver {receiver_id!r}; load the seed file first (truyenthanh seed)")
         code, expires_at = create_code(s, receiver_id, "cli", ttl_h or settings.enrolment_ttl_h)

@@ -94,7 +94,7 @@ def run_demo(settings: Settings) -> None:
             broker_note = f"external broker {settings.mqtt.host}:{settings.mqtt.port}"
             receiver_url = settings.receiver_mqtt_url or f"mqtt://{settings.mqtt.host}:{settings.mqtt.port}"
             demo_fleet_file(session, data / "fleet.json", mqtt_url=receiver_url, base=settings.mqtt_base,
-                            public_key=public_key)
+                            public_key=public_key, controller_url=base_url)
             accounts = broker_accounts(session, topics, settings.mqtt.username or "controller",
                                        settings.mqtt.password or "")
             write_broker_files("mosquitto", data / "broker", accounts, settings.mqtt.port)
@@ -103,7 +103,7 @@ def run_demo(settings: Settings) -> None:
             password = demo_controller_password(settings)
             settings = settings.model_copy(update={"mqtt_url": f"mqtt://controller:{password}@127.0.0.1:{port}"})
             demo_fleet_file(session, data / "fleet.json", mqtt_url=f"mqtt://127.0.0.1:{port}",
-                            base=settings.mqtt_base, public_key=public_key)
+                            base=settings.mqtt_base, public_key=public_key, controller_url=base_url)
             accounts = broker_accounts(session, topics, "controller", password)
             config = write_broker_files("amqtt", data / "broker", accounts, port)
             log = (data / "broker.log").open("ab")

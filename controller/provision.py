@@ -58,7 +58,8 @@ def demo_controller_password(settings: Settings) -> str:
     return path.read_text().strip()
 
 
-def demo_fleet_file(session: Session, path: Path, *, mqtt_url: str, base: str, public_key: str) -> int:
+def demo_fleet_file(session: Session, path: Path, *, mqtt_url: str, base: str, public_key: str,
+                    controller_url: str | None = None) -> int:
     """Write credentials for every receiver to `path`, reusing those still valid; return how many were
     (re)issued."""
     known: dict[str, str] = {}
@@ -76,7 +77,8 @@ def demo_fleet_file(session: Session, path: Path, *, mqtt_url: str, base: str, p
         rows.append({"receiver_id": receiver.id, "commune": commune.code, "username": receiver.id,
                      "password": password})
     session.commit()
-    doc = {"mqtt_url": mqtt_url, "base": base, "controller_public_key": public_key, "receivers": rows}
+    doc = {"mqtt_url": mqtt_url, "base": base, "controller_public_key": public_key, "controller_url": controller_url,
+           "receivers": rows}
     write_private(path, json.dumps(doc, ensure_ascii=False, indent=1).encode())
     return issued
 

@@ -39,7 +39,8 @@ def agent_settings(fleet: dict[str, Any], state_root: Path, limit: int | None = 
         AgentSettings(
             receiver_id=r["receiver_id"], commune=r["commune"], username=r["username"], password=r["password"],
             mqtt_url=fleet["mqtt_url"], base=fleet["base"], controller_public_key=fleet["controller_public_key"],
-            state_dir=state_root / r["receiver_id"], hardware="sim", **overrides,
+            state_dir=state_root / r["receiver_id"], hardware="sim",
+            **{"controller_url": fleet.get("controller_url"), **overrides},
         )
         for r in rows
     ]

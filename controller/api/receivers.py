@@ -109,25 +109,24 @@ class CommandOutcome(BaseModel):
 async def set_volume(rid: str, body: VolumeRequest, who: CanControlReceivers, session: SessionDep,
                      request: Request) -> CommandOutcome:
     """Send a signed `set-volume` and wait (bounded by TT_COMMAND_TIMEOUT_S) for the receiver's answer."""
-    bridge = get_bridge(request)
-    return await _command(rid, SetVolume.new(f"receiver:{rid}", bridge.settings.command_ttl_s, volume=body.volume),
+    ttl = request.app.state.settings.command_ttl_s
+    return await _command(rid, SetVolume.new(f"receiver:{rid}", ttl, volume=body.volume),
                           who, session, request, detail=f"volume={body.volume}")
 
 
 @router.post("/{rid}/self-test", response_model=CommandOutcome)
 async def self_test(rid: str, who: CanControlReceivers, session: SessionDep, request: Request) -> CommandOutcome:
     """Ask the receiver to play a short quiet tone and check its amplifier and audio output."""
-    bridge = get_bridge(request)
-    return await _command(rid, SelfTest.new(f"receiver:{rid}", bridge.settings.command_ttl_s), who, session, request,
-                          timeout=bridge.settings.command_timeout_s + 5)
+    settings = request.app.state.settings
+    return await _command(rid, SelfTest.new(f"receiver:{rid}", settings.command_ttl_s), who, session, request,
+                          timeout=settings.command_timeout_s + 5)
 
 
 @router.post("/{rid}/restart", response_model=CommandOutcome)
 async def restart_agent(rid: str, who: CanControlReceivers, session: SessionDep, request: Request) -> CommandOutcome:
     """Restart the receiver's agent (it acknowledges first, then comes back online by itself)."""
-    bridge = get_bridge(request)
-    return await _command(rid, RestartAgent.new(f"receiver:{rid}", bridge.settings.command_ttl_s), who, session,
-                          request)
+    ttl = request.app.state.settings.command_ttl_s
+    return await _command(rid, RestartAgent.new(f"receiver:{rid}", ttl), who, session, request)
 
 
 async def _command(rid: str, command: SetVolume | SelfTest | RestartAgent, who: Principal, session: Session,
@@ -184,6 +183,10 @@ async def play_now(rid: str, body: PlayRequest, who: CanControlReceivers, sessio
     """Send a stored bulletin or announcement to one receiver; answers once the receiver has it (progress
     and proof of play follow as acks and `GET /api/v1/receivers/{id}/plays`)."""
     receiver = _one(session, rid, who)
+    if body.priority == "emergency" and not who.has("emergency:trigger"):
+        audit(request.app.state.engine, who.actor, "receiver.play", "refused", target=rid,
+              detail="emergency priority without the emergency:trigger scope")
+        raise HTTPException(403, "Playing at emergency priority needs the 'emergency:trigger' scope.")
     if (body.bulletin_id is None) == (body.announcement_id is None):
         raise HTTPException(422, "Give exactly one of bulletin_id or announcement_id.")
     content: Bulletin | Announcement | None = (session.get(Bulletin, body.bulletin_id) if body.bulletin_id

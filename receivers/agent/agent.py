@@ -109,6 +109,7 @@ class Agent:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await self.player.close()
+            await self.fetcher.close()
             self.replay.close()
             self.outbox.close()
             self.player.store.close()
@@ -180,7 +181,12 @@ class Agent:
                 raise Rejected(f"a {command.kind!r} command on the {info.command!r} topic", command)
             if not self._addressed_to_me(command.target):
                 raise Rejected(f"addressed to {command.target!r}", command)
-            if not self.replay.first_time(str(command.command_id), command.expires_at, self.clock()):
+            try:
+                first = self.replay.first_time(str(command.command_id), command.expires_at, self.clock())
+            except sqlite3.Error as e:  # a full or failing SD card must not silence an emergency
+                log.error("%s: replay memory unavailable (%s); accepting %s", self.rid, e, command.command_id)
+                first = True
+            if not first:
                 raise Rejected("replayed: command already received", command)
         except Rejected as r:
             log.warning("%s: rejected command on %s: %s", self.rid, message.topic.value, r.reason)
@@ -189,7 +195,11 @@ class Agent:
                             r.command.kind if r.command else info.command, "rejected", r.reason)
             return
         handler = HANDLERS[command.kind]
-        reason = await handler(self, command)
+        try:
+            reason = await handler(self, command)
+        except Exception as e:  # nothing on the wire may crash the agent, and the controller hears why
+            log.exception("%s: %s failed", self.rid, command.kind)
+            reason = f"{command.kind} failed on the receiver: {type(e).__name__}: {e}"
         if command.kind == "play" and reason is None:
             return  # a play command is acknowledged step by step by the player
         await self._ack(command.command_id, command.kind, "rejected" if reason else "applied", reason)
@@ -220,9 +230,9 @@ class Agent:
         while True:
             await self.link.connected.wait()
             self._save_unsaved()
+            self._outbox_ready.clear()  # before reading, so an event appended meanwhile wakes us again
             pending = await asyncio.to_thread(self.outbox.pending)
             if not pending:
-                self._outbox_ready.clear()
                 waiter = asyncio.ensure_future(self._outbox_ready.wait())
                 await asyncio.wait([waiter], timeout=5)  # also re-checks after a reconnect
                 waiter.cancel()
@@ -230,10 +240,14 @@ class Agent:
             for seq, payload in pending:
                 try:
                     await self.link.publish(self.topics.receiver(self.rid, "event"), payload)
+                    await asyncio.to_thread(self.outbox.remove, seq)
                 except aiomqtt.MqttError:
                     await asyncio.sleep(0.5)  # link down: wait for the reconnect, keep the event
                     break
-                await asyncio.to_thread(self.outbox.remove, seq)
+                except sqlite3.Error as e:  # could not delete: it is sent again later, counted once
+                    log.error("%s: outbox: %s", self.rid, e)
+                    await asyncio.sleep(5)
+                    break
 
     async def _ack_play(self, command: Play, status: str, reason: str | None) -> None:
         await self._ack(command.command_id, "play", status, reason, item_id=command.item_id)
@@ -267,6 +281,7 @@ async def handle_ping(agent: Agent, command: Ping) -> str | None:
 
 async def handle_set_volume(agent: Agent, command: SetVolume) -> str | None:
     agent.hardware.set_volume(command.volume)
+    agent.player.base_volume = command.volume
     agent.state_file.save({**agent.state_file.load(), "volume": command.volume})
     await agent.publish_state()
     return None

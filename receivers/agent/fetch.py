@@ -25,6 +25,10 @@ class FetchFailed(Exception):
     """The audio could not be fetched intact; the message says why."""
 
 
+class NotRetryable(FetchFailed):
+    """Asking again cannot help (the audio is not there, or no URL to ask)."""
+
+
 class Fetcher:
     def __init__(self, cache: MediaCache, base_url: str | None, *, attempts: int = 6,
                  backoff: tuple[float, float] = (0.5, 30.0), timeout_s: float = 30.0,
@@ -37,18 +41,35 @@ class Fetcher:
         self.rng = rng or random.Random()
         self.bytes_fetched = 0  # what crossed the link, for the benchmark and telemetry
         self._locks: dict[str, asyncio.Lock] = {}
+        self._clients: dict[bool, httpx.AsyncClient] = {}
+
+    def _client(self, url: str) -> httpx.AsyncClient:
+        """One client per kind of URL for the agent's life: connections are reused, and the certificate
+        store (megabytes on a Pi Zero) is loaded only if an https URL is ever fetched."""
+        secure = url.startswith("https://")
+        if secure not in self._clients:
+            self._clients[secure] = httpx.AsyncClient(timeout=self.timeout_s, verify=secure, trust_env=False)
+        return self._clients[secure]
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
 
     def url(self, ref: MediaRef) -> str:
         if ref.url.startswith(("http://", "https://")):
             return ref.url
         if not self.base_url:
-            raise FetchFailed(f"relative media URL {ref.url!r} but no controller_url configured")
+            raise NotRetryable(f"relative media URL {ref.url!r} but no controller_url configured")
         return urljoin(self.base_url.rstrip("/") + "/", ref.url.lstrip("/"))
+
+    def lock(self, sha: str) -> asyncio.Lock:
+        """One writer per piece of audio at a time (downloads and inline audio alike)."""
+        return self._locks.setdefault(sha, asyncio.Lock())
 
     async def fetch(self, ref: MediaRef) -> Path:
         """The verified local file for `ref`, downloading (or resuming) it if needed."""
-        lock = self._locks.setdefault(ref.sha256, asyncio.Lock())
-        async with lock:  # two items with the same audio share one download
+        async with self.lock(ref.sha256):  # two items with the same audio share one download
             cached = await asyncio.to_thread(self.cache.get, ref.sha256)
             if cached:
                 return cached
@@ -64,6 +85,8 @@ class Fetcher:
                     last = f"{type(e).__name__}: {e}"
                     log.warning("fetch %s failed (attempt %d): %s", ref.sha256[:12], attempt + 1, last)
                     await asyncio.sleep(backoff_delay(attempt, *self.backoff, self.rng))
+                except NotRetryable:
+                    raise
                 except (httpx.HTTPError, FetchFailed) as e:
                     last = f"{type(e).__name__}: {e}"
                     log.warning("fetch %s failed (attempt %d): %s", ref.sha256[:12], attempt + 1, last)
@@ -77,16 +100,18 @@ class Fetcher:
             part.unlink()
             have = 0
         headers = {"Range": f"bytes={have}-"} if have else {}
-        async with httpx.AsyncClient(timeout=self.timeout_s) as client, \
-                client.stream("GET", self.url(ref), headers=headers) as r:
+        url = self.url(ref)
+        async with self._client(url).stream("GET", url, headers=headers) as r:
             if r.status_code == 416 and have == ref.size:
                 pass  # already complete: fall through to verification
             elif r.status_code == 206 and have:
                 await self._append(r, part, "ab")
             elif r.status_code == 200:
                 await self._append(r, part, "wb")
+            elif 400 <= r.status_code < 500 and r.status_code not in (408, 429):
+                raise NotRetryable(f"HTTP {r.status_code} for {url}: the controller does not have this audio")
             else:
-                raise FetchFailed(f"HTTP {r.status_code} for {self.url(ref)}")
+                raise FetchFailed(f"HTTP {r.status_code} for {url}")
         digest = await asyncio.to_thread(sha256_of, part)
         if digest != ref.sha256:
             part.unlink(missing_ok=True)  # damaged on the way: never played, fetched again from zero

@@ -10,6 +10,7 @@ back, in order; an event re-sent because its acknowledgement was lost is counted
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 from receivers.protocol import PlayEvent
@@ -22,9 +23,15 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, payload BLOB)")
+        # One connection, used from the event loop and from worker threads: one statement at a time.
+        self._lock = threading.Lock()
 
     def append(self, event: PlayEvent) -> PlayEvent:
         """Store `event` with the next sequence number; return it as stored."""
+        with self._lock:
+            return self._append(event)
+
+    def _append(self, event: PlayEvent) -> PlayEvent:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             seq = self._db.execute("INSERT INTO events (payload) VALUES (x'')").lastrowid
@@ -39,13 +46,16 @@ class Outbox:
         return stored
 
     def pending(self, limit: int = 100) -> list[tuple[int, bytes]]:
-        return list(self._db.execute("SELECT seq, payload FROM events ORDER BY seq LIMIT ?", (limit,)))
+        with self._lock:
+            return list(self._db.execute("SELECT seq, payload FROM events ORDER BY seq LIMIT ?", (limit,)))
 
     def remove(self, seq: int) -> None:
-        self._db.execute("DELETE FROM events WHERE seq = ?", (seq,))
+        with self._lock:
+            self._db.execute("DELETE FROM events WHERE seq = ?", (seq,))
 
     def __len__(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
 
     def close(self) -> None:
         self._db.close()

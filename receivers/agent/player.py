@@ -33,6 +33,7 @@ from .store import ItemStore
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 1.0
+MISSED_TOLERANCE_S = 120.0  # a scheduled start may be late by this much (the receiver was off), no more
 
 Ack = Callable[[Play, str, str | None], Awaitable[None]]  # (command, status, reason)
 
@@ -46,7 +47,9 @@ class Item:
     position_s: float = 0.0  # where to start (or resume) in the current repeat
     repeat_index: int = 0
     started_monotonic: float = 0.0
+    announced: bool = False  # a `started` event was recorded (so an interruption is a `cut`)
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+    prepare: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
     def rank(self) -> int:
@@ -67,6 +70,8 @@ class Player:
         self.warmup_s, self.idle_off_s = warmup_s, idle_off_s
         self.items: dict[str, Item] = {}
         self.current: Item | None = None
+        self.base_volume = hardware.volume()  # what the receiver returns to after an item's own volume
+        self._amp_on_since = 0.0
         self._arrivals = 0
         self._wake = asyncio.Event()
         self._idle_task: asyncio.Task[None] | None = None
@@ -89,9 +94,9 @@ class Player:
         item = Item(cmd, self._arrivals, position_s=position_s, repeat_index=repeat_index)
         self.items[cmd.item_id] = item
         self._protect()
-        task = asyncio.create_task(self._prepare(item))
-        self._fetches.add(task)
-        task.add_done_callback(self._fetches.discard)
+        item.prepare = asyncio.create_task(self._prepare(item))
+        self._fetches.add(item.prepare)
+        item.prepare.add_done_callback(self._fetches.discard)
         return item
 
     async def restore(self) -> None:
@@ -106,16 +111,19 @@ class Player:
                 self._event(cmd, "cut", position, repeat_index, reason="power cut or restart while playing")
                 if not cmd.resume:
                     await asyncio.to_thread(self.store.remove, item_id)
-                    await self.ack(cmd, "failed", f"cut at {position:.1f} s by a restart")
                     continue
-            self._admit(cmd, position if playing else 0.0, repeat_index)
+                await asyncio.to_thread(self.store.progress, item_id, position, repeat_index, False)
+            self._admit(cmd, position, repeat_index)
         self._wake.set()
+        self._schedule_idle_off()  # a relay left on by a crash goes off if nothing plays
 
     async def _prepare(self, item: Item) -> None:
         cmd = item.cmd
         try:
             if cmd.inline_audio is not None:
-                item.path = await asyncio.to_thread(self._inline, cmd)
+                assert cmd.inline_sha256 is not None
+                async with self.fetcher.lock(cmd.inline_sha256):
+                    item.path = await asyncio.to_thread(self._inline, cmd)
             else:
                 assert cmd.media is not None
                 item.path = await self.fetcher.fetch(cmd.media)
@@ -138,7 +146,11 @@ class Player:
         if hashlib.sha256(data).hexdigest() != cmd.inline_sha256:
             raise ValueError("inline audio does not match its SHA-256")
         part = self.cache.part(cmd.inline_sha256)
-        part.write_bytes(data)
+        try:
+            part.write_bytes(data)
+        except OSError:
+            part.unlink(missing_ok=True)
+            raise
         return self.cache.admit(cmd.inline_sha256, part)
 
     # ---------------------------------------------------------------------------------- control
@@ -161,7 +173,10 @@ class Player:
     async def run(self) -> None:
         await self.restore()
         while True:
-            await self._decide()
+            try:
+                await self._decide()
+            except Exception:  # the player must outlive any one item's trouble
+                log.exception("player: scheduling step failed; carrying on")
             timeout = self._next_start_in()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
@@ -178,9 +193,13 @@ class Player:
     async def _decide(self) -> None:
         now = self.clock()
         for item in list(self.items.values()):
-            if item is not self.current and item.task is None and item.cmd.expires_at <= now \
-                    and (item.cmd.start_at is None or item.cmd.start_at <= now):
-                await self._drop(item, "failed", "expired before it could play", event="missed")
+            # An item waiting its turn keeps its place however long that takes; only a scheduled start
+            # missed by more than the tolerance (the receiver was off) is given up — never a morning
+            # bulletin at midnight.
+            start = item.cmd.start_at
+            if item is not self.current and not item.announced and start is not None \
+                    and (now - start).total_seconds() > MISSED_TOLERANCE_S:
+                await self._drop(item, "failed", f"start at {start.isoformat()} missed", event="missed")
         due = [i for i in self.items.values() if i.ready and i is not self.current
                and (i.cmd.start_at is None or i.cmd.start_at <= now)]
         if not due:
@@ -198,13 +217,19 @@ class Player:
         item.task = asyncio.create_task(self._play(item))
 
     async def _interrupt(self, item: Item, reason: str, *, keep: bool) -> None:
+        if self.current is not item:
+            return  # already interrupted by another path
+        self.current = None
         task = item.task
         position = item.position_s + (time.monotonic() - item.started_monotonic if item.started_monotonic else 0)
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         item.task, item.started_monotonic = None, 0.0
-        self.current = None
+        self._schedule_idle_off()
+        if not item.announced and "stopped" not in reason:
+            return  # pre-empted during the amplifier's warm-up: it never sounded, so it simply waits
+        item.announced = False
         self._event(item.cmd, "cut", position, item.repeat_index, reason=reason)
         if keep:
             item.position_s = position
@@ -223,6 +248,8 @@ class Player:
     async def _forget(self, item: Item) -> None:
         if self.items.get(item.cmd.item_id) is item:
             del self.items[item.cmd.item_id]
+        if item.prepare is not None and not item.prepare.done() and item.prepare is not asyncio.current_task():
+            item.prepare.cancel()  # nobody needs that download any more: spare the paid link
         self._protect()
         await asyncio.to_thread(self.store.remove, item.cmd.item_id)
 
@@ -237,10 +264,10 @@ class Player:
         assert item.path is not None
         try:
             await self._amplifier_on()
-            previous_volume = self.hardware.volume()
-            volume = cmd.volume if cmd.volume is not None else previous_volume
+            volume = cmd.volume if cmd.volume is not None else self.base_volume
             self.hardware.set_volume(volume)
             await self.ack(cmd, "playing", None)
+            item.announced = True
             self._event(cmd, "started", item.position_s, item.repeat_index, volume=volume)
             await asyncio.to_thread(self.store.progress, cmd.item_id, item.position_s, item.repeat_index, True)
             await self.on_change()
@@ -258,10 +285,17 @@ class Player:
                         await asyncio.sleep(cmd.gap_s)
             finally:
                 ticker.cancel()
-                self.hardware.set_volume(previous_volume)
-        except SinkError as e:
+                self.hardware.set_volume(self.base_volume)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # the sink, the mixer, a full disk: fail this item, keep the player going
+            log.exception("item %s failed", cmd.item_id)
             self.current, item.task = None, None
-            await self._drop(item, "failed", str(e), event="failed")
+            reason = str(e) if isinstance(e, SinkError) else f"{type(e).__name__}: {e}"
+            try:
+                await self._drop(item, "failed", reason, event="failed")
+            except Exception:
+                log.exception("could not record the failure of %s", cmd.item_id)
         else:
             self.current, item.task = None, None
             self._event(cmd, "finished", 0.0, cmd.repeat, volume=volume)
@@ -286,8 +320,11 @@ class Player:
             self._idle_task = None
         if not self.hardware.amplifier_on():
             self.hardware.set_amplifier(True)
+            self._amp_on_since = time.monotonic()
             await self.on_change()
-            await asyncio.sleep(self.warmup_s)  # the amplifier needs a moment before it sounds right
+        # The amplifier needs a moment before it sounds right — also for an item that pre-empted another
+        # during that moment.
+        await asyncio.sleep(max(0.0, self._amp_on_since + self.warmup_s - time.monotonic()))
 
     def _schedule_idle_off(self) -> None:
         if self._idle_task is not None:

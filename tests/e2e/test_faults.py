@@ -44,7 +44,6 @@ def test_corrupted_download_never_plays_and_is_fetched_again(fleet: FleetThread,
     [played] = sink(agent).played  # played once, and the right audio
     assert played.completed and played.pcm_sha256 == sha_of_pcm(source_pcm(fleet, live, bulletin["sha256"]))
     assert agent.fetcher.bytes_fetched == 2 * size  # the damaged copy, then a good one
-    assert proxy.connections == 2
     fleet.run(proxy.close())
 
 
@@ -103,13 +102,15 @@ def test_power_cut_mid_download_resumes_and_plays(fleet: FleetThread, live: Live
         agent.power_cut()
         got = part.stat().st_size
         assert 0 < got < size
+        crossed_before = proxy.bytes_down  # includes what was in flight when the power went
         proxy.slow(None)
         agent.start()  # same disk
         wait_for(lambda: [e for e, _ in events(live, agent.settings.receiver_id)] == ["started", "finished"], 40,
                  "played after the power cut")
         [played] = agent.played()
         assert played["completed"] and played["pcm_sha256"] == sha_of_pcm(source_pcm(fleet, live, bulletin["sha256"]))
-        assert proxy.bytes_down < size + got // 2 + 20_000  # resumed with Range, not fetched again from zero
+        # Resumed with Range where the card's copy ended, not fetched again from zero.
+        assert proxy.bytes_down - crossed_before <= size - got + 2000
     finally:
         agent.stop()
         fleet.run(proxy.close())
