@@ -118,6 +118,11 @@ class LinkProxy:
         self.bytes_down = 0
         self.bytes_up = 0
 
+    @property
+    def open_connections(self) -> int:
+        """Connections the proxy is still carrying (a dead client's is dropped once noticed)."""
+        return len(self._connections)
+
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]

@@ -102,7 +102,10 @@ def test_power_cut_mid_download_resumes_and_plays(fleet: FleetThread, live: Live
         agent.power_cut()
         got = part.stat().st_size
         assert 0 < got < size
-        crossed_before = proxy.bytes_down  # includes what was in flight when the power went
+        # Let the proxy notice the dead connection before counting: what was in flight when the power
+        # went is lost either way, and must not be mistaken for the resumed download.
+        wait_for(lambda: proxy.open_connections == 0, 10, "the dead download torn down")
+        crossed_before = proxy.bytes_down
         proxy.slow(None)
         agent.start()  # same disk
         wait_for(lambda: [e for e, _ in events(live, agent.settings.receiver_id)] == ["started", "finished"], 40,
