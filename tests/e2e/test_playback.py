@@ -106,8 +106,8 @@ def test_emergency_preempts_normal_which_resumes(fleet: FleetThread, live: LiveC
     assert abs(first.to_s - cut["position_s"]) < 0.3 and abs(rest.from_s - cut["position_s"]) < 0.01
     # What the loudspeaker played, pieced together, is the whole programme and the whole emergency.
     pcm = source_pcm(fleet, live, normal["sha256"])
-    assert first.pcm_sha256 == hashlib.sha256(pcm[: int(first.to_s * RATE) * 2]).hexdigest()
-    assert rest.pcm_sha256 == hashlib.sha256(pcm[int(rest.from_s * RATE) * 2:]).hexdigest()
+    assert first.pcm_sha256 == hashlib.sha256(pcm[: round(first.to_s * RATE) * 2]).hexdigest()
+    assert rest.pcm_sha256 == hashlib.sha256(pcm[round(rest.from_s * RATE) * 2:]).hexdigest()
     assert emergency.pcm_sha256 == hashlib.sha256(source_pcm(fleet, live, urgent["sha256"])).hexdigest()
 
 
