@@ -4,16 +4,16 @@ The binary is the system's `ffmpeg` where installed, else the one shipped inside
 wheel, so `make demo` needs no root. Only `ffmpeg` is used (no `ffprobe`: the wheel does not ship it);
 `parse_probe` reads the stream description ffmpeg prints for its input.
 
-- `ffmpeg_exe()`, `run(args, on_progress)`: run ffmpeg, streaming its `-progress` output to a callback.
-- `parse_probe(stderr) -> Probe`, `parse_loudnorm(stderr) -> Loudnorm`, `parse_silence(stderr, duration)`.
+- `ffmpeg_exe()`, `run(args, on_time)`: run ffmpeg, streaming its `-progress` output to a callback.
+- `parse_probe(stderr) -> Probe`, `parse_ebur128(stderr) -> Ebur128`, `parse_silence(stderr, duration)`.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -36,28 +36,34 @@ def ffmpeg_exe() -> str:
         raise FfmpegError("ffmpeg not found: install it (apt-get install ffmpeg) or pip install imageio-ffmpeg") from e
 
 
-def run(args: list[str], *, duration_s: float | None = None,
-        on_progress: Callable[[float], None] | None = None, timeout: float | None = None) -> str:
-    """Run ffmpeg with `args`; return its stderr. `on_progress(fraction)` is called as it goes when the
-    input's duration is known."""
+def run(args: list[str], *, on_time: Callable[[float], None] | None = None, timeout: float | None = None) -> str:
+    """Run ffmpeg with `args`; return its stderr. `on_time(seconds)` is called as it goes with how much
+    of the input it has processed (the last call says how long the input was). stderr is drained by a
+    thread all along: ffmpeg blocks once a pipe's buffer is full, so reading one pipe to the end before
+    the other would hang it."""
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats"]
-    if on_progress and duration_s:
+    if on_time:
         cmd += ["-progress", "pipe:1"]
     cmd += args
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           encoding="utf-8", errors="replace") as proc:
-        if on_progress and duration_s and proc.stdout:
-            for line in proc.stdout:
-                if line.startswith("out_time_us="):
-                    try:
-                        on_progress(min(1.0, int(line.split("=", 1)[1]) / 1e6 / duration_s))
-                    except ValueError:
-                        pass
+        assert proc.stdout is not None and proc.stderr is not None
+        err_lines: list[str] = []
+        drain = threading.Thread(target=lambda: err_lines.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
+        drain.start()
+        for line in proc.stdout:
+            if on_time and line.startswith("out_time_us="):
+                try:
+                    on_time(int(line.split("=", 1)[1]) / 1e6)
+                except ValueError:
+                    pass  # "N/A" before the first frame
         try:
-            _, stderr = proc.communicate(timeout=timeout)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             raise FfmpegError(f"ffmpeg took longer than {timeout} s") from None
+        drain.join()
+    stderr = "".join(err_lines)
     if proc.returncode != 0:
         tail = "\n".join(stderr.strip().splitlines()[-5:])
         raise FfmpegError(f"ffmpeg exited with {proc.returncode}: {tail}")
@@ -98,33 +104,6 @@ def parse_probe(stderr: str) -> Probe | None:
 
 
 @dataclass(frozen=True)
-class Loudnorm:
-    input_i: float
-    input_tp: float
-    input_lra: float
-    input_thresh: float
-    output_i: float
-    output_tp: float
-    target_offset: float
-    normalization_type: str
-
-
-def parse_loudnorm(stderr: str) -> Loudnorm:
-    """The JSON block that ffmpeg's loudnorm filter prints with print_format=json."""
-    start = stderr.rfind("[Parsed_loudnorm")
-    brace = stderr.find("{", start if start >= 0 else 0)
-    end = stderr.find("}", brace)
-    if brace < 0 or end < 0:
-        raise FfmpegError("loudnorm printed no measurement")
-    data = json.loads(stderr[brace:end + 1])
-    return Loudnorm(input_i=float(data["input_i"]), input_tp=float(data["input_tp"]),
-                    input_lra=float(data["input_lra"]), input_thresh=float(data["input_thresh"]),
-                    output_i=float(data["output_i"]), output_tp=float(data["output_tp"]),
-                    target_offset=float(data["target_offset"]),
-                    normalization_type=data.get("normalization_type", "unknown"))
-
-
-@dataclass(frozen=True)
 class Ebur128:
     integrated: float
     true_peak: float | None
@@ -142,18 +121,6 @@ def parse_ebur128(stderr: str) -> Ebur128:
 
 _SIL_START = re.compile(r"silence_start: (-?[\d.]+)")
 _SIL_END = re.compile(r"silence_end: (-?[\d.]+)")
-_TIME = re.compile(r"time=(\d+):(\d\d):(\d\d(?:\.\d+)?)")
-
-
-def parse_duration_from_run(stderr: str) -> float | None:
-    """The last `time=` ffmpeg reported: how much it actually decoded."""
-    times = _TIME.findall(stderr)
-    if not times:
-        return None
-    h, m, s = times[-1]
-    return int(h) * 3600 + int(m) * 60 + float(s)
-
-
 def parse_silence(stderr: str, duration_s: float) -> tuple[float, float]:
     """(start, end) of the audible part, from silencedetect's report: leading silence is a silence that
     starts at 0, trailing silence one that has no end (or ends at the end)."""

@@ -1,11 +1,12 @@
 """From any recording to broadcast-ready audio, as a pipeline of small steps over files:
 
-1. `probe`    — is it audio at all, what is it, how long (ffmpeg's own description of its input)
-2. `analyse`  — one decoding pass: EBU R128 loudness (loudnorm, measure mode) and, if asked, where the
-                audible part starts and ends (silencedetect)
-3. `encode`   — one decoding pass: trim, downmix, one gain for the whole file (so speech keeps its
-                dynamics) with a limiter only where that gain would break the true-peak ceiling, resample,
-                encode MP3 — and measure the result (ebur128) on the way out
+1. `probe`     — is it audio at all, what is it, how long (ffmpeg's own description of its input)
+2. `analyse`   — one decoding pass over the mono downmix: EBU R128 loudness and true peak (ebur128) and,
+                 if asked, where the audible part starts and ends (silencedetect)
+3. `calibrate` — only when peaks must be limited: decode-and-filter trials (no encoding) that find the
+                 gain at which the limited audio still reaches the target
+4. `encode`    — one pass: trim, downmix, one gain for the whole file (so speech keeps its dynamics),
+                 the limiter if needed, resample, encode MP3; then the written file is measured
 4. the caller stores the result (`audio.store.MediaStore`)
 
 ffmpeg streams throughout: memory does not grow with the length of the recording. Every refusal is an
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import ffmpeg
-from .ffmpeg import FfmpegError, Loudnorm, Probe
+from .ffmpeg import FfmpegError, Probe
 
 
 class IngestError(ValueError):
@@ -41,7 +42,7 @@ class BroadcastFormat:
 
 @dataclass(frozen=True)
 class Analysis:
-    loudness: Loudnorm
+    loudness: ffmpeg.Ebur128  # of the mono downmix, as it will be broadcast
     duration_s: float
     start_s: float
     end_s: float
@@ -60,6 +61,16 @@ class Ingested:
 
 Progress = Callable[[str, float], None]  # (stage, fraction of that stage)
 
+MONO = "aformat=channel_layouts=mono"
+# ebur128's per-frame log goes to the verbose level: only the summary is printed, so a long file's
+# stderr (kept in memory) stays small.
+METER = "ebur128=peak=true:framelog=verbose"
+# LAME at broadcast bitrates raises true peaks by up to ~1.5 dB and lowers integrated loudness by ~0.4 LU
+# (measured for speech and tones at 64 and 128 kbps): limit below the ceiling, aim a little above.
+MP3_PEAK_OVERSHOOT_DB = 1.5
+MP3_LOUDNESS_LOSS_DB = 0.4
+LOUDNESS_TOLERANCE_LU = 0.3
+
 
 def probe(path: Path) -> Probe:
     try:
@@ -73,71 +84,84 @@ def probe(path: Path) -> Probe:
     return info
 
 
+def _timer(duration_s: float | None, on_progress: Callable[[float], None] | None,
+           seen: list[float]) -> Callable[[float], None]:
+    def on_time(t: float) -> None:
+        seen.append(t)
+        if on_progress and duration_s:
+            on_progress(min(1.0, t / duration_s))
+    return on_time
+
+
 def analyse(path: Path, info: Probe, fmt: BroadcastFormat, *, trim_silence: bool,
             on_progress: Callable[[float], None] | None = None) -> Analysis:
-    filters = [f"loudnorm=I={fmt.target_lufs}:TP={fmt.true_peak_dbtp}:LRA={fmt.lra}:print_format=json"]
+    """One decoding pass over the mono downmix (what will be broadcast: a stereo phone recording's mono
+    peaks are up to 3 dB higher than its channels'): loudness, true peak, and where the sound is."""
+    filters = [MONO, METER]
     if trim_silence:
-        filters.insert(0, f"silencedetect=n={fmt.silence_threshold_db}dB:d={fmt.silence_min_s}")
+        filters.insert(1, f"silencedetect=n={fmt.silence_threshold_db}dB:d={fmt.silence_min_s}")
+    seen: list[float] = []
     try:
         stderr = ffmpeg.run(["-i", str(path), "-map", "0:a:0", "-vn", "-af", ",".join(filters), "-f", "null", "-"],
-                            duration_s=info.duration_s, on_progress=on_progress)
+                            on_time=_timer(info.duration_s, on_progress, seen))
     except FfmpegError as e:
         raise IngestError("The audio could not be decoded to the end (the file may be damaged).") from e
-    duration = ffmpeg.parse_duration_from_run(stderr) or info.duration_s or 0.0
+    duration = seen[-1] if seen else (info.duration_s or 0.0)
     if duration <= 0.05:
         raise IngestError("The audio is empty.")
     if duration > fmt.max_duration_s:
         raise IngestError(f"The audio lasts {duration / 60:.0f} minutes; the limit is {fmt.max_duration_s / 60:.0f}.")
-    loudness = ffmpeg.parse_loudnorm(stderr)
-    if not math.isfinite(loudness.input_i) or loudness.input_i < -60:
+    loudness = ffmpeg.parse_ebur128(stderr)
+    if not math.isfinite(loudness.integrated) or loudness.integrated < -60:
         raise IngestError("The audio is silent (nothing louder than -60 LUFS).")
     start, end = ffmpeg.parse_silence(stderr, duration) if trim_silence else (0.0, duration)
     return Analysis(loudness, duration, start, end)
 
 
-def gain_chain(m: Loudnorm, fmt: BroadcastFormat, correction_db: float = 0.0) -> list[str]:
-    """Filters that bring the measured audio to the target loudness with one gain for the whole file,
-    limiting only the peaks that the gain would push past the true-peak ceiling. (ffmpeg's loudnorm
-    silently switches to dynamic mode in that case, which misses the target by 1-2 LU on short speech.)"""
-    gain = fmt.target_lufs - m.input_i + correction_db
-    chain = [f"volume={gain:.2f}dB"]
-    if m.input_tp + gain > fmt.true_peak_dbtp:
-        # alimiter works on sample peaks; 0.5 dB of headroom covers the inter-sample overshoot of speech.
-        ceiling = 10 ** ((fmt.true_peak_dbtp - 0.5) / 20)
-        chain.append(f"alimiter=limit={ceiling:.4f}:level=false:attack=3:release=60:latency=true")
+def gain_chain(m: ffmpeg.Ebur128, fmt: BroadcastFormat, correction_db: float = 0.0) -> list[str]:
+    """One gain for the whole file, so speech keeps its dynamics, and a limiter only where that gain would
+    push peaks past the ceiling. (ffmpeg's loudnorm silently turns dynamic in that case and misses the
+    target by 1-2 LU on speech; it also costs three times a transcode.)"""
+    gain = fmt.target_lufs - m.integrated + MP3_LOUDNESS_LOSS_DB + correction_db
+    ceiling_db = fmt.true_peak_dbtp - MP3_PEAK_OVERSHOOT_DB
+    chain = [MONO, f"volume={gain:.2f}dB"]
+    if (m.true_peak if m.true_peak is not None else 0.0) + gain > ceiling_db:
+        chain.append(f"alimiter=limit={10 ** (ceiling_db / 20):.4f}:level=false:attack=3:release=60:latency=true")
     return chain
 
 
-def encode(path: Path, out: Path, analysis: Analysis, fmt: BroadcastFormat,
-           on_progress: Callable[[float], None] | None = None) -> ffmpeg.Ebur128:
-    """Encode, and encode again (at most twice) with a corrected gain when limiting heavy peaks cost
-    more loudness than the tolerance: synthetic speech and clipped phone recordings need it."""
+def _trim(analysis: Analysis) -> list[str]:
+    if analysis.start_s > 0 or analysis.end_s < analysis.duration_s:
+        return ["-ss", f"{analysis.start_s:.3f}", "-to", f"{analysis.end_s:.3f}"]
+    return []
+
+
+def calibrate(path: Path, analysis: Analysis, fmt: BroadcastFormat) -> float:
+    """The gain correction that makes a limited file hit the target: limiting heavy peaks (synthetic
+    speech, clipped phone recordings) costs loudness. Trials decode and filter without encoding."""
     correction = 0.0
+    if not any(f.startswith("alimiter") for f in gain_chain(analysis.loudness, fmt)):
+        return correction  # a pure gain is exact
     for _ in range(3):
-        result = _encode_once(path, out, analysis, fmt, correction, on_progress)
-        miss = fmt.target_lufs - result.integrated
+        chain = [*gain_chain(analysis.loudness, fmt, correction), "ebur128=framelog=verbose"]
+        stderr = ffmpeg.run([*_trim(analysis), "-i", str(path), "-map", "0:a:0", "-vn", "-af", ",".join(chain),
+                             "-f", "null", "-"])
+        miss = fmt.target_lufs + MP3_LOUDNESS_LOSS_DB - ffmpeg.parse_ebur128(stderr).integrated
         if abs(miss) <= LOUDNESS_TOLERANCE_LU:
             break
         correction += miss
-    return result
+    return correction
 
 
-LOUDNESS_TOLERANCE_LU = 0.4
-
-
-def _encode_once(path: Path, out: Path, analysis: Analysis, fmt: BroadcastFormat, correction_db: float,
-                 on_progress: Callable[[float], None] | None) -> ffmpeg.Ebur128:
-    trim = []
-    if analysis.start_s > 0 or analysis.end_s < analysis.duration_s:
-        trim = ["-ss", f"{analysis.start_s:.3f}", "-to", f"{analysis.end_s:.3f}"]
-    chain = ["aformat=channel_layouts=mono", *gain_chain(analysis.loudness, fmt, correction_db),
-             f"aresample={fmt.sample_rate}",
-             "ebur128=peak=true"]
-    stderr = ffmpeg.run([*trim, "-i", str(path), "-map", "0:a:0", "-vn", "-map_metadata", "-1",
-                         "-af", ",".join(chain), "-ac", "1", "-ar", str(fmt.sample_rate),
-                         "-c:a", "libmp3lame", "-b:a", f"{fmt.bitrate_kbps}k", "-f", "mp3", "-y", str(out)],
-                        duration_s=analysis.end_s - analysis.start_s, on_progress=on_progress)
-    return ffmpeg.parse_ebur128(stderr)
+def encode(path: Path, out: Path, analysis: Analysis, fmt: BroadcastFormat, correction_db: float,
+           on_progress: Callable[[float], None] | None = None) -> ffmpeg.Ebur128:
+    """Encode once, then measure the file as written (what receivers will play)."""
+    chain = [*gain_chain(analysis.loudness, fmt, correction_db), f"aresample={fmt.sample_rate}"]
+    ffmpeg.run([*_trim(analysis), "-i", str(path), "-map", "0:a:0", "-vn", "-map_metadata", "-1",
+                "-af", ",".join(chain), "-ac", "1", "-ar", str(fmt.sample_rate),
+                "-c:a", "libmp3lame", "-b:a", f"{fmt.bitrate_kbps}k", "-f", "mp3", "-y", str(out)],
+               on_time=_timer(analysis.end_s - analysis.start_s, on_progress, []))
+    return ffmpeg.parse_ebur128(ffmpeg.run(["-i", str(out), "-af", METER, "-f", "null", "-"]))
 
 
 def ingest(path: Path, out: Path, fmt: BroadcastFormat, *, trim_silence: bool = False,
@@ -149,8 +173,10 @@ def ingest(path: Path, out: Path, fmt: BroadcastFormat, *, trim_silence: bool = 
                           f"the limit is {fmt.max_duration_s / 60:.0f}.")
     analysis = analyse(path, info, fmt, trim_silence=trim_silence,
                        on_progress=(lambda f: on_progress("analyse", f)) if on_progress else None)
-    result = encode(path, out, analysis, fmt, on_progress=(lambda f: on_progress("encode", f)) if on_progress else None)
+    correction = calibrate(path, analysis, fmt)
+    result = encode(path, out, analysis, fmt, correction,
+                    on_progress=(lambda f: on_progress("encode", f)) if on_progress else None)
     return Ingested(output=out, probe=info, duration_s=round(analysis.end_s - analysis.start_s, 3),
-                    loudness_before=round(analysis.loudness.input_i, 2), loudness_after=round(result.integrated, 2),
+                    loudness_before=round(analysis.loudness.integrated, 2), loudness_after=round(result.integrated, 2),
                     true_peak_after=round(result.true_peak if result.true_peak is not None else 0.0, 2),
                     trimmed_s=round(analysis.duration_s - (analysis.end_s - analysis.start_s), 3))

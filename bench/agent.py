@@ -50,9 +50,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-# Run as a script, this file's folder is sys.path[0], where `import audio` would find bench/audio.py instead
-# of the audio package (and `import bench` would fail): take the folder off the path, put the repository on.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
+# `tests` and `bench` live in the repository, not in the installed distribution.
 sys.path.insert(0, str(REPO))
 
 import argparse  # noqa: E402

@@ -62,7 +62,7 @@ def test_every_format_becomes_broadcast_audio_at_target_loudness(client: TestCli
     out.write_bytes(media.content)
     lufs, peak = integrated_lufs(out)
     assert abs(lufs + 16) <= 1.0, f"{ext}: measured {lufs} LUFS"
-    assert peak <= -1.0, f"{ext}: true peak {peak} dBTP"
+    assert peak <= -1.5, f"{ext}: true peak {peak} dBTP"
     line = probe_line(out)
     assert "mp3" in line and "44100 Hz" in line and "mono" in line and "64 kb/s" in line
 
