@@ -70,6 +70,7 @@ METER = "ebur128=peak=true:framelog=verbose"
 MP3_PEAK_OVERSHOOT_DB = 1.5
 MP3_LOUDNESS_LOSS_DB = 0.4
 LOUDNESS_TOLERANCE_LU = 0.3
+CALIBRATION_SAMPLE_S = 300.0
 
 
 def probe(path: Path) -> Probe:
@@ -138,18 +139,29 @@ def _trim(analysis: Analysis) -> list[str]:
 
 def calibrate(path: Path, analysis: Analysis, fmt: BroadcastFormat) -> float:
     """The gain correction that makes a limited file hit the target: limiting heavy peaks (synthetic
-    speech, clipped phone recordings) costs loudness. Trials decode and filter without encoding."""
-    correction = 0.0
+    speech, clipped phone recordings) costs loudness. Trials decode and filter a sample of at most
+    CALIBRATION_SAMPLE_S without encoding, and step by the secant, so long files cost little more; the
+    written file is measured afterwards in any case, so what is reported is what was made."""
     if not any(f.startswith("alimiter") for f in gain_chain(analysis.loudness, fmt)):
-        return correction  # a pure gain is exact
+        return 0.0  # a pure gain is exact
+    target = fmt.target_lufs + MP3_LOUDNESS_LOSS_DB
+    length = min(CALIBRATION_SAMPLE_S, analysis.end_s - analysis.start_s)
+    sample = ["-ss", f"{analysis.start_s:.3f}", "-t", f"{length:.3f}"]
+    tried: list[tuple[float, float]] = []  # (correction, loudness reached)
+    correction = 0.0
     for _ in range(3):
         chain = [*gain_chain(analysis.loudness, fmt, correction), "ebur128=framelog=verbose"]
-        stderr = ffmpeg.run([*_trim(analysis), "-i", str(path), "-map", "0:a:0", "-vn", "-af", ",".join(chain),
+        stderr = ffmpeg.run([*sample, "-i", str(path), "-map", "0:a:0", "-vn", "-af", ",".join(chain),
                              "-f", "null", "-"])
-        miss = fmt.target_lufs + MP3_LOUDNESS_LOSS_DB - ffmpeg.parse_ebur128(stderr).integrated
-        if abs(miss) <= LOUDNESS_TOLERANCE_LU:
+        reached = ffmpeg.parse_ebur128(stderr).integrated
+        if abs(target - reached) <= LOUDNESS_TOLERANCE_LU:
             break
-        correction += miss
+        tried.append((correction, reached))
+        if len(tried) >= 2 and tried[-1][1] != tried[-2][1]:
+            (c0, l0), (c1, l1) = tried[-2:]
+            correction = c1 + (target - l1) * (c1 - c0) / (l1 - l0)
+        else:
+            correction += 2 * (target - reached)  # the limiter takes back about half of a raise
     return correction
 
 
