@@ -58,4 +58,5 @@ class Outbox:
             return int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:  # never under a statement running in a worker thread (that would crash SQLite)
+            self._db.close()

@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import os
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -70,20 +71,28 @@ class ItemStore:
         self._db.execute("CREATE TABLE IF NOT EXISTS items (item_id TEXT PRIMARY KEY, command BLOB NOT NULL, "
                          "position_s REAL NOT NULL DEFAULT 0, repeat_index INTEGER NOT NULL DEFAULT 0, "
                          "playing INTEGER NOT NULL DEFAULT 0)")
+        # Used from the event loop and from worker threads: one statement at a time, and never closed
+        # under a running one.
+        self._lock = threading.Lock()
 
     def put(self, item_id: str, command: bytes) -> None:
-        self._db.execute("INSERT OR REPLACE INTO items (item_id, command) VALUES (?, ?)", (item_id, command))
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO items (item_id, command) VALUES (?, ?)", (item_id, command))
 
     def progress(self, item_id: str, position_s: float, repeat_index: int, playing: bool) -> None:
-        self._db.execute("UPDATE items SET position_s = ?, repeat_index = ?, playing = ? WHERE item_id = ?",
-                         (position_s, repeat_index, int(playing), item_id))
+        with self._lock:
+            self._db.execute("UPDATE items SET position_s = ?, repeat_index = ?, playing = ? WHERE item_id = ?",
+                             (position_s, repeat_index, int(playing), item_id))
 
     def remove(self, item_id: str) -> None:
-        self._db.execute("DELETE FROM items WHERE item_id = ?", (item_id,))
+        with self._lock:
+            self._db.execute("DELETE FROM items WHERE item_id = ?", (item_id,))
 
     def all(self) -> list[tuple[str, bytes, float, int, bool]]:
-        return [(i, c, p, r, bool(pl)) for i, c, p, r, pl in
-                self._db.execute("SELECT item_id, command, position_s, repeat_index, playing FROM items")]
+        with self._lock:
+            return [(i, c, p, r, bool(pl)) for i, c, p, r, pl in
+                    self._db.execute("SELECT item_id, command, position_s, repeat_index, playing FROM items")]
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()
