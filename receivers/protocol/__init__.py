@@ -17,6 +17,8 @@ from .messages import (
     ControllerAvailability,
     MediaRef,
     Ping,
+    Plan,
+    PlanEntry,
     Play,
     PlayEvent,
     ProtocolError,
@@ -25,6 +27,7 @@ from .messages import (
     SelfTest,
     SetVolume,
     Stop,
+    SyncSchedule,
     Telemetry,
     parse_command,
     parse_receiver_message,
@@ -35,7 +38,7 @@ from .topics import TopicInfo, Topics, check_level
 
 __all__ = [
     "INLINE_AUDIO_MAX", "PLAY_STEPS", "PRIORITY_RANK", "AnyCommandT", "MediaRef", "Play", "PlayEvent",
-    "RestartAgent", "SelfTest", "Stop",
+    "RestartAgent", "SelfTest", "Stop", "SyncSchedule", "Plan", "PlanEntry",
     "COMMAND_KINDS", "Ack", "AnyCommand", "Availability", "Command", "ControllerAvailability", "Ping",
     "ProtocolError", "ReceiverState", "SetVolume", "Telemetry", "parse_command", "parse_receiver_message",
     "utcnow", "Rejected", "Signer", "Verifier", "generate_private_key_pem", "public_key_b64", "Topics",

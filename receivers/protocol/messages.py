@@ -3,9 +3,10 @@
 Receiver → controller: `Availability`, `ReceiverState`, `Telemetry`, `Ack`, `PlayEvent` (proof of play);
 `ReceiverMessage` is their union.
 Controller → receivers: commands, each a `Command` subclass (`Ping`, `SetVolume`, `Play`, `Stop`,
-`SelfTest`, `RestartAgent`); `AnyCommand` is their union and `COMMAND_KINDS` lists their names, which are
+`SelfTest`, `RestartAgent`, `SyncSchedule`); `AnyCommand` is their union and `COMMAND_KINDS` lists their names, which are
 also the last topic level of `…/cmd/{name}`.
 Controller → all: `ControllerAvailability`.
+Controller → one agent over HTTP: `Plan`, the receiver's schedule for the next hours (signed like a command).
 
 `parse_receiver_message` and `parse_command` turn bytes into a model or raise `ProtocolError` with a
 reason fit for a log line; they never raise anything else on bad input.
@@ -223,10 +224,51 @@ class RestartAgent(Command):
     kind: Literal["restart-agent"] = "restart-agent"
 
 
-AnyCommandT = Ping | SetVolume | Play | Stop | SelfTest | RestartAgent
+class SyncSchedule(Command):
+    """The receiver's plan changed: fetch it now (`GET /api/v1/receivers/{id}/plan`). `version` is the plan
+    the controller holds; an agent that already has it acknowledges without fetching."""
+
+    kind: Literal["sync-schedule"] = "sync-schedule"
+    version: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+
+AnyCommandT = Ping | SetVolume | Play | Stop | SelfTest | RestartAgent | SyncSchedule
 AnyCommand = Annotated[AnyCommandT, Field(discriminator="kind")]
 _command_adapter: TypeAdapter[AnyCommandT] = TypeAdapter(AnyCommand)
-COMMAND_KINDS: tuple[str, ...] = ("ping", "set-volume", "play", "stop", "self-test", "restart-agent")
+COMMAND_KINDS: tuple[str, ...] = ("ping", "set-volume", "play", "stop", "self-test", "restart-agent",
+                                  "sync-schedule")
+
+
+# ------------------------------------------------------------------------------------- the plan
+
+
+class PlanEntry(BaseModel):
+    """One item to play at an absolute time. `item_id` names this occurrence of this item of this programme
+    and changes whenever anything about it changes (time, audio), so an agent can tell old from new."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    item_id: str = Field(min_length=1, max_length=100)
+    programme_id: int
+    title: str | None = Field(default=None, max_length=200)
+    priority: Priority = "normal"
+    start_at: AwareDatetime
+    duration_s: float = Field(ge=0)
+    media: MediaRef
+
+
+class Plan(Message):
+    """A receiver's plan for a window of time (default 48 h), compiled by the controller. `version` is the
+    SHA-256 of its entries: equal versions mean equal plans. Delivered over HTTP in the same signed envelope
+    as commands; the agent keeps it on disk and plays from it while its link is down."""
+
+    kind: Literal["plan"] = "plan"
+    receiver_id: str
+    version: str = Field(pattern=r"^[0-9a-f]{64}$")
+    generated_at: AwareDatetime
+    window_start: AwareDatetime
+    window_end: AwareDatetime
+    entries: list[PlanEntry]
 
 
 def parse_command(body: bytes) -> AnyCommandT:

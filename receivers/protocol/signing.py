@@ -4,8 +4,9 @@ On the wire a signed command is an envelope `{"v": 1, "body": "<command JSON tex
 The body travels as a string so that the signed bytes are exactly the bytes verified: no re-serialisation
 between signer and verifier. MQTT 3.1.1 has no user properties, so the signature lives in the payload.
 
-- `Signer`: holds the private key; `sign(command) -> bytes`.
-- `Verifier`: holds the public key; `open(payload, now) -> command`, raising `Rejected(reason)`.
+- `Signer`: holds the private key; `sign(message) -> bytes` (a command, or a receiver's plan).
+- `Verifier`: holds the public key; `open(payload, now) -> command` and `open_plan(payload) -> Plan`,
+  raising `Rejected(reason)`.
 - Key helpers: `generate_private_key_pem`, `public_key_b64` (the form agents are configured with).
 """
 
@@ -20,7 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .messages import AnyCommandT, Command, ProtocolError, parse_command
+from .messages import AnyCommandT, Message, Plan, ProtocolError, parse_command
 
 ENVELOPE_VERSION = 1
 # Clock tolerance: a command issued up to this far in the receiver's future is still accepted.
@@ -55,8 +56,8 @@ class Signer:
             raise ValueError("the controller's signing key must be Ed25519")
         self._key = key
 
-    def sign(self, command: Command) -> bytes:
-        body = command.to_bytes()
+    def sign(self, message: Message) -> bytes:
+        body = message.to_bytes()
         sig = base64.b64encode(self._key.sign(body)).decode()
         return json.dumps({"v": ENVELOPE_VERSION, "body": body.decode(), "sig": sig},
                           separators=(",", ":")).encode()
@@ -72,6 +73,27 @@ class Verifier:
     def open(self, payload: bytes, now: dt.datetime) -> AnyCommandT:
         """Check envelope, signature and validity window; return the command. Replays are the caller's
         job (it owns the persistent memory of seen ids)."""
+        body = self._signed_body(payload)
+        try:
+            command = parse_command(body)
+        except ProtocolError as e:
+            raise Rejected(f"signed but unreadable: {e}") from None
+        if command.expires_at <= now:
+            raise Rejected(f"expired at {command.expires_at.isoformat()}", command)
+        if command.issued_at > now + MAX_FUTURE_SKEW:
+            raise Rejected(f"issued in the future ({command.issued_at.isoformat()})", command)
+        return command
+
+    def open_plan(self, payload: bytes) -> Plan:
+        """Check envelope and signature of a plan document; return the plan. Whether it is the caller's and
+        newer than the one it has is the caller's to check."""
+        body = self._signed_body(payload)
+        try:
+            return Plan.model_validate_json(body)
+        except ValueError as e:
+            raise Rejected(f"signed but not a plan: {str(e).splitlines()[0]}") from None
+
+    def _signed_body(self, payload: bytes) -> bytes:
         try:
             envelope = json.loads(payload)
         except (ValueError, UnicodeDecodeError):
@@ -89,12 +111,4 @@ class Verifier:
             self._key.verify(base64.b64decode(sig, validate=True), body.encode())
         except (InvalidSignature, binascii.Error, ValueError):
             raise Rejected("bad signature") from None
-        try:
-            command = parse_command(body.encode())
-        except ProtocolError as e:
-            raise Rejected(f"signed but unreadable: {e}") from None
-        if command.expires_at <= now:
-            raise Rejected(f"expired at {command.expires_at.isoformat()}", command)
-        if command.issued_at > now + MAX_FUTURE_SKEW:
-            raise Rejected(f"issued in the future ({command.issued_at.isoformat()})", command)
-        return command
+        return body.encode()
