@@ -1,5 +1,5 @@
 """`create_app(settings)`: the controller's ASGI app. Its lifespan migrates the database, loads the signing
-key and starts/stops the MQTT bridge; nothing is created at import time."""
+key and starts/stops the MQTT bridge and the plan runner; nothing is created at import time."""
 
 from __future__ import annotations
 
@@ -11,11 +11,25 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
 from audio.store import MediaStore
-from controller.api import announcements, bulletins, communes, enrolment, media, plays, receivers
+from controller.api import (
+    announcements,
+    bulletins,
+    communes,
+    enrolment,
+    groups,
+    media,
+    plans,
+    plays,
+    programmes,
+    receivers,
+    reports,
+    schedule,
+)
 from controller.bridge import Bridge
 from controller.config import Settings
 from controller.db import make_engine, migrate
 from controller.provision import ensure_signing_key
+from controller.scheduling import Runner
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +52,12 @@ def create_app(settings: Settings, *, with_bridge: bool = True) -> FastAPI:
         app.state.bridge = Bridge(settings, engine, signer) if with_bridge else None
         if app.state.bridge:
             await app.state.bridge.start()
+        app.state.runner = Runner(settings, engine, signer, app.state.bridge)
+        await app.state.runner.start()
         try:
             yield
         finally:
+            await app.state.runner.stop()
             if app.state.bridge:
                 await app.state.bridge.stop()
             engine.dispose()
@@ -56,6 +73,11 @@ def create_app(settings: Settings, *, with_bridge: bool = True) -> FastAPI:
     app.include_router(media.router)
     app.include_router(enrolment.router)
     app.include_router(plays.router)
+    app.include_router(programmes.router)
+    app.include_router(groups.router)
+    app.include_router(schedule.router)
+    app.include_router(reports.router)
+    app.include_router(plans.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, object]:

@@ -51,6 +51,16 @@ class AudioSettings(BaseModel):
     gtts_url: str | None = Field(default=None, description="override Google's endpoint (tests use a local fake)")
 
 
+class ScheduleSettings(BaseModel):
+    """Programmes and receivers' plans (`TT_SCHEDULE__…`)."""
+
+    plan_hours: float = Field(default=48.0, gt=0, le=24 * 14, description="how far ahead each receiver's plan reaches")
+    refresh_s: float = Field(default=600.0, gt=0, description="recompile plans this often as the window rolls")
+    missed_tolerance_s: float = Field(default=120.0, ge=0, description="a plan keeps items this long after start")
+    conflict_horizon_days: int = Field(default=366, ge=1, le=3660, description="how far ahead clashes are sought")
+    sync_ttl_s: float = Field(default=3600.0, gt=0, description="a sync-schedule command's lifetime")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TT_", env_nested_delimiter="__", extra="ignore")
 
@@ -79,6 +89,7 @@ class Settings(BaseSettings):
     command_timeout_s: float = 5.0
     status_flush_s: float = 0.25
     audio: AudioSettings = AudioSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
 
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> Settings:

@@ -129,6 +129,14 @@ def delete_content(session: Session, engine: Engine, store: MediaStore, row: Con
     if commune is None and who.communes is not None:
         raise HTTPException(403, "District-wide content can only be deleted by a district token.")
     kind = type(content).__name__.lower()
+    from controller.scheduling import programmes_using  # imported here: scheduling imports this module
+
+    using = programmes_using(session, f"{kind}:{content.id}")
+    if using:
+        names = ", ".join(f'#{p.id} "{p.title}"' for p in using[:5]) + (" …" if len(using) > 5 else "")
+        message = f"This {kind} is used by programme(s) {names}: remove it from them (or delete them) first."
+        audit(engine, who.actor, f"{kind}.delete", "refused", target=str(content.id), detail=message)
+        raise HTTPException(409, message)
     session.delete(content)
     session.commit()
     used = sum(session.exec(select(func.count()).select_from(m).where(m.media_sha256 == media.sha256)).one()

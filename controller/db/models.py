@@ -8,7 +8,7 @@ All datetimes are UTC.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
@@ -279,4 +279,144 @@ class PlayPublic(SQLModel):
 
 class PlaysPublic(SQLModel):
     data: list[PlayPublic]
+    count: int
+
+
+# ------------------------------------------------------------------------------------------ schedule
+
+
+class ProgrammeBase(SQLModel):
+    title: str = Field(max_length=200)
+    # [{"bulletin_id": 3} | {"announcement_id": 5}], in playing order
+    items: list[dict[str, int]] = Field(sa_column=Column(JSON, nullable=False))
+    # {"all": bool, "communes": [code], "villages": ["commune/village"], "receivers": [id], "groups": [id]}
+    targets: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    start: dt.datetime  # UTC; the first occurrence, and the rule's start (expanded in Asia/Ho_Chi_Minh)
+    rrule: str | None = Field(default=None, max_length=500)
+    exdates: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # local ISO dates
+    valid_from: dt.date | None = None  # local dates, inclusive
+    valid_until: dt.date | None = None
+    priority: str = "normal"  # emergency | priority | normal
+    play_order: str | None = None  # before | after: stated order against overlapping same-class programmes
+    paused: bool = False
+
+
+class Programme(ProgrammeBase, table=True):
+    """A recurring (or one-off) programme (chương trình phát thanh): what plays, where, and when."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_by: str
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    updated_by: str | None = None
+    updated_at: dt.datetime | None = None
+
+
+class ReceiverGroup(SQLModel, table=True):
+    """A saved set of receivers that programmes can target by id (nhóm cụm loa)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200, unique=True)
+    receivers: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    created_by: str
+    created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class ReceiverPlanState(SQLModel, table=True):
+    """Which plan each receiver should hold (`version`) and which one it last fetched."""
+
+    receiver_id: str = Field(primary_key=True, foreign_key="receiver.id")
+    version: str
+    compiled_at: dt.datetime
+    notified_at: dt.datetime | None = None
+    fetched_version: str | None = None
+    fetched_at: dt.datetime | None = None
+
+
+class Targets(SQLModel):
+    all: bool = False
+    communes: list[str] = Field(default_factory=list)
+    villages: list[str] = Field(default_factory=list, description="'commune-code/village-code'")
+    receivers: list[str] = Field(default_factory=list)
+    groups: list[int] = Field(default_factory=list, description="receiver group ids")
+
+
+class ProgrammeCreate(SQLModel):
+    title: str = Field(min_length=1, max_length=200)
+    items: list[dict[str, int]] = Field(min_length=1, description='[{"bulletin_id": N} | {"announcement_id": N}]')
+    targets: Targets
+    start: dt.datetime = Field(description="first occurrence; without an offset it is read as Asia/Ho_Chi_Minh")
+    rrule: str | None = Field(default=None, max_length=500, description="RFC 5545 RRULE, e.g. FREQ=DAILY")
+    exdates: list[dt.date] = Field(default_factory=list, description="local dates on which it does not play")
+    valid_from: dt.date | None = None
+    valid_until: dt.date | None = None
+    priority: Literal["emergency", "priority", "normal"] = "normal"
+    order: Literal["before", "after"] | None = Field(
+        default=None, description="play before/after the same-class programmes it overlaps instead of a 409")
+    paused: bool = False
+
+
+class ProgrammeUpdate(SQLModel):
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    items: list[dict[str, int]] | None = Field(default=None, min_length=1)
+    targets: Targets | None = None
+    start: dt.datetime | None = None
+    rrule: str | None = Field(default=None, max_length=500)
+    exdates: list[dt.date] | None = None
+    valid_from: dt.date | None = None
+    valid_until: dt.date | None = None
+    priority: Literal["emergency", "priority", "normal"] | None = None
+    order: Literal["before", "after"] | None = None
+    paused: bool | None = None
+
+
+class ProgrammeItemPublic(SQLModel):
+    kind: str
+    id: int
+    title: str | None
+    duration_s: float | None
+
+
+class ProgrammePublic(SQLModel):
+    id: int
+    title: str
+    items: list[ProgrammeItemPublic]
+    targets: dict[str, Any]
+    receivers: int
+    communes: list[str]
+    start: dt.datetime  # Asia/Ho_Chi_Minh
+    rrule: str | None
+    exdates: list[str]
+    valid_from: dt.date | None
+    valid_until: dt.date | None
+    priority: str
+    order: str | None
+    paused: bool
+    duration_s: float
+    next: list[dt.datetime]  # the next occurrences, Asia/Ho_Chi_Minh
+    created_by: str
+    created_at: dt.datetime
+    updated_by: str | None
+    updated_at: dt.datetime | None
+
+
+class ProgrammesPublic(SQLModel):
+    data: list[ProgrammePublic]
+    count: int
+
+
+class ReceiverGroupCreate(SQLModel):
+    name: str = Field(min_length=1, max_length=200)
+    receivers: list[str] = Field(min_length=1)
+
+
+class ReceiverGroupPublic(SQLModel):
+    id: int
+    name: str
+    receivers: list[str]
+    created_by: str
+    created_at: dt.datetime
+
+
+class ReceiverGroupsPublic(SQLModel):
+    data: list[ReceiverGroupPublic]
     count: int
