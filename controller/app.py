@@ -1,5 +1,6 @@
 """`create_app(settings)`: the controller's ASGI app. Its lifespan migrates the database, loads the signing
-key and starts/stops the MQTT bridge and the plan runner; nothing is created at import time."""
+key and starts/stops the MQTT bridge, the plan runner and the emergency tracker; nothing is created at
+import time."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from audio.store import MediaStore
 from controller.api import (
     announcements,
     bulletins,
+    cap,
     communes,
+    emergencies,
     enrolment,
     groups,
     media,
@@ -28,6 +31,7 @@ from controller.api import (
 from controller.bridge import Bridge
 from controller.config import Settings
 from controller.db import make_engine, migrate
+from controller.emergencies import Tracker
 from controller.provision import ensure_signing_key
 from controller.scheduling import Runner
 
@@ -53,11 +57,14 @@ def create_app(settings: Settings, *, with_bridge: bool = True) -> FastAPI:
         if app.state.bridge:
             await app.state.bridge.start()
         app.state.runner = Runner(settings, engine, signer, app.state.bridge)
+        app.state.tracker = Tracker(engine, app.state.bridge)
+        await app.state.tracker.start()
         await app.state.runner.start()
         try:
             yield
         finally:
             await app.state.runner.stop()
+            await app.state.tracker.stop()
             if app.state.bridge:
                 await app.state.bridge.stop()
             engine.dispose()
@@ -78,6 +85,8 @@ def create_app(settings: Settings, *, with_bridge: bool = True) -> FastAPI:
     app.include_router(schedule.router)
     app.include_router(reports.router)
     app.include_router(plans.router)
+    app.include_router(emergencies.router)
+    app.include_router(cap.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, object]:

@@ -73,6 +73,9 @@ class Bridge:
         self._pending = _Pending()
         self._watchers: dict[str, list[Callable[[str, Ack], None]]] = {}
         self._event_watchers: list[Callable[[str, PlayEvent], None]] = []
+        # Long-lived listeners (the emergency tracker): every ack, and every availability report.
+        self.ack_watchers: list[Callable[[str, Ack], None]] = []
+        self.availability_watchers: list[Callable[[str, str], None]] = []
         self._known: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._flush_lock = asyncio.Lock()
@@ -143,6 +146,8 @@ class Bridge:
         match msg:
             case Availability(status=status):
                 p.update(rid, availability=status, availability_at=msg.at or now)
+                for availability_watcher in self.availability_watchers:
+                    availability_watcher(rid, status)
                 if msg.agent_version:
                     p.update(rid, agent_version=msg.agent_version)
                 if msg.keepalive_s:
@@ -160,6 +165,8 @@ class Bridge:
                 p.acks.append((rid, msg))
                 for watcher in self._watchers.get(str(msg.command_id), ()):
                     watcher(rid, msg)
+                for ack_watcher in self.ack_watchers:
+                    ack_watcher(rid, msg)
             case PlayEvent():
                 p.plays.append({"event_id": str(msg.event_id), "receiver_id": rid, "seq": msg.seq,
                                 "event": msg.event, "at": msg.at, "item_id": msg.item_id,
@@ -274,11 +281,15 @@ class Bridge:
 
     async def send(self, command: Command, issued_by: str) -> None:
         """Sign and publish (QoS 1, never retained), and record the command."""
+        await self.publish_signed(command, self.signer.sign(command), issued_by)
+
+    async def publish_signed(self, command: Command, payload: bytes, issued_by: str) -> None:
+        """Publish `payload`, the signed `command` (signed by the caller, who keeps it), and record it."""
         kind = command.kind  # type: ignore[attr-defined]
         self._pending.commands.append(CommandRecord(
             command_id=str(command.command_id), kind=kind, target=command.target, issued_at=command.issued_at,
             expires_at=command.expires_at, issued_by=issued_by))
-        await self.link.publish(self.topic_for(command.target, kind), self.signer.sign(command))
+        await self.link.publish(self.topic_for(command.target, kind), payload)
 
     @contextlib.contextmanager
     def watch(self, command_id: str, callback: Callable[[str, Ack], None]) -> Iterator[None]:

@@ -61,6 +61,20 @@ class ScheduleSettings(BaseModel):
     sync_ttl_s: float = Field(default=3600.0, gt=0, description="a sync-schedule command's lifetime")
 
 
+class EmergencySettings(BaseModel):
+    """Emergency announcements and CAP intake (`TT_EMERGENCY__…`)."""
+
+    volume: int = Field(default=100, ge=0, le=100, description="the receivers' emergency volume")
+    repeat: int = Field(default=2, ge=1, le=10)
+    gap_s: float = Field(default=3.0, ge=0, le=60)
+    expires_min: float = Field(default=60.0, gt=0, description="default lifetime when none is given")
+    max_expires_h: float = Field(default=24.0, gt=0)
+    rate_per_minute: int = Field(default=10, ge=1, description="emergencies one token may trigger per minute")
+    cap_require_signature: bool = False
+    cap_trusted_certs: list[Path] = Field(default_factory=list, description="PEM certificates CAP senders sign with")
+    cap_geocodes: Path | None = Field(default=None, description="geocode → commune table (TOML); default: built in")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TT_", env_nested_delimiter="__", extra="ignore")
 
@@ -90,6 +104,7 @@ class Settings(BaseSettings):
     status_flush_s: float = 0.25
     audio: AudioSettings = AudioSettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    emergency: EmergencySettings = EmergencySettings()
 
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> Settings:

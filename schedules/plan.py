@@ -33,10 +33,12 @@ class ReceiverPlan:
 def place(programmes: Sequence[Programme], start: dt.datetime, end: dt.datetime) -> list[Slot]:
     """Slots of every occurrence of `programmes` that start in [start, end), sorted by start."""
     blocks = []
+    # An occurrence scheduled before the window can be pushed into it, and push others: look back by the
+    # length of everything that could stand in front of it.
+    lookback = sum((p.duration for p in programmes), dt.timedelta(0))
     for p in programmes:
         length = p.duration
-        # Occurrences a little before the window can still be placed into it, and can push others.
-        for occ in occurrences(p, start - length, end):
+        for occ in occurrences(p, start - lookback, end):
             blocks.append((-p.rank, occ, ORDER_KEY[p.order], p.id, p, length))
     blocks.sort(key=lambda b: b[:4])
     taken: list[tuple[dt.datetime, dt.datetime]] = []  # placed blocks, sorted by start

@@ -15,6 +15,7 @@ from dateutil.rrule import rrule, rrulestr
 from .model import TZ, Programme
 
 MAX_OCCURRENCES_PER_DAY = 48  # a rule firing more often than every 30 minutes is a mistake, not a schedule
+CHECK_DAYS = 62
 
 
 class RecurrenceError(ValueError):
@@ -47,9 +48,16 @@ def check_rrule(text: str, start: dt.datetime) -> None:
     first = rule.after(start.astimezone(TZ), inc=True)
     if first is None:
         raise RecurrenceError("the rule never occurs on or after the start")
-    following = rule.between(first, first + dt.timedelta(days=1), inc=False)
-    if len(following) >= MAX_OCCURRENCES_PER_DAY:
-        raise RecurrenceError(f"the rule fires {len(following)}+ times a day; at most {MAX_OCCURRENCES_PER_DAY}")
+    # The busiest day in the next two months (a rule can be quiet on its first day, busy on weekends).
+    per_day: dict[dt.date, int] = {}
+    horizon = first + dt.timedelta(days=CHECK_DAYS)
+    for t in rule.xafter(first, inc=True):
+        if t >= horizon:
+            break
+        per_day[t.date()] = per_day.get(t.date(), 0) + 1
+        if per_day[t.date()] > MAX_OCCURRENCES_PER_DAY:
+            raise RecurrenceError(f"the rule fires more than {MAX_OCCURRENCES_PER_DAY} times a day (on {t:%d/%m/%Y}); "
+                                  f"at most {MAX_OCCURRENCES_PER_DAY}")
 
 
 def occurrences(p: Programme, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:

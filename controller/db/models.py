@@ -39,6 +39,8 @@ class Receiver(SQLModel, table=True):
     village_id: int | None = Field(default=None, foreign_key="village.id", index=True)
     # Mosquitto's PBKDF2-SHA512 form; the password itself is shown once, at provisioning/enrolment.
     mqtt_password_hash: str | None = None
+    # Receives CAP alerts of status Test / Exercise (a test loudspeaker at the district office, say).
+    accepts_tests: bool = False
     created_at: dt.datetime = Field(default_factory=utcnow)
 
 
@@ -420,3 +422,46 @@ class ReceiverGroupPublic(SQLModel):
 class ReceiverGroupsPublic(SQLModel):
     data: list[ReceiverGroupPublic]
     count: int
+
+
+# ----------------------------------------------------------------------------------------- emergency
+
+
+class Emergency(SQLModel, table=True):
+    """An emergency announcement (thông báo khẩn cấp): its audio, where it went, and what became of it."""
+
+    id: str = Field(primary_key=True, max_length=36)
+    title: str = Field(max_length=200)
+    text: str | None = None
+    source: str  # text | bulletin | upload | cap
+    bulletin_id: int | None = None
+    media_sha256: str = Field(foreign_key="mediafile.sha256")
+    targets: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    repeat: int = 1
+    volume: int = 100
+    expires_at: dt.datetime
+    # The signed play commands as published, by target ("commune:tra-kot", "receiver:…", "all"): sent
+    # again, byte for byte, to a targeted receiver that comes back online before expiry.
+    payloads: dict[str, str] = Field(sa_column=Column(JSON, nullable=False))
+    command_id: str = Field(index=True)
+    request_id: str | None = Field(default=None, index=True)  # the caller's idempotency key
+    created_by: str
+    created_at: dt.datetime = Field(default_factory=utcnow, index=True)
+    cancelled_at: dt.datetime | None = None
+    cancelled_by: str | None = None
+    cap_sender: str | None = None
+    cap_identifier: str | None = Field(default=None, index=True)
+    cap_sent: dt.datetime | None = None
+    cap_status: str | None = None
+    area_desc: str | None = None
+
+
+class EmergencyReceiver(SQLModel, table=True):
+    """One targeted receiver's progress: pending → received → fetched → playing → done, or failed (reason),
+    or cancelled."""
+
+    emergency_id: str = Field(primary_key=True, foreign_key="emergency.id")
+    receiver_id: str = Field(primary_key=True, foreign_key="receiver.id")
+    status: str = "pending"
+    reason: str | None = None
+    updated_at: dt.datetime | None = None

@@ -143,9 +143,6 @@ def test_window_edges_for_a_pushed_occurrence() -> None:
                                                                                           "Bản tin sáng")
 
 
-@pytest.mark.xfail(strict=True, reason="place() looks back before the window only by each programme's own "
-                                       "length, so an occurrence pushed into the window by a shift that started "
-                                       "before the window is forgotten and what follows is placed over it")
 def test_a_plan_compiled_later_agrees_with_one_compiled_earlier_about_what_is_still_to_play() -> None:
     storm = programme(1, "Thông báo bão số 9", local(2026, 3, 2, 5, 52), minutes=5, priority="priority")
     news = programme(2, "Bản tin sáng", local(2026, 3, 2, 5, 54), minutes=5)  # pushed to 05:57–06:02

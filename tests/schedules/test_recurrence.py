@@ -290,16 +290,12 @@ def test_check_rrule_refuses_a_rule_that_never_occurs(text: str) -> None:
         check_rrule(text, START)
 
 
-@pytest.mark.parametrize(("text", "fires"), [("FREQ=MINUTELY", 1439), ("FREQ=MINUTELY;INTERVAL=29", 49),
-                                             ("FREQ=MINUTELY;BYHOUR=6", 59)])
-def test_check_rrule_refuses_a_rule_firing_more_often_than_every_half_hour(text: str, fires: int) -> None:
-    with pytest.raises(RecurrenceError, match=rf"fires {fires}\+ times a day; at most 48"):
+@pytest.mark.parametrize("text", ["FREQ=MINUTELY", "FREQ=MINUTELY;INTERVAL=29", "FREQ=MINUTELY;BYHOUR=6"])
+def test_check_rrule_refuses_a_rule_firing_more_often_than_every_half_hour(text: str) -> None:
+    with pytest.raises(RecurrenceError, match=r"fires more than 48 times a day .*; at most 48"):
         check_rrule(text, START)
 
 
-@pytest.mark.xfail(strict=True, reason="check_rrule only counts the 24 h after the first occurrence: a rule whose "
-                                       "first occurrence ends a burst (here Sunday 23:59) passes, then fires every "
-                                       "minute all the next weekend")
 def test_check_rrule_refuses_a_minutely_rule_whose_first_day_happens_to_be_quiet() -> None:
     sunday_late = local(2026, 3, 1, 23, 59)
     with pytest.raises(RecurrenceError, match="times a day"):

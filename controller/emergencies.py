@@ -1,0 +1,277 @@
+"""Emergency announcements: the fast path out, and each one's live progress back.
+
+- `speech_media(...)`: text → speech with the attention chime → broadcast audio, reusing the audio of an
+  earlier announcement of the same text (so a repeated warning costs nothing to prepare).
+- `plan_topics(...)`: which publishes reach exactly the targeted receivers — one per commune (or one to
+  every receiver), one per receiver only for village or single-receiver targets.
+- `Tracker`: the progress of every live emergency, receiver by receiver, fed by the bridge's acks; streams
+  changes to subscribers (the SSE endpoint); re-sends the very same signed command to a targeted receiver
+  that comes back online before expiry (an agent refuses it after expiry, and refuses a second copy as a
+  replay); writes progress to the database in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+from sqlalchemy import insert, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from controller.content import broadcast_format, engines, make_media, normalized, speak
+from controller.db.models import Announcement, Emergency, EmergencyReceiver, MediaFile, ReceiverStatus, utcnow
+from controller.scheduling import Inventory
+from receivers.protocol import Ack
+
+log = logging.getLogger(__name__)
+STEP = {"pending": 0, "received": 1, "fetched": 2, "playing": 3, "done": 4}
+FINAL = ("done", "failed", "cancelled")
+STATUSES = ("pending", "received", "fetched", "playing", "done", "failed", "cancelled")
+FLUSH_S = 0.25
+
+
+@dataclass
+class SpeechLayout:
+    chime_before: bool = True
+    chime_after: bool = False
+    repeat: int = 1  # the play command repeats; the audio holds one reading
+    gap_s: float = 0.0
+
+
+def speech_media(engine: Engine, settings: Any, store: Any, text: str, actor: str) -> tuple[MediaFile, int]:
+    """Broadcast audio of `text` read by the offline engine after the attention chime; returns the media and
+    the announcement that holds it (made now, or an earlier one of the same text)."""
+    with Session(engine) as s:
+        said = normalized(s, text)
+        known = s.exec(select(Announcement, MediaFile).join(MediaFile, MediaFile.sha256 == Announcement.media_sha256)  # type: ignore[arg-type]
+                       .where(Announcement.normalized_text == said, Announcement.engine == "offline",
+                              col(Announcement.chime_before).is_(True), col(Announcement.chime_after).is_(False),
+                              Announcement.repeat == 1)).first()
+        if known is not None:
+            assert known[0].id is not None
+            return known[1], known[0].id
+        tts = engines(settings.audio)["offline"]
+        layout = SpeechLayout()
+        with tempfile.TemporaryDirectory(dir=store.root, prefix=".work-") as work:
+            composed = Path(work) / "emergency.wav"
+            speak(tts, said, tts.voices[0], settings.data_dir / "tts-cache", composed, layout)
+            media, result = make_media(s, store, composed, broadcast_format(settings.audio), trim_silence=False)
+        row = Announcement(title=("Khẩn cấp: " + text.strip())[:200], media_sha256=media.sha256, text=text,
+                           normalized_text=said, engine_requested="offline", engine=tts.name, voice=tts.voices[0],
+                           chime_before=True, loudness_before=result.loudness_before,
+                           loudness_after=result.loudness_after, created_by=actor)
+        s.add(row)
+        s.commit()
+        s.refresh(media)
+        assert row.id is not None
+        return media, row.id
+
+
+def plan_topics(receivers: Iterable[str], commune_of: dict[str, str], by_commune: dict[str, set[str]],
+                everyone: set[str]) -> dict[str, list[str]]:
+    """Command targets ("all", "commune:x", "receiver:y") that reach exactly `receivers`, with who each reaches."""
+    wanted = set(receivers)
+    if wanted and wanted == everyone:
+        return {"all": sorted(wanted)}
+    out: dict[str, list[str]] = {}
+    for code in sorted({commune_of[r] for r in wanted}):
+        members = by_commune[code]
+        if members <= wanted:
+            out[f"commune:{code}"] = sorted(members)
+        else:
+            for rid in sorted(members & wanted):
+                out[f"receiver:{rid}"] = [rid]
+    return out
+
+
+@dataclass
+class Live:
+    id: str
+    command_ids: list[str]  # one play command per target
+    expires_at: dt.datetime
+    payloads: dict[str, str]  # target → signed payload
+    route: dict[str, str]  # receiver → the target that reaches it
+    commune: dict[str, str]  # receiver → commune code
+    status: dict[str, tuple[str, str | None]]  # receiver → (status, reason)
+    cancelled: bool = False
+    queues: set[asyncio.Queue[dict[str, Any]]] = field(default_factory=set)
+
+    def over(self, now: dt.datetime) -> bool:
+        return self.cancelled or now >= self.expires_at or all(s in FINAL for s, _ in self.status.values())
+
+
+class Tracker:
+    def __init__(self, engine: Engine, bridge: Any | None) -> None:
+        self.engine, self.bridge = engine, bridge
+        self.live: dict[str, Live] = {}
+        self.by_command: dict[str, str] = {}
+        self._dirty: dict[tuple[str, str], tuple[str, str | None, dt.datetime]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._sends: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self._load)
+        if self.bridge is not None:
+            self.bridge.ack_watchers.append(self.on_ack)
+            self.bridge.availability_watchers.append(self.on_availability)
+        self._task = asyncio.create_task(self._flush_loop())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await asyncio.to_thread(self.flush)
+
+    def _load(self) -> None:
+        """Emergencies still running when the controller restarted keep being tracked and re-sent."""
+        now = utcnow()
+        with Session(self.engine) as s:
+            commune_of = Inventory.load(s).receivers
+            for e in s.exec(select(Emergency).where(col(Emergency.cancelled_at).is_(None), Emergency.expires_at > now)):
+                rows = s.exec(select(EmergencyReceiver).where(EmergencyReceiver.emergency_id == e.id)).all()
+                rids = [r.receiver_id for r in rows]
+                ids = [json.loads(json.loads(p)["body"])["command_id"] for p in e.payloads.values()]
+                self.add(Live(e.id, ids, e.expires_at, e.payloads, routes(e.payloads, rids, commune_of),
+                              {r: commune_of.get(r, "") for r in rids},
+                              {r.receiver_id: (r.status, r.reason) for r in rows}))
+
+    def add(self, live: Live) -> None:
+        self.live[live.id] = live
+        for command_id in live.command_ids:
+            self.by_command[command_id] = live.id
+
+    # --------------------------------------------------------------------------------------- progress
+
+    def on_ack(self, rid: str, ack: Ack) -> None:
+        eid = self.by_command.get(str(ack.command_id))
+        live = self.live.get(eid) if eid else None
+        if live is None or rid not in live.status:
+            return
+        current, _ = live.status[rid]
+        new: tuple[str, str | None] | None = None
+        if ack.status in STEP and current not in FINAL and STEP[ack.status] > STEP.get(current, 0):
+            new = (ack.status, None)
+        elif ack.status == "failed" and current not in FINAL:
+            stopped = live.cancelled or "stopped by the controller" in (ack.reason or "")
+            new = ("cancelled", ack.reason) if stopped else ("failed", ack.reason)
+        elif ack.status == "rejected" and current == "pending" and not (ack.reason or "").startswith("replayed"):
+            new = ("failed", f"refused by the receiver: {ack.reason}")
+        if new is not None:
+            self._set(live, rid, new)
+
+    def _set(self, live: Live, rid: str, new: tuple[str, str | None]) -> None:
+        live.status[rid] = new
+        self._dirty[(live.id, rid)] = (*new, utcnow())
+        self.publish(live, {"receiver": rid, "commune": live.commune.get(rid), "status": new[0], "reason": new[1]})
+
+    def publish(self, live: Live, change: dict[str, Any]) -> None:
+        if not live.queues:
+            return
+        event = {**change, "totals": totals(live.status.values())}
+        for q in live.queues:
+            q.put_nowait(event)
+
+    def on_availability(self, rid: str, status: str) -> None:
+        if status != "online" or self.bridge is None:
+            return
+        now = utcnow()
+        for live in self.live.values():
+            if live.cancelled or now >= live.expires_at or live.status.get(rid, ("", None))[0] != "pending":
+                continue
+            target = live.route[rid]
+            payload = live.payloads[target].encode()
+            task = asyncio.get_running_loop().create_task(self._resend(rid, payload, live.id))
+            self._sends.add(task)
+            task.add_done_callback(self._sends.discard)
+
+    async def _resend(self, rid: str, payload: bytes, eid: str) -> None:
+        assert self.bridge is not None
+        try:
+            await self.bridge.link.publish(self.bridge.topics.receiver_cmd(rid, "play"), payload)
+            log.info("emergency %s: sent again to %s, back online", eid, rid)
+        except aiomqtt.MqttError as e:
+            log.warning("emergency %s: could not send again to %s: %s", eid, rid, e)
+
+    def cancel(self, eid: str) -> None:
+        live = self.live.get(eid)
+        if live is None:
+            return
+        live.cancelled = True
+        for rid, (status, _) in list(live.status.items()):
+            if status not in FINAL:
+                self._set(live, rid, ("cancelled", "cancelled by the sender"))
+
+    # ------------------------------------------------------------------------------------- storage
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_S)
+            try:
+                await asyncio.to_thread(self.flush)
+            except Exception:
+                log.exception("emergency progress not written; will retry")
+
+    def flush(self) -> None:
+        batch, self._dirty = self._dirty, {}
+        if not batch:
+            return
+        try:
+            with Session(self.engine) as s:
+                for (eid, rid), (status, reason, at) in batch.items():
+                    s.exec(update(EmergencyReceiver)
+                           .where(col(EmergencyReceiver.emergency_id) == eid, col(EmergencyReceiver.receiver_id) == rid)
+                           .values(status=status, reason=reason, updated_at=at))
+                s.commit()
+        except Exception:
+            self._dirty = {**batch, **self._dirty}
+            raise
+
+
+def routes(payloads: dict[str, Any], rids: Iterable[str], commune_of: dict[str, str]) -> dict[str, str]:
+    """Which of the published targets reaches each receiver."""
+    route = {}
+    for rid in rids:
+        for target in (f"receiver:{rid}", f"commune:{commune_of.get(rid)}", "all"):
+            if target in payloads:
+                route[rid] = target
+                break
+    return route
+
+
+def totals(statuses: Iterable[tuple[str, str | None]], offline: Iterable[str] = ()) -> dict[str, int]:
+    counts = dict.fromkeys((*STATUSES, "offline"), 0)
+    n = 0
+    for status, _ in statuses:
+        counts[status] += 1
+        n += 1
+    off = len(list(offline))
+    counts["offline"], counts["pending"] = off, counts["pending"] - off
+    return {"targeted": n, **counts}
+
+
+def store_rows(engine: Engine, emergency: Emergency, receivers: Iterable[str]) -> None:
+    """The emergency and one progress row per targeted receiver, in one transaction."""
+    with Session(engine) as s:
+        s.add(emergency)
+        s.flush()
+        rows = [{"emergency_id": emergency.id, "receiver_id": rid, "status": "pending"} for rid in receivers]
+        if rows:
+            s.exec(insert(EmergencyReceiver), params=rows)
+        s.commit()
+
+
+def offline_among(engine: Engine, rids: Iterable[str]) -> set[str]:
+    wanted = list(rids)
+    with Session(engine) as s:
+        online = set(s.exec(select(ReceiverStatus.receiver_id).where(
+            col(ReceiverStatus.receiver_id).in_(wanted), ReceiverStatus.availability == "online")))
+    return {r for r in wanted if r not in online}
