@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import json
 import logging
@@ -117,6 +118,7 @@ class Tracker:
         self._dirty: dict[tuple[str, str], tuple[str, str | None, dt.datetime]] = {}
         self._task: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[None]] = set()
+        self.recent: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)  # rate limit
 
     async def start(self) -> None:
         await asyncio.to_thread(self._load)

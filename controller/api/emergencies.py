@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import collections
 import datetime as dt
 import tempfile
 import time
@@ -41,7 +40,6 @@ from .programmes import local
 router = APIRouter(prefix="/api/v1/emergencies", tags=["emergencies"])
 CanTrigger = Annotated[Principal, Depends(require("emergency:trigger"))]
 CanRead = Annotated[Principal, Depends(require("receivers:read"))]
-_recent: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
 
 
 class EmergencyTargets(BaseModel):
@@ -96,7 +94,7 @@ def _refuse(request: Request, who: Principal, status: int, message: str, target:
 
 def check_rate(request: Request, who: Principal) -> None:
     limit = request.app.state.settings.emergency.rate_per_minute
-    recent = _recent[who.actor]
+    recent = request.app.state.tracker.recent[who.actor]
     now = time.monotonic()
     while recent and now - recent[0] > 60:
         recent.popleft()

@@ -56,6 +56,7 @@ def _public(r: Receiver, c: Commune, v: Village | None, s: ReceiverStatus | None
         telemetry=s.telemetry if s else None,
         clock_offset_s=offset,
         clock_drift=offset is not None and abs(offset) > CLOCK_DRIFT_S,
+        accepts_tests=r.accepts_tests,
     )
 
 
@@ -91,6 +92,25 @@ def list_receivers(
 
 @router.get("/{rid}", response_model=ReceiverPublic)
 def get_receiver(rid: str, session: SessionDep, who: CanReadReceivers) -> ReceiverPublic:
+    return _one(session, rid, who)
+
+
+class ReceiverUpdate(BaseModel):
+    accepts_tests: bool | None = Field(default=None, description="plays CAP alerts of status Test / Exercise")
+
+
+@router.patch("/{rid}", response_model=ReceiverPublic)
+def update_receiver(rid: str, body: ReceiverUpdate, who: CanControlReceivers, session: SessionDep,
+                    request: Request) -> ReceiverPublic:
+    _one(session, rid, who)
+    receiver = session.get(Receiver, rid)
+    assert receiver is not None
+    if body.accepts_tests is not None:
+        receiver.accepts_tests = body.accepts_tests
+    session.add(receiver)
+    session.commit()
+    audit(request.app.state.engine, who.actor, "receiver.update", "ok", target=rid,
+          detail=", ".join(f"{k}={v}" for k, v in body.model_dump(exclude_none=True).items()))
     return _one(session, rid, who)
 
 

@@ -124,6 +124,7 @@ class ReceiverPublic(SQLModel):
     telemetry: dict[str, Any] | None
     clock_offset_s: float | None = None  # receiver clock minus controller clock, from its last telemetry
     clock_drift: bool = False  # |offset| above CLOCK_DRIFT_S: it will play at the wrong time
+    accepts_tests: bool = False  # plays CAP Test / Exercise alerts
 
 
 class ReceiversPublic(SQLModel):
