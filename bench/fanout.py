@@ -221,14 +221,16 @@ class Child:
     log_path: Path
 
     @classmethod
-    async def start(cls, name: str, args: list[str], log_dir: Path, *, pipe_stdout: bool = False) -> Child:
+    async def start(cls, name: str, args: list[str], log_dir: Path, *, pipe_stdout: bool = False,
+                    env: dict[str, str] | None = None) -> Child:
+        """Start `args` with this process's environment plus `env`."""
         log_path = log_dir / f"{name}.log"
         with log_path.open("ab") as out:
             # Own session: a Ctrl-C on the bench reaches only the bench, whose `finally` stops children in
             # order (the fleet must say `stopped` before the broker goes away).
             proc = await asyncio.create_subprocess_exec(
                 *args, cwd=REPO, stdout=asyncio.subprocess.PIPE if pipe_stdout else out, stderr=out,
-                start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
         return cls(name, proc, log_path)
 
     def alive(self) -> bool:
@@ -267,7 +269,8 @@ class Child:
 
 
 async def bare_subscribers(fleet_file: Path, count: int, concurrency: int) -> None:
-    """Child process: `count` plain clients that answer every all-receivers ping with `token arrival-time`.
+    """Child process: `count` plain clients that answer every all-receivers ping with `token arrival-time`,
+    the token being the payload up to its first space (what follows is padding: see `bare_rounds`).
 
     They log in with the receivers' own accounts (the broker's ACLs allow nothing else) under client ids
     that are not the agents' (`rx-…`), with clean sessions, so nothing of theirs outlives this process."""
@@ -305,7 +308,7 @@ async def bare_subscribers(fleet_file: Path, count: int, concurrency: int) -> No
                 print(f"ready {count}", flush=True)
             async for message in client.messages:
                 arrived = time.time()
-                token = message.payload if isinstance(message.payload, bytes) else b"?"
+                token = message.payload.partition(b" ")[0] if isinstance(message.payload, bytes) else b"?"
                 await client.publish(reply, token + f" {arrived:.6f}".encode(), qos=1)
 
     tasks = [asyncio.create_task(serve(s)) for s in settings]
@@ -321,8 +324,10 @@ async def bare_subscribers(fleet_file: Path, count: int, concurrency: int) -> No
         await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
 
 
-async def bare_rounds(tb: Testbed, n: int, args: argparse.Namespace, subscribers: Child) -> Distribution:
-    """Publish a bare token to the ping topic as the controller's account; count replies per token."""
+async def bare_rounds(tb: Testbed, n: int, args: argparse.Namespace, subscribers: Child, *, size: int = 0,
+                      name: str = "bare") -> Distribution:
+    """Publish a bare token to the ping topic as the controller's account; count replies per token. With
+    `size`, the token is padded (after a space) to a message of `size` bytes, e.g. a command's size."""
     mqtt = tb.settings.mqtt
     topics = Topics(tb.settings.mqtt_base)
     ack_filter = next(f for f in topics.ingest_filters() if f.endswith("/ack"))
@@ -348,14 +353,15 @@ async def bare_rounds(tb: Testbed, n: int, args: argparse.Namespace, subscribers
             nonlocal serial
             serial += 1
             token = f"r{serial}".encode()
+            payload = token + b" " + b"x" * (size - len(token) - 1) if size > len(token) + 1 else token
             current.clear()
             current[token] = r
             r.start()
-            await client.publish(topics.all_cmd("ping"), token, qos=1)
+            await client.publish(topics.all_cmd("ping"), payload, qos=1)
 
         try:
             processes = {"bench": os.getpid(), "subscribers": subscribers.proc.pid, "broker": tb.broker.proc.pid}
-            return await timed_rounds("bare", args.rounds, args.warmup, n, args.timeout, one,
+            return await timed_rounds(name, args.rounds, args.warmup, n, args.timeout, one,
                                       lambda: asyncio.sleep(PAUSE_BETWEEN_ROUNDS_S), processes)
         finally:
             reader.cancel()
