@@ -105,9 +105,21 @@ class Live:
     status: dict[str, tuple[str, str | None]]  # receiver → (status, reason)
     cancelled: bool = False
     queues: set[asyncio.Queue[dict[str, Any]]] = field(default_factory=set)
+    counts: collections.Counter[str] = field(default_factory=collections.Counter)  # status → receivers
+
+    def __post_init__(self) -> None:
+        self.counts.update(s for s, _ in self.status.values())
+
+    def set(self, rid: str, new: tuple[str, str | None]) -> None:
+        self.counts[self.status[rid][0]] -= 1
+        self.counts[new[0]] += 1
+        self.status[rid] = new
+
+    def totals(self) -> dict[str, int]:
+        return {"targeted": len(self.status), **{s: self.counts[s] for s in STATUSES}, "offline": 0}
 
     def over(self, now: dt.datetime) -> bool:
-        return self.cancelled or now >= self.expires_at or all(s in FINAL for s, _ in self.status.values())
+        return self.cancelled or now >= self.expires_at or sum(self.counts[s] for s in FINAL) == len(self.status)
 
 
 class Tracker:
@@ -171,14 +183,14 @@ class Tracker:
             self._set(live, rid, new)
 
     def _set(self, live: Live, rid: str, new: tuple[str, str | None]) -> None:
-        live.status[rid] = new
+        live.set(rid, new)
         self._dirty[(live.id, rid)] = (*new, utcnow())
         self.publish(live, {"receiver": rid, "commune": live.commune.get(rid), "status": new[0], "reason": new[1]})
 
     def publish(self, live: Live, change: dict[str, Any]) -> None:
         if not live.queues:
             return
-        event = {**change, "totals": totals(live.status.values())}
+        event = {**change, "totals": live.totals()}
         for q in live.queues:
             q.put_nowait(event)
 
@@ -227,11 +239,10 @@ class Tracker:
         if not batch:
             return
         try:
-            with Session(self.engine) as s:
-                for (eid, rid), (status, reason, at) in batch.items():
-                    s.exec(update(EmergencyReceiver)
-                           .where(col(EmergencyReceiver.emergency_id) == eid, col(EmergencyReceiver.receiver_id) == rid)
-                           .values(status=status, reason=reason, updated_at=at))
+            with Session(self.engine) as s:  # one bulk UPDATE by primary key, however many changed
+                s.exec(update(EmergencyReceiver), params=[
+                    {"emergency_id": eid, "receiver_id": rid, "status": status, "reason": reason, "updated_at": at}
+                    for (eid, rid), (status, reason, at) in batch.items()])
                 s.commit()
         except Exception:
             self._dirty = {**batch, **self._dirty}

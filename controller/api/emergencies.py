@@ -338,13 +338,14 @@ async def emergency_events(eid: Annotated[str, Depends(_existing)], request: Req
                            who: CanRead) -> AsyncIterator[ServerSentEvent]:
     """`snapshot` first (as GET), then one `receiver` event per change with the new totals, then `end`."""
     live: Live | None = request.app.state.tracker.live.get(eid)
-    yield ServerSentEvent(event="snapshot", data=snapshot(request, eid))
-    if live is None:
-        yield ServerSentEvent(event="end", data={"id": eid})
-        return
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    live.queues.add(queue)
+    if live is not None:
+        live.queues.add(queue)  # before the snapshot, so no change falls between the two
     try:
+        yield ServerSentEvent(event="snapshot", data=await asyncio.to_thread(snapshot, request, eid))
+        if live is None:
+            yield ServerSentEvent(event="end", data={"id": eid})
+            return
         while not live.over(utcnow()):
             try:
                 change = await asyncio.wait_for(queue.get(), 10)
@@ -354,9 +355,11 @@ async def emergency_events(eid: Annotated[str, Depends(_existing)], request: Req
             yield ServerSentEvent(event="receiver", data=change)
         while not queue.empty():
             yield ServerSentEvent(event="receiver", data=queue.get_nowait())
-        yield ServerSentEvent(event="end", data={"id": eid, "totals": snapshot(request, eid)["totals"]})
+        final = await asyncio.to_thread(snapshot, request, eid)
+        yield ServerSentEvent(event="end", data={"id": eid, "totals": final["totals"]})
     finally:
-        live.queues.discard(queue)
+        if live is not None:
+            live.queues.discard(queue)
 
 
 @router.post("/{eid}/cancel")
