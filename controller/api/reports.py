@@ -131,8 +131,8 @@ def broadcast_report(session: SessionDep, who: CanReadReceivers, commune: str | 
 
 def _rounded(row: dict[str, Any]) -> dict[str, Any]:
     planned, played = row["planned_receiver_minutes"], row["played_receiver_minutes"]
-    return {"planned_minutes": round(row["planned_minutes"], 2), "planned_receiver_minutes": round(planned, 2),
-            "played_receiver_minutes": round(played, 2),
+    return {"planned_minutes": round(row["planned_minutes"], 3), "planned_receiver_minutes": round(planned, 3),
+            "played_receiver_minutes": round(played, 3),
             "completion_percent": round(100 * played / planned, 1) if planned else None}
 
 
