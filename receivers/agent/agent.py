@@ -1,10 +1,12 @@
 """The receiver agent: one loudspeaker cluster's software, the same code on a Raspberry Pi and in the
 simulated fleet.
 
-`Agent` owns a `Link` (MQTT), a `Hardware`, a `ReplayMemory` and a `PersistentState`. Incoming commands go
-through `Agent.on_message`: verify (signature, expiry, target, replay) → the handler for their kind in
-`HANDLERS` → an `Ack`. Anything refused is logged with its reason and acknowledged as rejected; nothing on
-the wire can crash the agent.
+`Agent` owns a `Link` (MQTT), a `Hardware`, a `ReplayMemory`, a `PersistentState`, the `Player` and the
+`PlanKeeper` (its schedule, pulled over HTTP and played from disk). Incoming commands go through
+`Agent.on_message`: verify (signature, expiry, target, replay) → the handler for their kind in `HANDLERS`
+→ an `Ack`. Anything refused is logged with its reason and acknowledged as rejected; nothing on the wire
+can crash the agent. Handlers that wait on the network (`BACKGROUND`) run beside the link, so an
+emergency is never queued behind a plan download.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from receivers.protocol import (
     SelfTest,
     SetVolume,
     Stop,
+    SyncSchedule,
     Telemetry,
     Topics,
     Verifier,
@@ -45,6 +48,7 @@ from .fetch import Fetcher
 from .hardware import Hardware
 from .link import Link
 from .outbox import Outbox
+from .plan import PlanKeeper
 from .player import Player
 from .selftest import self_test
 from .sink import AlsaSink, AudioSink
@@ -78,6 +82,7 @@ class Agent:
         self._started = time.monotonic()
         self._telemetry_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._handling: set[asyncio.Task[None]] = set()  # BACKGROUND handlers at work
         self.on_restart = on_restart
         self.outbox = Outbox(settings.state_dir / "outbox.sqlite")
         self._outbox_ready = asyncio.Event()
@@ -88,7 +93,13 @@ class Agent:
         self.player = Player(sink=self.sink, hardware=hardware, fetcher=self.fetcher, cache=self.cache,
                              store=ItemStore(settings.state_dir / "items.sqlite"), record=self.record,
                              ack=self._ack_play, on_change=self._state_changed, clock=clock,
-                             warmup_s=settings.amp_warmup_s, idle_off_s=settings.amp_idle_off_s)
+                             warmup_s=settings.amp_warmup_s, idle_off_s=settings.amp_idle_off_s,
+                             missed_tolerance_s=settings.missed_tolerance_s)
+        self.plan_keeper = PlanKeeper(
+            receiver_id=self.rid, controller_url=settings.controller_url, username=settings.username,
+            password=settings.password, verifier=self.verifier, player=self.player, memory=self.replay,
+            path=settings.state_dir / "plan.json", clock=clock, rng=self._rng, poll_s=settings.plan_poll_s,
+            missed_tolerance_s=settings.missed_tolerance_s)
         host, port, tls = settings.broker
         will = aiomqtt.Will(self.topics.receiver(self.rid, "availability"),
                             Availability(status="offline").to_bytes(), qos=1, retain=True)
@@ -101,13 +112,14 @@ class Agent:
 
     async def run(self) -> None:
         self._tasks = [asyncio.create_task(self._telemetry_loop()), asyncio.create_task(self._drain_outbox()),
-                       asyncio.create_task(self.player.run())]
+                       asyncio.create_task(self.player.run()), asyncio.create_task(self.plan_keeper.run())]
         try:
             await self.link.run()
         finally:
-            for task in self._tasks:
+            for task in (*self._tasks, *self._handling):
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.gather(*self._tasks, *self._handling, return_exceptions=True)
+            await self.plan_keeper.close()
             await self.player.close()
             await self.fetcher.close()
             self.replay.close()
@@ -136,6 +148,7 @@ class Agent:
         await self._publish_availability("online")
         await self.publish_state()
         log.info("%s: online (connection %d)", self.rid, self.link.connections)
+        self.plan_keeper.pull_soon()  # a sync-schedule may have been missed while away
 
     async def _publish_availability(self, status: str) -> None:
         msg = Availability(status=status, at=self.clock(), agent_version=AGENT_VERSION,  # type: ignore[arg-type]
@@ -194,9 +207,17 @@ class Agent:
             await self._ack(r.command.command_id if r.command else None,
                             r.command.kind if r.command else info.command, "rejected", r.reason)
             return
-        handler = HANDLERS[command.kind]
+        if command.kind in BACKGROUND:
+            task = asyncio.create_task(self._handle(command))
+            self._handling.add(task)
+            task.add_done_callback(self._handling.discard)
+        else:
+            await self._handle(command)
+
+    async def _handle(self, command: Any) -> None:
+        """Run the command's handler and acknowledge the outcome."""
         try:
-            reason = await handler(self, command)
+            reason = await HANDLERS[command.kind](self, command)
         except Exception as e:  # nothing on the wire may crash the agent, and the controller hears why
             log.exception("%s: %s failed", self.rid, command.kind)
             reason = f"{command.kind} failed on the receiver: {type(e).__name__}: {e}"
@@ -303,6 +324,12 @@ async def handle_restart(agent: Agent, command: RestartAgent) -> str | None:
     return None  # acknowledged first; Agent.on_message then restarts
 
 
+async def handle_sync_schedule(agent: Agent, command: SyncSchedule) -> str | None:
+    if command.version is not None and command.version == agent.plan_keeper.version:
+        return None  # already holds it: no download
+    return await agent.plan_keeper.pull()
+
+
 HANDLERS: dict[str, Callable[[Agent, Any], Awaitable[str | None]]] = {
     "ping": handle_ping,
     "set-volume": handle_set_volume,
@@ -310,4 +337,7 @@ HANDLERS: dict[str, Callable[[Agent, Any], Awaitable[str | None]]] = {
     "stop": handle_stop,
     "self-test": handle_self_test,
     "restart-agent": handle_restart,
+    "sync-schedule": handle_sync_schedule,
 }
+# Handled beside the link (their ack comes when they are done), not in the queue of incoming commands.
+BACKGROUND = frozenset({"sync-schedule"})

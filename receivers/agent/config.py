@@ -36,6 +36,10 @@ class AgentSettings(BaseSettings):
     cache_budget_mb: float = Field(default=1024.0, gt=0, description="disk space the audio cache may use")
     amp_warmup_s: float = Field(default=1.0, ge=0, description="wait after switching the amplifier on")
     amp_idle_off_s: float = Field(default=30.0, ge=0, description="switch the amplifier off after this idle time")
+    plan_poll_s: float = Field(default=300.0, gt=0, description="ask for the plan this often (± 20 %), in case "
+                               "a sync-schedule notification was lost")
+    missed_tolerance_s: float = Field(default=120.0, ge=0, description="a scheduled item may start this late "
+                                      "(the receiver was off), no later: then it is logged missed")
 
     @field_validator("receiver_id", "commune")
     @classmethod

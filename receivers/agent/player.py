@@ -1,47 +1,112 @@
 """The player: what plays now, what waits, and what a higher class interrupts.
 
-Every accepted `play` becomes an `Item`. Its audio is fetched (or decoded from the command) while it
-waits; when its start time comes and nothing of a higher or equal class is playing, it plays. A higher
-class pre-empts a lower one at once: the interrupted item is logged as `cut` at its position, and plays
-on from there afterwards if its command asked to `resume`. Equal or lower classes wait their turn.
+Every accepted `play` becomes an `Item`: a command from the controller, or an entry of the receiver's own
+plan (`plan.PlanKeeper`, submitted `quiet`: nobody waits for its acks). Its audio is fetched (or decoded
+from the command) while it waits — at most `FETCH_SLOTS` downloads at once, the item that starts first
+first (`FetchQueue`) — and handed to the sink's `prepare`; when its start time comes and nothing of a
+higher or equal class is playing, it plays. A higher class pre-empts a lower one at once: the interrupted
+item is logged as `cut` at its position, and plays on from there afterwards if its command asked to
+`resume`. Equal or lower classes wait their turn. A scheduled start missed by more than the missed
+tolerance (the receiver was off) is logged `missed`, never played late.
 
-The amplifier is switched on (with a warm-up delay) before the first sound and off after an idle time.
-Every step is acknowledged to the controller and every start, end, cut or failure goes to the outbox as
-proof of play. Items are kept on disk (`ItemStore`) until finished, so a power cut loses none.
+The amplifier is switched on (with a warm-up delay) before the first sound — for a scheduled item, the
+warm-up ahead of its start, so that it starts on time — and off after an idle time. Every step of a
+commanded item is acknowledged to the controller, and every start, end, cut or failure goes to the
+outbox as proof of play, `started` at the moment the sound begins. Items are kept on disk (`ItemStore`)
+until finished, so a power cut loses none; `withdraw` drops one that has not started, without a trace.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import hashlib
+import heapq
+import itertools
 import logging
+import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from receivers.protocol import PRIORITY_RANK, Play, PlayEvent, Stop
 
 from .cache import MediaCache
-from .fetch import Fetcher, FetchFailed
+from .fetch import Fetcher, FetchFailed, NotRetryable
 from .hardware import Hardware
+from .link import backoff_delay
 from .sink import AudioSink, SinkError
 from .store import ItemStore
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 1.0
-MISSED_TOLERANCE_S = 120.0  # a scheduled start may be late by this much (the receiver was off), no more
+MISSED_TOLERANCE_S = 120.0  # default: a scheduled start may be late by this much (the receiver was off), no more
+FETCH_SLOTS = 2  # downloads at once: the link's bandwidth goes to the item that starts first
+# An idle player takes up a scheduled item this long before its start and has everything done (amplifier,
+# volume) when the moment comes, so only the sound's start is left for it: a simulated fleet of hundreds of
+# receivers in one event loop then starts together, not one after the other. The amplifier's warm-up is
+# over before the lead-in begins.
+LEAD_IN_S = 0.5
+# The proof of a start is written this long after the sound began (its time is taken at once): out of the
+# way of the other receivers of a simulated fleet starting in the same moment. Anything that must follow
+# it (a cut, the end) has it written at once.
+ANNOUNCE_AFTER_S = 0.2
+REFETCH_BACKOFF = (5.0, 300.0)  # a plan item's audio is asked for again until its start is missed
 
 Ack = Callable[[Play, str, str | None], Awaitable[None]]  # (command, status, reason)
+
+
+class FetchQueue:
+    """At most `slots` holders at once; a slot that frees goes to the waiter with the smallest key (the
+    earliest start), not the first to ask."""
+
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self._busy = 0
+        self._waiting: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    @property
+    def full(self) -> bool:
+        return self._busy >= self.slots
+
+    @contextlib.asynccontextmanager
+    async def slot(self, key: float) -> AsyncIterator[None]:
+        if self._busy < self.slots:
+            self._busy += 1
+        else:
+            granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            heapq.heappush(self._waiting, (key, next(self._order), granted))
+            try:
+                await granted  # the slot is handed over already counted
+            except asyncio.CancelledError:
+                if granted.done() and not granted.cancelled():
+                    self._release()  # handed a slot in the same moment as cancelled: pass it on
+                raise  # a cancelled waiter stays in the heap, done, and is skipped
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        while self._waiting:
+            _, _, granted = heapq.heappop(self._waiting)
+            if not granted.done():
+                granted.set_result(None)
+                return
+        self._busy -= 1
 
 
 @dataclass
 class Item:
     cmd: Play
     arrival: int
+    quiet: bool = False  # a plan item: no acks (nobody waits for them), proof of play as for any item
     path: Path | None = None
     ready: bool = False
     position_s: float = 0.0  # where to start (or resume) in the current repeat
@@ -50,6 +115,8 @@ class Item:
     announced: bool = False  # a `started` event was recorded (so an interruption is a `cut`)
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     prepare: asyncio.Task[None] | None = field(default=None, repr=False)
+    announcing: asyncio.Task[None] | None = field(default=None, repr=False)  # `started`, `playing` ack, state
+    announce_now: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     @property
     def rank(self) -> int:
@@ -64,10 +131,13 @@ class Player:
     def __init__(self, *, sink: AudioSink, hardware: Hardware, fetcher: Fetcher, cache: MediaCache,
                  store: ItemStore, record: Callable[[PlayEvent], None], ack: Ack,
                  on_change: Callable[[], Awaitable[None]], clock: Callable[[], dt.datetime],
-                 warmup_s: float = 1.0, idle_off_s: float = 10.0) -> None:
+                 warmup_s: float = 1.0, idle_off_s: float = 10.0, missed_tolerance_s: float = MISSED_TOLERANCE_S,
+                 fetch_slots: int = FETCH_SLOTS) -> None:
         self.sink, self.hardware, self.fetcher, self.cache, self.store = sink, hardware, fetcher, cache, store
         self.record, self.ack, self.on_change, self.clock = record, ack, on_change, clock
-        self.warmup_s, self.idle_off_s = warmup_s, idle_off_s
+        self.warmup_s, self.idle_off_s, self.missed_tolerance_s = warmup_s, idle_off_s, missed_tolerance_s
+        self.fetch_queue = FetchQueue(fetch_slots)
+        self.restored = asyncio.Event()  # set once the items from before a restart are back in place
         self.items: dict[str, Item] = {}
         self.current: Item | None = None
         self.base_volume = hardware.volume()  # what the receiver returns to after an item's own volume
@@ -76,32 +146,55 @@ class Player:
         self._wake = asyncio.Event()
         self._idle_task: asyncio.Task[None] | None = None
         self._fetches: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._rng = random.Random()
 
     # ------------------------------------------------------------------------------------ intake
 
-    async def submit(self, cmd: Play) -> str | None:
-        """Accept a play command; returns a refusal reason, or None (then `received` was acknowledged)."""
-        known = self.items.get(cmd.item_id)
-        if known is not None:
-            return f"item {cmd.item_id!r} is already queued or playing"
-        await asyncio.to_thread(self.store.put, cmd.item_id, cmd.to_bytes())
-        self._admit(cmd)
-        await self.ack(cmd, "received", None)
+    async def submit(self, cmd: Play, quiet: bool = False) -> str | None:
+        """Accept a play command; returns a refusal reason, or None (then `received` was acknowledged,
+        unless `quiet`: a plan item, whose steps nobody waits to hear)."""
+        refusal = f"item {cmd.item_id!r} is already queued or playing"
+        if cmd.item_id in self.items:
+            return refusal
+        await asyncio.to_thread(self.store.put, cmd.item_id, cmd.to_bytes(), quiet)
+        if cmd.item_id in self.items:  # the same item submitted twice at once
+            return refusal
+        item = self._admit(cmd, quiet=quiet)
+        await self._ack(item, "received", None)
         return None
 
-    def _admit(self, cmd: Play, position_s: float = 0.0, repeat_index: int = 0) -> Item:
+    def _admit(self, cmd: Play, position_s: float = 0.0, repeat_index: int = 0, quiet: bool = False) -> Item:
         self._arrivals += 1
-        item = Item(cmd, self._arrivals, position_s=position_s, repeat_index=repeat_index)
+        item = Item(cmd, self._arrivals, quiet=quiet, position_s=position_s, repeat_index=repeat_index)
         self.items[cmd.item_id] = item
         self._protect()
-        item.prepare = asyncio.create_task(self._prepare(item))
-        self._fetches.add(item.prepare)
-        item.prepare.add_done_callback(self._fetches.discard)
+        if not self._missed(item, self.clock()):  # no download for what will be logged missed at once
+            item.prepare = asyncio.create_task(self._prepare(item))
+            self._fetches.add(item.prepare)
+            item.prepare.add_done_callback(self._fetches.discard)
+        self._wake.set()
         return item
+
+    def withdrawable(self, item_id: str) -> bool:
+        """Queued and not begun: not playing, not cut part-way, no repeat played."""
+        item = self.items.get(item_id)
+        return (item is not None and item is not self.current and not item.announced
+                and item.position_s == 0 and item.repeat_index == 0)
+
+    async def withdraw(self, item_id: str) -> bool:
+        """Drop an item that has not started, silently: no ack and no proof-of-play event (it was never
+        due). False if there is no such item or it has begun playing."""
+        if not self.withdrawable(item_id):
+            return False
+        await self._forget(self.items[item_id])
+        log.info("item %s withdrawn before it played", item_id)
+        self._wake.set()
+        return True
 
     async def restore(self) -> None:
         """After a restart: carry on with what was accepted before it, and account for what was cut."""
-        for item_id, body, position, repeat_index, playing in await asyncio.to_thread(self.store.all):
+        for item_id, body, position, repeat_index, playing, quiet in await asyncio.to_thread(self.store.all):
             try:
                 cmd = Play.model_validate_json(body)
             except ValueError:
@@ -113,9 +206,10 @@ class Player:
                     await asyncio.to_thread(self.store.remove, item_id)
                     continue
                 await asyncio.to_thread(self.store.progress, item_id, position, repeat_index, False)
-            self._admit(cmd, position, repeat_index)
+            self._admit(cmd, position, repeat_index, quiet=quiet)
         self._wake.set()
         self._schedule_idle_off()  # a relay left on by a crash goes off if nothing plays
+        self.restored.set()
 
     async def _prepare(self, item: Item) -> None:
         cmd = item.cmd
@@ -125,8 +219,7 @@ class Player:
                 async with self.fetcher.lock(cmd.inline_sha256):
                     item.path = await asyncio.to_thread(self._inline, cmd)
             else:
-                assert cmd.media is not None
-                item.path = await self.fetcher.fetch(cmd.media)
+                item.path = await self._fetch(item)
         except (FetchFailed, ValueError, OSError) as e:
             if self.items.get(cmd.item_id) is item:
                 await self._drop(item, "failed", f"audio not available: {e}", event="failed")
@@ -134,8 +227,41 @@ class Player:
         if self.items.get(cmd.item_id) is not item:
             return  # stopped while fetching
         item.ready = True
-        await self.ack(cmd, "fetched", None)
+        await self._ack(item, "fetched", None)
         self._wake.set()
+        try:
+            # The sink's slow work, ahead of a scheduled start so that it is on time. (An item due now may
+            # begin meanwhile: the sink then finishes this work first, as it would have without it.)
+            await self.sink.prepare(item.path)
+        except Exception as e:  # the sink reports a real fault when it plays; the item is not lost here
+            log.warning("item %s: the audio output could not prepare %s: %s", cmd.item_id, item.path.name, e)
+
+    async def _fetch(self, item: Item) -> Path:
+        """The item's verified audio file. A download waits for a slot of the fetch queue (nearest start
+        first) unless the item is an emergency; a plan item's download is tried again, with backoff, until
+        its start is missed (a failed attempt while the link is down must not lose the morning bulletin)."""
+        media = item.cmd.media
+        assert media is not None
+        if item.cmd.priority == "emergency":
+            return await self.fetcher.fetch(media)
+        if self.fetch_queue.full:  # audio already here must not wait for other downloads
+            cached = await asyncio.to_thread(self.cache.get, media.sha256)
+            if cached is not None:
+                return cached
+        for attempt in itertools.count():
+            try:
+                async with self.fetch_queue.slot((item.cmd.start_at or self.clock()).timestamp()):
+                    return await self.fetcher.fetch(media)
+            except NotRetryable:
+                raise
+            except FetchFailed as e:
+                if not item.quiet:
+                    raise
+                delay = backoff_delay(attempt, *REFETCH_BACKOFF, self._rng)
+                log.warning("item %s: audio not fetched yet (%s); trying again in %.0f s", item.cmd.item_id, e,
+                            delay)
+                await asyncio.sleep(delay)  # the player drops the item (and this task) once it is missed
+        raise AssertionError("unreachable")
 
     def _inline(self, cmd: Play) -> Path:
         assert cmd.inline_audio is not None and cmd.inline_sha256 is not None
@@ -177,40 +303,76 @@ class Player:
                 await self._decide()
             except Exception:  # the player must outlive any one item's trouble
                 log.exception("player: scheduling step failed; carrying on")
-            timeout = self._next_start_in()
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                # Not wait_for: on 3.11 it swallows a cancellation that meets a wake-up, and the player
+                # would outlive its agent.
+                async with asyncio.timeout(self._next_wake_in()):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()
 
-    def _next_start_in(self) -> float | None:
+    def _next_wake_in(self) -> float | None:
+        """Seconds until the next moment the player must act: a start, the lead-in and the amplifier's warm-up
+        ahead of a start, or the moment a start counts as missed."""
         now = self.clock()
-        waits = [(i.cmd.start_at - now).total_seconds() for i in self.items.values()
-                 if i.ready and i is not self.current and i.cmd.start_at and i.cmd.start_at > now]
-        return max(0.0, min(waits)) if waits else None
+        moments = []
+        warm = self.current is not None or self.hardware.amplifier_on()
+        for i in self.items.values():
+            start = i.cmd.start_at
+            if i is self.current or start is None:
+                continue
+            if i.ready:
+                moments.append(start)
+                if self.current is None:
+                    moments.append(start - dt.timedelta(seconds=LEAD_IN_S))
+                if not warm:
+                    moments.append(start - dt.timedelta(seconds=self.warmup_s + LEAD_IN_S))
+            if not i.announced:
+                moments.append(start + dt.timedelta(seconds=self.missed_tolerance_s + 0.001))
+        waits = [(m - now).total_seconds() for m in moments if m > now]
+        return min(waits) if waits else None
+
+    def _missed(self, item: Item, now: dt.datetime) -> bool:
+        """A scheduled start missed by more than the tolerance (the receiver was off, or the audio did not
+        come in time) is given up — never a morning bulletin at midnight."""
+        start = item.cmd.start_at
+        return start is not None and (now - start).total_seconds() > self.missed_tolerance_s
 
     async def _decide(self) -> None:
         now = self.clock()
         for item in list(self.items.values()):
-            # An item waiting its turn keeps its place however long that takes; only a scheduled start
-            # missed by more than the tolerance (the receiver was off) is given up — never a morning
-            # bulletin at midnight.
-            start = item.cmd.start_at
-            if item is not self.current and not item.announced and start is not None \
-                    and (now - start).total_seconds() > MISSED_TOLERANCE_S:
+            if item is not self.current and not item.announced and self._missed(item, now):
+                start = item.cmd.start_at
+                assert start is not None
                 await self._drop(item, "failed", f"start at {start.isoformat()} missed", event="missed")
         due = [i for i in self.items.values() if i.ready and i is not self.current
                and (i.cmd.start_at is None or i.cmd.start_at <= now)]
-        if not due:
-            return
-        best = max(due, key=lambda i: (i.rank, -(i.cmd.start_at or now).timestamp(), -i.arrival))
-        if self.current is None:
-            self._start(best)
-        elif best.rank > self.current.rank:
-            await self._interrupt(self.current, f"pre-empted by {best.cmd.priority} item {best.cmd.item_id}",
-                                  keep=self.current.cmd.resume)
-            self._start(best)
+        if due:
+            best = max(due, key=lambda i: (i.rank, -(i.cmd.start_at or now).timestamp(), -i.arrival))
+            if self.current is None:
+                self._start(best)
+            elif best.rank > self.current.rank:
+                await self._interrupt(self.current, f"pre-empted by {best.cmd.priority} item {best.cmd.item_id}",
+                                      keep=self.current.cmd.resume)
+                self._start(best)
+        elif self.current is None:
+            soon = [i for i in self.items.values() if i.ready and i.cmd.start_at is not None
+                    and (i.cmd.start_at - now).total_seconds() <= LEAD_IN_S]
+            if soon:  # taken up ahead, it waits for its start in `_play` (a pre-emption still comes on time)
+                self._start(min(soon, key=lambda i: (i.cmd.start_at, -i.rank, i.arrival)))
+        if self.current is None and not self.hardware.amplifier_on() and self._imminent(now):
+            # Warm the amplifier up ahead of a scheduled start, so the warm-up does not delay it.
+            self.hardware.set_amplifier(True)
+            self._amp_on_since = time.monotonic()
+            self._schedule_idle_off()  # off again if the item goes away before it plays
+            self._spawn(self.on_change())
+
+    def _imminent(self, now: dt.datetime) -> bool:
+        """A ready item starts within the amplifier's warm-up."""
+        lead = self.warmup_s + LEAD_IN_S
+        return any(i.ready and i is not self.current and i.cmd.start_at is not None
+                   and (i.cmd.start_at - now).total_seconds() <= lead for i in self.items.values())
 
     def _start(self, item: Item) -> None:
         self.current = item
@@ -225,6 +387,7 @@ class Player:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        await self._announced(item)
         item.task, item.started_monotonic = None, 0.0
         self._schedule_idle_off()
         if not item.announced and "stopped" not in reason:
@@ -237,13 +400,17 @@ class Player:
             log.info("item %s cut at %.1f s; will resume", item.cmd.item_id, position)
         else:
             await self._forget(item)
-            await self.ack(item.cmd, "failed", f"cut at {position:.1f} s: {reason}")
+            await self._ack(item, "failed", f"cut at {position:.1f} s: {reason}")
         await self.on_change()
 
     async def _drop(self, item: Item, status: str, reason: str, *, event: str) -> None:
         self._event(item.cmd, event, item.position_s, item.repeat_index, reason=reason)
         await self._forget(item)
-        await self.ack(item.cmd, status, reason)
+        await self._ack(item, status, reason)
+
+    async def _ack(self, item: Item, status: str, reason: str | None) -> None:
+        if not item.quiet:
+            await self.ack(item.cmd, status, reason)
 
     async def _forget(self, item: Item) -> None:
         if self.items.get(item.cmd.item_id) is item:
@@ -266,16 +433,16 @@ class Player:
             await self._amplifier_on()
             volume = cmd.volume if cmd.volume is not None else self.base_volume
             self.hardware.set_volume(volume)
-            await self.ack(cmd, "playing", None)
-            item.announced = True
-            self._event(cmd, "started", item.position_s, item.repeat_index, volume=volume)
-            await asyncio.to_thread(self.store.progress, cmd.item_id, item.position_s, item.repeat_index, True)
-            await self.on_change()
             ticker = asyncio.create_task(self._save_progress(item))
             try:
+                if cmd.start_at is not None:  # taken up during its lead-in: start on the dot
+                    await self._until(cmd.start_at)
                 while item.repeat_index < cmd.repeat:
                     def sounding() -> None:
                         item.started_monotonic = time.monotonic()
+                        if not item.announced:  # the first sound of this (re)start is its proof
+                            item.announced = True
+                            item.announcing = asyncio.create_task(self._announce(item, self.clock(), volume))
 
                     await self.sink.play(item.path, item_id=cmd.item_id, volume=volume, offset_s=item.position_s,
                                          on_start=sounding)
@@ -293,17 +460,64 @@ class Player:
             self.current, item.task = None, None
             reason = str(e) if isinstance(e, SinkError) else f"{type(e).__name__}: {e}"
             try:
+                await self._announced(item)
                 await self._drop(item, "failed", reason, event="failed")
             except Exception:
                 log.exception("could not record the failure of %s", cmd.item_id)
         else:
             self.current, item.task = None, None
+            await self._announced(item)
             self._event(cmd, "finished", 0.0, cmd.repeat, volume=volume)
             await self._forget(item)
-            await self.ack(cmd, "done", None)
+            await self._ack(item, "done", None)
         await self.on_change()
         self._wake.set()
         self._schedule_idle_off()
+
+    async def _until(self, at: dt.datetime) -> None:
+        """Sleep until the receiver's clock shows `at`, to the millisecond. The wall clock and the loop's
+        clock are read next to each other (again, if a garbage collection came between them), so that
+        receivers that start together wake together."""
+        loop = asyncio.get_running_loop()
+        for _ in range(3):
+            before = loop.time()
+            now = self.clock()
+            after = loop.time()
+            if after - before < 0.0005:
+                break
+        when = (before + after) / 2 + (at - now).total_seconds()
+        if when <= loop.time():
+            return
+        woken = loop.create_future()
+        timer = loop.call_at(when, woken.set_result, None)
+        try:
+            await woken
+        finally:
+            timer.cancel()
+
+    async def _announce(self, item: Item, at: dt.datetime, volume: int) -> None:
+        """After the first sound (`at`), not before it, which it would delay — nor in the same moment, which
+        would delay the receivers of a simulated fleet that start in it: record `started`, mark the item
+        playing on disk, ack `playing`, publish the state."""
+        try:
+            async with asyncio.timeout(ANNOUNCE_AFTER_S):
+                await item.announce_now.wait()
+        except TimeoutError:
+            pass
+        self._event(item.cmd, "started", item.position_s, item.repeat_index, volume=volume, at=at)
+        try:
+            await asyncio.to_thread(self.store.progress, item.cmd.item_id, item.position_s, item.repeat_index, True)
+            await self._ack(item, "playing", None)
+            await self.on_change()
+        except Exception:
+            log.exception("item %s: could not announce its start", item.cmd.item_id)
+
+    async def _announced(self, item: Item) -> None:
+        """Let the announcement of the item's start finish before anything later is written or sent."""
+        if item.announcing is not None:
+            item.announce_now.set()
+            await asyncio.gather(item.announcing, return_exceptions=True)
+            item.announcing, item.announce_now = None, asyncio.Event()
 
     async def _save_progress(self, item: Item) -> None:
         """Where the playing item is, on disk every second: after a power cut it is logged as cut there,
@@ -321,32 +535,45 @@ class Player:
         if not self.hardware.amplifier_on():
             self.hardware.set_amplifier(True)
             self._amp_on_since = time.monotonic()
-            await self.on_change()
+            self._spawn(self.on_change())
         # The amplifier needs a moment before it sounds right — also for an item that pre-empted another
-        # during that moment.
-        await asyncio.sleep(max(0.0, self._amp_on_since + self.warmup_s - time.monotonic()))
+        # during that moment. Warmed up ahead (a scheduled start), there is nothing left to wait.
+        wait = self._amp_on_since + self.warmup_s - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     def _schedule_idle_off(self) -> None:
         if self._idle_task is not None:
             self._idle_task.cancel()
 
         async def off_when_idle() -> None:
-            await asyncio.sleep(self.idle_off_s)
-            if self.current is None and self.hardware.amplifier_on():
-                self.hardware.set_amplifier(False)
-                await self.on_change()
+            while True:
+                await asyncio.sleep(self.idle_off_s)
+                if self.current is not None or not self.hardware.amplifier_on():
+                    return
+                if not self._imminent(self.clock()):  # not just warmed up for an item about to start
+                    self.hardware.set_amplifier(False)
+                    await self.on_change()
+                    return
 
         self._idle_task = asyncio.create_task(off_when_idle())
 
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        """Run `work` on the side (a state publish must never hold up a start); kept until done."""
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     def _event(self, cmd: Play, kind: str, position: float, repeat_index: int, *, reason: str | None = None,
-               volume: int | None = None) -> None:
-        self.record(PlayEvent(event_id=uuid.uuid4(), seq=0, event=kind, at=self.clock(),  # type: ignore[arg-type]
+               volume: int | None = None, at: dt.datetime | None = None) -> None:
+        self.record(PlayEvent(event_id=uuid.uuid4(), seq=0, event=kind, at=at or self.clock(),  # type: ignore[arg-type]
                               item_id=cmd.item_id, command_id=cmd.command_id, priority=cmd.priority,
                               media_sha256=cmd.media.sha256 if cmd.media else cmd.inline_sha256,
                               position_s=round(position, 3), repeat_index=repeat_index, volume=volume, reason=reason))
 
     async def close(self) -> None:
-        tasks = [t for t in (*self._fetches, self._idle_task, *(i.task for i in self.items.values())) if t]
+        tasks = [t for t in (*self._fetches, *self._background, self._idle_task,
+                             *(t for i in self.items.values() for t in (i.task, i.announcing))) if t]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

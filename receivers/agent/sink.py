@@ -2,8 +2,9 @@
 ALSA device — a standard player process, no hand-written decoder); the simulator's recording sink is
 `firmware_sim.sink.RecordingSink`.
 
-`play` returns when the audio has been played to the end; cancelling the task stops the sound at once.
-The caller keeps time, so it knows the position at which an item was cut.
+`prepare` is called once an item's audio is on disk, ahead of its start, for slow work the start must not
+wait for. `play` returns when the audio has been played to the end; cancelling the task stops the sound at
+once. The caller keeps time, so it knows the position at which an item was cut.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ class SinkError(RuntimeError):
 
 
 class AudioSink(Protocol):
+    async def prepare(self, path: Path) -> None:
+        """Get ready to play `path` (its name is its SHA-256) without delay; may be a no-op."""
+
     async def play(self, path: Path, *, item_id: str, volume: int, offset_s: float,
                    on_start: Callable[[], None] | None = None) -> None:
         """Play from `offset_s` to the end; call `on_start` the moment sound begins (positions are counted
@@ -31,6 +35,9 @@ class AudioSink(Protocol):
 class AlsaSink:
     def __init__(self, device: str = "default") -> None:
         self.device = device
+
+    async def prepare(self, path: Path) -> None:
+        pass  # ffmpeg starts in a few milliseconds and streams: nothing worth doing ahead
 
     async def play(self, path: Path, *, item_id: str, volume: int, offset_s: float,
                    on_start: Callable[[], None] | None = None) -> None:

@@ -2,7 +2,9 @@
 
 - `ReplayMemory`: ids of commands already seen, until they expire (SQLite, synchronous=FULL: an id is
   on disk before the command is acted on, so a replay after a power cut is still refused).
+  It also remembers which plan entries were handled (`seen`, `forget`), under keys of their own.
 - `PersistentState`: small JSON document (volume, …) written atomically (temp file, fsync, rename).
+- `ItemStore`: accepted items until they are finished, with where the playing one had got to.
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ class ReplayMemory:
             self._db.execute("DELETE FROM seen WHERE expires_at < ?", (now.timestamp() - 3600,))
         return cur.rowcount == 1
 
+    def seen(self, command_id: str) -> bool:
+        return self._db.execute("SELECT 1 FROM seen WHERE command_id = ?", (command_id,)).fetchone() is not None
+
+    def forget(self, command_id: str) -> None:
+        self._db.execute("DELETE FROM seen WHERE command_id = ?", (command_id,))
+
     def close(self) -> None:
         self._db.close()
 
@@ -61,7 +69,8 @@ class PersistentState:
 
 class ItemStore:
     """Accepted `play` commands until they are finished, so a power cut loses none of them: on restart the
-    agent finds what it was told to play, and where it was in the item it was playing."""
+    agent finds what it was told to play, and where it was in the item it was playing. `quiet` marks the
+    items of the agent's own plan, which nobody waits to hear acknowledged."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -70,14 +79,18 @@ class ItemStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("CREATE TABLE IF NOT EXISTS items (item_id TEXT PRIMARY KEY, command BLOB NOT NULL, "
                          "position_s REAL NOT NULL DEFAULT 0, repeat_index INTEGER NOT NULL DEFAULT 0, "
-                         "playing INTEGER NOT NULL DEFAULT 0)")
+                         "playing INTEGER NOT NULL DEFAULT 0, quiet INTEGER NOT NULL DEFAULT 0)")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(items)")}
+        if "quiet" not in columns:  # a store written by an agent from before plans
+            self._db.execute("ALTER TABLE items ADD COLUMN quiet INTEGER NOT NULL DEFAULT 0")
         # Used from the event loop and from worker threads: one statement at a time, and never closed
         # under a running one.
         self._lock = threading.Lock()
 
-    def put(self, item_id: str, command: bytes) -> None:
+    def put(self, item_id: str, command: bytes, quiet: bool = False) -> None:
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO items (item_id, command) VALUES (?, ?)", (item_id, command))
+            self._db.execute("INSERT OR REPLACE INTO items (item_id, command, quiet) VALUES (?, ?, ?)",
+                             (item_id, command, int(quiet)))
 
     def progress(self, item_id: str, position_s: float, repeat_index: int, playing: bool) -> None:
         with self._lock:
@@ -88,10 +101,11 @@ class ItemStore:
         with self._lock:
             self._db.execute("DELETE FROM items WHERE item_id = ?", (item_id,))
 
-    def all(self) -> list[tuple[str, bytes, float, int, bool]]:
+    def all(self) -> list[tuple[str, bytes, float, int, bool, bool]]:
+        """(item_id, command, position_s, repeat_index, playing, quiet) of every stored item."""
         with self._lock:
-            return [(i, c, p, r, bool(pl)) for i, c, p, r, pl in
-                    self._db.execute("SELECT item_id, command, position_s, repeat_index, playing FROM items")]
+            return [(i, c, p, r, bool(pl), bool(q)) for i, c, p, r, pl, q in
+                    self._db.execute("SELECT item_id, command, position_s, repeat_index, playing, quiet FROM items")]
 
     def close(self) -> None:
         with self._lock:
