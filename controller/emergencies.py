@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
-from sqlalchemy import insert, update
+from sqlalchemy import bindparam, insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -239,11 +239,14 @@ class Tracker:
         if not batch:
             return
         try:
-            with Session(self.engine) as s:  # one bulk UPDATE by primary key, however many changed
-                s.exec(update(EmergencyReceiver), params=[
-                    {"emergency_id": eid, "receiver_id": rid, "status": status, "reason": reason, "updated_at": at}
-                    for (eid, rid), (status, reason, at) in batch.items()])
-                s.commit()
+            table = EmergencyReceiver.__table__  # type: ignore[attr-defined]
+            statement = (table.update()
+                         .where(table.c.emergency_id == bindparam("eid"), table.c.receiver_id == bindparam("rid"))
+                         .values(status=bindparam("new_status"), reason=bindparam("new_reason"),
+                                 updated_at=bindparam("at")))
+            with self.engine.begin() as conn:  # one executemany, however many changed
+                conn.execute(statement, [{"eid": eid, "rid": rid, "new_status": status, "new_reason": reason, "at": at}
+                                         for (eid, rid), (status, reason, at) in batch.items()])
         except Exception:
             self._dirty = {**batch, **self._dirty}
             raise

@@ -40,6 +40,7 @@ from .programmes import local
 router = APIRouter(prefix="/api/v1/emergencies", tags=["emergencies"])
 CanTrigger = Annotated[Principal, Depends(require("emergency:trigger"))]
 CanRead = Annotated[Principal, Depends(require("receivers:read"))]
+SSE_BATCH_S = 0.1
 
 
 class EmergencyTargets(BaseModel):
@@ -336,7 +337,8 @@ def _existing(eid: str, request: Request) -> str:
 @router.get("/{eid}/events", response_class=EventSourceResponse)
 async def emergency_events(eid: Annotated[str, Depends(_existing)], request: Request,
                            who: CanRead) -> AsyncIterator[ServerSentEvent]:
-    """`snapshot` first (as GET), then one `receiver` event per change with the new totals, then `end`."""
+    """`snapshot` first (as GET), then `progress` events — the receivers that changed since the last one
+    (`changes`: receiver, commune, status, reason) and the new `totals` — then `end`."""
     live: Live | None = request.app.state.tracker.live.get(eid)
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     if live is not None:
@@ -346,15 +348,20 @@ async def emergency_events(eid: Annotated[str, Depends(_existing)], request: Req
         if live is None:
             yield ServerSentEvent(event="end", data={"id": eid})
             return
-        while not live.over(utcnow()):
+        while not live.over(utcnow()) or not queue.empty():
             try:
-                change = await asyncio.wait_for(queue.get(), 10)
+                first = await asyncio.wait_for(queue.get(), 10)
             except TimeoutError:
                 yield ServerSentEvent(comment="still here")
                 continue
-            yield ServerSentEvent(event="receiver", data=change)
-        while not queue.empty():
-            yield ServerSentEvent(event="receiver", data=queue.get_nowait())
+            # A thousand receivers answer within a second: one event per batch of changes, not per change.
+            await asyncio.sleep(SSE_BATCH_S)
+            changes = [first]
+            while not queue.empty():
+                changes.append(queue.get_nowait())
+            yield ServerSentEvent(event="progress", data={"changes": [{k: v for k, v in c.items() if k != "totals"}
+                                                                      for c in changes],
+                                                          "totals": changes[-1]["totals"]})
         final = await asyncio.to_thread(snapshot, request, eid)
         yield ServerSentEvent(event="end", data={"id": eid, "totals": final["totals"]})
     finally:

@@ -155,7 +155,7 @@ def test_progress_streams_and_cancel_stops_everywhere(fleet: FleetThread, live: 
     assert not listener.is_alive(), "the event stream did not end after the cancel"
     kinds = [k for k, _ in events]
     assert kinds[0] == "snapshot" and kinds[-1] == "end"
-    seen = {(d["receiver"], d["status"]) for k, d in events if k == "receiver"}
+    seen = {(c["receiver"], c["status"]) for k, d in events if k == "progress" for c in d["changes"]}
     assert {rid for rid, s in seen if s == "playing"} == {a.rid for a in agents}
     assert {rid for rid, s in seen if s == "cancelled"} == {a.rid for a in agents}
     assert emergency(live, eid)["state"] == "cancelled"

@@ -11,9 +11,9 @@ import pytest
 from sqlmodel import Session, col, select
 
 from controller.auth import create_token
-from controller.db.models import AuditEntry, Emergency
+from controller.db.models import AuditEntry, Emergency, EmergencyReceiver
 from schedules import TZ
-from tests.conftest import Api
+from tests.conftest import Api, wait_for
 
 SAMPLES = Path(__file__).parent.parent / "cap_samples"
 TEXT = "Cảnh báo lũ quét. Bà con khẩn trương di chuyển đến nơi an toàn."
@@ -81,6 +81,12 @@ def test_cancel_marks_every_receiver_cancelled_and_is_audited(api: Api) -> None:
     assert r.status_code == 200 and r.json()["state"] == "cancelled"
     assert r.json()["totals"]["cancelled"] == r.json()["totals"]["targeted"] > 0
     assert audits(api, "emergency.cancel", "ok")[0].target == eid
+
+    def stored() -> set[str]:  # progress reaches the database too (what a restarted controller reads)
+        with Session(api.client.app.state.engine) as s:  # type: ignore[attr-defined]
+            return set(s.exec(select(EmergencyReceiver.status).where(EmergencyReceiver.emergency_id == eid)))
+
+    wait_for(lambda: stored() == {"cancelled"}, 5, "cancelled in the database")
     assert api.post("/api/v1/emergencies/no-such-id/cancel").status_code == 404
 
 
