@@ -3,8 +3,8 @@
 Receiver → controller: `Availability`, `ReceiverState`, `Telemetry`, `Ack`, `PlayEvent` (proof of play);
 `ReceiverMessage` is their union.
 Controller → receivers: commands, each a `Command` subclass (`Ping`, `SetVolume`, `Play`, `Stop`,
-`SelfTest`, `RestartAgent`, `SyncSchedule`); `AnyCommand` is their union and `COMMAND_KINDS` lists their names, which are
-also the last topic level of `…/cmd/{name}`.
+`SelfTest`, `RestartAgent`, `SyncSchedule`); `AnyCommand` is their union and `COMMAND_KINDS` lists their
+names, which are also the last topic level of `…/cmd/{name}`.
 Controller → all: `ControllerAvailability`.
 Controller → one agent over HTTP: `Plan`, the receiver's schedule for the next hours (signed like a command).
 
