@@ -48,7 +48,7 @@ from .fetch import Fetcher
 from .hardware import Hardware
 from .link import Link
 from .outbox import Outbox
-from .plan import PlanKeeper
+from .plan import CONNECT_SPREAD_S, PlanKeeper
 from .player import Player
 from .selftest import self_test
 from .sink import AlsaSink, AudioSink
@@ -327,6 +327,8 @@ async def handle_restart(agent: Agent, command: RestartAgent) -> str | None:
 async def handle_sync_schedule(agent: Agent, command: SyncSchedule) -> str | None:
     if command.version is not None and command.version == agent.plan_keeper.version:
         return None  # already holds it: no download
+    if command.target != f"receiver:{agent.rid}":  # told together with a commune: not all in one instant
+        await asyncio.sleep(agent._rng.uniform(0, CONNECT_SPREAD_S))
     return await agent.plan_keeper.pull()
 
 

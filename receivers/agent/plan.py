@@ -112,8 +112,13 @@ class PlanKeeper:
         async with self._lock:
             try:
                 await self.load()
+            except Exception:  # a plan must never take the agent down
+                log.exception("%s: stored plan not applied", self.rid)
             finally:
                 self.loaded.set()
+        if not self.controller_url:
+            log.warning("%s: no controller_url configured: the plan is never asked for", self.rid)
+            return
         while True:
             if self._failures:
                 delay = backoff_delay(self._failures - 1, RETRY_MIN_S, self.poll_s, self.rng)
@@ -130,6 +135,9 @@ class PlanKeeper:
 
     def pull_soon(self, spread_s: float = CONNECT_SPREAD_S) -> None:
         """Pull in the background after a random moment (after a reconnect: never hold up the link)."""
+        if not self.controller_url:
+            return  # said once, at start
+
         async def later() -> None:
             await asyncio.sleep(self.rng.uniform(0, spread_s))
             await self.pull()

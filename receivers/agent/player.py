@@ -194,6 +194,12 @@ class Player:
 
     async def restore(self) -> None:
         """After a restart: carry on with what was accepted before it, and account for what was cut."""
+        try:
+            await self._restore()
+        finally:
+            self.restored.set()  # whatever happened: the plan must not wait for ever
+
+    async def _restore(self) -> None:
         for item_id, body, position, repeat_index, playing, quiet in await asyncio.to_thread(self.store.all):
             try:
                 cmd = Play.model_validate_json(body)
@@ -209,7 +215,6 @@ class Player:
             self._admit(cmd, position, repeat_index, quiet=quiet)
         self._wake.set()
         self._schedule_idle_off()  # a relay left on by a crash goes off if nothing plays
-        self.restored.set()
 
     async def _prepare(self, item: Item) -> None:
         cmd = item.cmd

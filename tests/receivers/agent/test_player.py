@@ -1,0 +1,141 @@
+"""The player on its own (no link, no agent): the fetch queue's order, a scheduled start on the dot with the
+amplifier warmed up ahead, the proof of a start taken when the sound begins, quiet items and withdrawal."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import hashlib
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from firmware_sim.hardware import SimHardware
+from firmware_sim.sink import RecordingSink
+from receivers.agent.cache import MediaCache
+from receivers.agent.fetch import Fetcher
+from receivers.agent.player import FetchQueue, Player
+from receivers.agent.store import ItemStore
+from receivers.protocol import Play, PlayEvent
+from tests.samples import make
+
+
+def test_a_free_fetch_slot_goes_to_the_nearest_start() -> None:
+    async def scenario() -> list[str]:
+        queue, order = FetchQueue(1), []
+        release = asyncio.Event()
+
+        async def holder() -> None:
+            async with queue.slot(0):
+                await release.wait()
+
+        async def fetch(name: str, key: float) -> None:
+            async with queue.slot(key):
+                order.append(name)
+                await asyncio.sleep(0)
+
+        first = asyncio.create_task(holder())
+        await asyncio.sleep(0)
+        waiting = [asyncio.create_task(fetch(n, k)) for n, k in (("later", 30), ("soon", 10), ("gone", 5),
+                                                                  ("middle", 20))]
+        await asyncio.sleep(0)
+        waiting[2].cancel()  # an item withdrawn while it waited gives up its place
+        release.set()
+        await asyncio.gather(first, *waiting, return_exceptions=True)
+        assert not queue.full
+        return order
+
+    assert asyncio.run(scenario()) == ["soon", "middle", "later"]
+
+
+class Bench:
+    """A player with a recording sink on simulated hardware; acks and events are kept with their times."""
+
+    def __init__(self, root: Path, **kw: Any) -> None:
+        self.hardware = SimHardware(seed=1)
+        self.sink = RecordingSink(self.hardware)
+        self.acks: list[tuple[str, str, float]] = []
+        self.events: list[PlayEvent] = []
+        self.amp_on_at: float | None = None
+        cache = MediaCache(root / "cache", 10**8)
+
+        async def ack(cmd: Play, status: str, reason: str | None) -> None:
+            self.acks.append((cmd.item_id, status, dt.datetime.now(dt.UTC).timestamp()))
+
+        async def changed() -> None:
+            if self.hardware.amplifier_on() and self.amp_on_at is None:
+                self.amp_on_at = dt.datetime.now(dt.UTC).timestamp()
+
+        self.player = Player(sink=self.sink, hardware=self.hardware, fetcher=Fetcher(cache, None), cache=cache,
+                             store=ItemStore(root / "items.sqlite"), record=self.events.append, ack=ack,
+                             on_change=changed, clock=lambda: dt.datetime.now(dt.UTC), **kw)
+
+    async def run(self, scenario: Callable[[], Awaitable[None]]) -> None:
+        task = asyncio.create_task(self.player.run())
+        try:
+            await asyncio.wait_for(scenario(), 30)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await self.player.close()
+            self.player.store.close()
+
+
+def inline_play(path: Path, item_id: str, start_in_s: float | None) -> Play:
+    data = path.read_bytes()
+    now = dt.datetime.now(dt.UTC)
+    return Play.new("receiver:r1", 600, item_id=item_id, inline_audio=base64.b64encode(data).decode(),
+                    inline_sha256=hashlib.sha256(data).hexdigest(),
+                    start_at=now + dt.timedelta(seconds=start_in_s) if start_in_s is not None else None)
+
+
+async def until(check: Callable[[], Any], timeout: float) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+def test_a_scheduled_start_is_on_time_after_a_warm_up_ahead(tmp_path: Path) -> None:
+    audio = make(tmp_path / "a.mp3", seconds=1.0)
+    bench = Bench(tmp_path, warmup_s=1.0, idle_off_s=5.0)
+    cmd = inline_play(audio, "item-1", 2.0)
+    assert cmd.start_at is not None
+    start = cmd.start_at.timestamp()
+
+    async def scenario() -> None:
+        assert await bench.player.submit(cmd) is None
+        await until(lambda: bench.acks and bench.acks[-1][1] == "done", 10)
+
+    asyncio.run(bench.run(scenario))
+    [played] = bench.sink.played
+    assert played.completed and played.amplifier_on
+    assert abs(played.started - start) < 0.02  # the warm-up did not delay it
+    assert bench.amp_on_at is not None and start - bench.amp_on_at >= 1.0  # warmed up ahead of the start
+    started = bench.events[0]
+    assert started.event == "started" and abs(started.at.timestamp() - played.started) < 0.005
+    assert [s for _, s, _ in bench.acks] == ["received", "fetched", "playing", "done"]
+    assert bench.acks[2][2] >= played.started  # `playing` once the sound began, not before
+
+
+def test_quiet_items_acknowledge_nothing_and_withdraw_leaves_no_trace(tmp_path: Path) -> None:
+    audio = make(tmp_path / "a.mp3", seconds=1.0)
+    bench = Bench(tmp_path, warmup_s=0.1, idle_off_s=1.0)
+
+    async def scenario() -> None:
+        player = bench.player
+        assert await player.submit(inline_play(audio, "now", None), quiet=True) is None
+        assert await player.submit(inline_play(audio, "later", 60), quiet=True) is None
+        assert await player.submit(inline_play(audio, "later", 60), quiet=True) is not None  # already queued
+        await until(lambda: player.current is not None and player.current.announced, 5)
+        assert not player.withdrawable("now") and not await player.withdraw("now")  # it is playing
+        assert await player.withdraw("later") and "later" not in player.items
+        assert not await player.withdraw("unknown")
+        await until(lambda: not player.items, 5)
+        assert await asyncio.to_thread(player.store.all) == []
+
+    asyncio.run(bench.run(scenario))
+    assert bench.acks == []
+    assert [(e.event, e.item_id) for e in bench.events] == [("started", "now"), ("finished", "now")]
+    assert [p.item_id for p in bench.sink.played] == ["now"]
