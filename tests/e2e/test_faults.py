@@ -37,8 +37,9 @@ def test_corrupted_download_never_plays_and_is_fetched_again(fleet: FleetThread,
     size = len(live.http.get(bulletin["media_url"]).content)
     proxy = LinkProxy("127.0.0.1", int(live.url.rsplit(":", 1)[1]))
     port = fleet.run(proxy.start())
-    proxy.corrupt(after_bytes=5000, count=3)  # the next HTTP response loses three bytes of its body
     agent = start_agent(fleet, live, controller_url=f"http://127.0.0.1:{port}")
+    wait_for(lambda: agent.plan_keeper.plan is not None, 10, "the agent's own plan pulled first")
+    proxy.corrupt(after_bytes=5000, count=3)  # the next HTTP response loses three bytes of its body
     live.http.post(f"/api/v1/receivers/{agent.rid}/play", json={"bulletin_id": bulletin["id"]})
     wait_for(lambda: [e for e, _ in events(live, agent.rid)] == ["started", "finished"], 30, "played")
     [played] = sink(agent).played  # played once, and the right audio
