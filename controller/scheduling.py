@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import aiomqtt
+from sqlalchemy import bindparam
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -41,6 +43,7 @@ from receivers.protocol import MediaRef, Plan, PlanEntry, Signer, SyncSchedule
 
 log = logging.getLogger(__name__)
 TARGET_KEYS = ("all", "communes", "villages", "receivers", "groups")
+FETCHED_FLUSH_S = 2.0
 
 
 class ScheduleError(ValueError):
@@ -199,6 +202,7 @@ class Runner:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self.notified = 0  # sync-schedule commands sent, for tests and the benchmark
+        self._fetched: dict[str, tuple[str, dt.datetime]] = {}  # receiver → (version, when), not yet written
 
     async def start(self) -> None:
         await self.recompile()
@@ -208,23 +212,42 @@ class Runner:
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        await asyncio.to_thread(self.flush_fetched)
 
     def changed(self) -> None:
         """Programmes, content or receivers changed: recompile soon (changes close together are batched)."""
         self._changed.set()
 
     async def _loop(self) -> None:
+        next_refresh = time.monotonic() + self.settings.schedule.refresh_s
         while True:
             try:
-                await asyncio.wait_for(self._changed.wait(), self.settings.schedule.refresh_s)
+                await asyncio.wait_for(self._changed.wait(), FETCHED_FLUSH_S)
                 await asyncio.sleep(0.05)  # let a burst of edits land together
             except TimeoutError:
                 pass
-            self._changed.clear()
             try:
-                await self.recompile()
+                await asyncio.to_thread(self.flush_fetched)
+                if self._changed.is_set() or time.monotonic() >= next_refresh:
+                    self._changed.clear()
+                    next_refresh = time.monotonic() + self.settings.schedule.refresh_s
+                    await self.recompile()
             except Exception:  # a bad row must not stop every receiver's plan from updating
                 log.exception("runner: recompiling plans failed")
+
+    def note_fetched(self, rid: str, version: str) -> None:
+        """A receiver fetched its plan (written in batches: a fleet polling together costs one transaction)."""
+        self._fetched[rid] = (version, utcnow())
+
+    def flush_fetched(self) -> None:
+        batch, self._fetched = self._fetched, {}
+        if not batch:
+            return
+        table = ReceiverPlanState.__table__  # type: ignore[attr-defined]
+        statement = (table.update().where(table.c.receiver_id == bindparam("rid"))
+                     .values(fetched_version=bindparam("version"), fetched_at=bindparam("at")))
+        with self.engine.begin() as conn:
+            conn.execute(statement, [{"rid": rid, "version": v, "at": at} for rid, (v, at) in batch.items()])
 
     def window_at(self, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
         s = self.settings.schedule

@@ -19,7 +19,7 @@ from sqlmodel import Session
 
 from controller.auth import audit
 from controller.broker.passwords import verify_password
-from controller.db.models import Receiver, ReceiverPlanState, utcnow
+from controller.db.models import Receiver
 
 router = APIRouter(prefix="/api/v1/receivers", tags=["plans"])
 _basic = HTTPBasic(auto_error=False)
@@ -49,8 +49,8 @@ def _receiver(request: Request, rid: str, creds: HTTPBasicCredentials | None) ->
 
 
 @router.get("/{rid}/plan", responses={200: {"description": "the signed plan"}, 304: {"description": "unchanged"}})
-async def receiver_plan(rid: str, request: Request,
-                        creds: Annotated[HTTPBasicCredentials | None, Depends(_basic)]) -> Response:
+def receiver_plan(rid: str, request: Request,
+                 creds: Annotated[HTTPBasicCredentials | None, Depends(_basic)]) -> Response:
     _receiver(request, rid, creds)
     runner = request.app.state.runner
     signed = runner.signed_plan(rid) if runner is not None else None
@@ -58,12 +58,7 @@ async def receiver_plan(rid: str, request: Request,
         raise HTTPException(404, f"No plan for receiver {rid!r} yet.")
     plan, body = signed
     etag = f'"{plan.version}"'
-    with Session(request.app.state.engine) as s:
-        state = s.get(ReceiverPlanState, rid)
-        if state is not None:
-            state.fetched_version, state.fetched_at = plan.version, utcnow()
-            s.add(state)
-            s.commit()
+    runner.note_fetched(rid, plan.version)
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"ETag": etag})
     return Response(body, media_type="application/json", headers={"ETag": etag, "Cache-Control": "no-store"})

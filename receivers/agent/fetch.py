@@ -48,7 +48,9 @@ class Fetcher:
         store (megabytes on a Pi Zero) is loaded only if an https URL is ever fetched."""
         secure = url.startswith("https://")
         if secure not in self._clients:
-            self._clients[secure] = httpx.AsyncClient(timeout=self.timeout_s, verify=secure, trust_env=False)
+            # Idle connections go before the server's keep-alive timeout (uvicorn: 5 s) closes them mid-request.
+            self._clients[secure] = httpx.AsyncClient(timeout=self.timeout_s, verify=secure, trust_env=False,
+                                                      limits=httpx.Limits(keepalive_expiry=2.0))
         return self._clients[secure]
 
     async def close(self) -> None:

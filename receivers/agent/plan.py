@@ -46,6 +46,7 @@ HANDLED_KEEP = dt.timedelta(days=7)  # how long an entry is remembered as handle
 RETRY_MIN_S = 5.0  # after a failure worth retrying: backoff from here up to plan_poll_s
 CONNECT_SPREAD_S = 2.0  # a fleet reconnecting together does not pull in the same instant
 PULL_TIMEOUT_S = 20.0
+KEEPALIVE_S = 2.0
 
 
 class PullFailed(Exception):
@@ -219,8 +220,10 @@ class PlanKeeper:
         url = self.url
         headers = {"If-None-Match": f'"{self.plan.version}"'} if self.plan else {}
         if self._client is None:
+            # Idle connections are dropped before the server's keep-alive timeout (uvicorn: 5 s) would close
+            # them under a request, which fails with a ReadError.
             self._client = httpx.AsyncClient(timeout=self.timeout_s, verify=url.startswith("https://"),
-                                             trust_env=False)
+                                             trust_env=False, limits=httpx.Limits(keepalive_expiry=KEEPALIVE_S))
         self.pulls += 1
         try:
             r = await self._client.get(url, headers=headers, auth=self.auth)

@@ -558,6 +558,7 @@ class Player:
                     return
                 if not self._imminent(self.clock()):  # not just warmed up for an item about to start
                     self.hardware.set_amplifier(False)
+                    self._wake.set()  # the next scheduled item now needs a warm-up ahead of its start
                     await self.on_change()
                     return
 
