@@ -334,6 +334,7 @@ def test_a_restarted_receiver_with_no_controller_plays_its_stored_plan_once(
         [played] = rx.sink.played
         assert played.item_id == "prog-3-a" and played.completed
         assert abs(played.started - plan.entries[0].start_at.timestamp()) < 0.05
+        assert rx.acks == []  # still a quiet plan item after coming back from the store
 
         await rx.keeper.apply(plan)  # the same plan again: nothing played twice
         assert list(rx.agent.player.items) == ["prog-3-b"]
@@ -463,5 +464,30 @@ def test_the_poll_catches_a_lost_notification(server: PlanServer, audio: list[Me
         server.serve(plan)
         await until(lambda: rx.keeper.version == plan.version, 5, "the plan taken by a poll")
         await rx.stop()
+
+    run(scenario)
+
+
+def test_a_fleet_in_one_process_starts_together(server: PlanServer, audio: list[MediaRef], tmp_path: Path) -> None:
+    """100 receivers in one event loop (as in the simulator) with the same plan, state on disk, link down,
+    start together: half within 50 ms of the planned moment, 99 % within 100 ms (the goal, p99 under 50 ms
+    for 500, is measured on an unloaded machine; a test shares its machine)."""
+    n = 100
+    rids = [f"tra-my-sim-{i}" for i in range(n)]
+    server.credentials.update({r: "secret" for r in rids})
+
+    async def scenario() -> None:
+        start = utcnow() + dt.timedelta(seconds=8)
+        for r in rids:
+            server.serve(make_plan([PlanEntry(item_id="prog-9-a", programme_id=9, start_at=start, duration_s=1.0,
+                                              media=audio[0])], rid=r))
+        fleet = [Receiver(settings(tmp_path / r, server.url, receiver_id=r, username=r, amp_warmup_s=1.0))
+                 for r in rids]
+        await asyncio.gather(*(rx.ready() for rx in fleet))
+        assert set(await asyncio.gather(*(rx.keeper.pull() for rx in fleet))) == {None}
+        await until(lambda: all(rx.sink.played and rx.sink.played[0].stopped for rx in fleet), 20, "all played")
+        late = sorted(abs(rx.sink.played[0].started - start.timestamp()) for rx in fleet)
+        assert late[n // 2] < 0.05 and late[int(0.99 * n)] < 0.1, late[-5:]
+        await asyncio.gather(*(rx.stop() for rx in fleet))
 
     run(scenario)

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import datetime as dt
 import hashlib
+import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -139,3 +140,16 @@ def test_quiet_items_acknowledge_nothing_and_withdraw_leaves_no_trace(tmp_path: 
     assert bench.acks == []
     assert [(e.event, e.item_id) for e in bench.events] == [("started", "now"), ("finished", "now")]
     assert [p.item_id for p in bench.sink.played] == ["now"]
+
+
+def test_an_item_store_from_before_plans_gains_the_quiet_column(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "items.sqlite")
+    db.execute("CREATE TABLE items (item_id TEXT PRIMARY KEY, command BLOB NOT NULL, position_s REAL NOT NULL "
+               "DEFAULT 0, repeat_index INTEGER NOT NULL DEFAULT 0, playing INTEGER NOT NULL DEFAULT 0)")
+    db.execute("INSERT INTO items (item_id, command) VALUES ('old', x'7b7d')")
+    db.commit()
+    db.close()
+    store = ItemStore(tmp_path / "items.sqlite")
+    store.put("new", b"{}", quiet=True)
+    assert sorted(store.all()) == [("new", b"{}", 0.0, 0, False, True), ("old", b"{}", 0.0, 0, False, False)]
+    store.close()
