@@ -228,6 +228,9 @@ class Runner:
                 pass
             try:
                 await asyncio.to_thread(self.flush_fetched)
+            except Exception:
+                log.exception("runner: could not record which plans receivers fetched")
+            try:
                 if self._changed.is_set() or time.monotonic() >= next_refresh:
                     self._changed.clear()
                     next_refresh = time.monotonic() + self.settings.schedule.refresh_s
@@ -245,9 +248,9 @@ class Runner:
             return
         table = ReceiverPlanState.__table__  # type: ignore[attr-defined]
         statement = (table.update().where(table.c.receiver_id == bindparam("rid"))
-                     .values(fetched_version=bindparam("version"), fetched_at=bindparam("at")))
+                     .values(fetched_version=bindparam("got"), fetched_at=bindparam("at")))
         with self.engine.begin() as conn:
-            conn.execute(statement, [{"rid": rid, "version": v, "at": at} for rid, (v, at) in batch.items()])
+            conn.execute(statement, [{"rid": rid, "got": v, "at": at} for rid, (v, at) in batch.items()])
 
     def window_at(self, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
         s = self.settings.schedule

@@ -181,3 +181,38 @@ def test_content_used_by_a_programme_cannot_be_deleted(client: TestClient) -> No
     assert client.get(f"/api/v1/bulletins/{bid}").status_code == 200
     assert client.delete(f"/api/v1/programmes/{p['id']}").status_code == 204
     assert client.delete(f"/api/v1/bulletins/{bid}").status_code == 204
+
+
+def test_a_receiver_fetches_its_own_signed_plan(client: TestClient) -> None:
+    from controller.broker.passwords import hash_password
+    from controller.db.models import Receiver, ReceiverPlanState
+    from receivers.protocol import Verifier
+
+    rid = "tra-kot-thon-1-1"
+    with Session(client.app.state.engine) as s:  # type: ignore[attr-defined]
+        row = s.get(Receiver, rid)
+        assert row is not None
+        row.mqtt_password_hash = hash_password("mat-khau-cum-loa")
+        s.add(row)
+        s.commit()
+    p = client.post("/api/v1/programmes", json=programme(client, "Bản tin sáng", "Bản tin sáng", at(6))).json()
+    runner = client.app.state.runner  # type: ignore[attr-defined]
+    client.portal.call(runner.recompile)  # type: ignore[attr-defined]
+    url = f"/api/v1/receivers/{rid}/plan"
+    assert client.get(url, headers={"Authorization": ""}).status_code == 401
+    assert client.get(url, auth=(rid, "sai-mat-khau"), headers={"Authorization": ""}).status_code == 401
+    other = "/api/v1/receivers/tra-kot-thon-1-2/plan"
+    assert client.get(other, auth=(rid, "mat-khau-cum-loa"), headers={"Authorization": ""}).status_code == 401
+    r = client.get(url, auth=(rid, "mat-khau-cum-loa"))
+    assert r.status_code == 200, r.text
+    plan = Verifier(client.app.state.public_key).open_plan(r.content)  # type: ignore[attr-defined]
+    assert plan.receiver_id == rid and r.headers["etag"] == f'"{plan.version}"'
+    [entry] = plan.entries
+    assert entry.programme_id == p["id"] and entry.start_at.astimezone(TZ).hour == 6
+    assert entry.media.url.startswith("/media/") and entry.duration_s == 600
+    again = client.get(url, auth=(rid, "mat-khau-cum-loa"), headers={"If-None-Match": r.headers["etag"]})
+    assert again.status_code == 304 and not again.content
+    runner.flush_fetched()
+    with Session(client.app.state.engine) as s:  # type: ignore[attr-defined]
+        state = s.get(ReceiverPlanState, rid)
+        assert state is not None and state.fetched_version == plan.version == state.version
