@@ -396,7 +396,7 @@ class Player:
         item.task, item.started_monotonic = None, 0.0
         self._schedule_idle_off()
         if not item.announced and "stopped" not in reason:
-            return  # pre-empted during the amplifier's warm-up: it never sounded, so it simply waits
+            return  # pre-empted during the warm-up or the lead-in: it never sounded, so it simply waits
         item.announced = False
         self._event(item.cmd, "cut", position, item.repeat_index, reason=reason)
         if keep:
