@@ -244,9 +244,10 @@ class EmergencyRounds:
                 for receiver in data["receivers"]:
                     if receiver["status"] in REACHED:
                         r.answer(receiver["id"], 0.0)
-            elif event == "receiver":
-                if data["status"] in REACHED:
-                    r.answer(data["receiver"], 0.0)
+            elif event == "progress":  # a batch of changes (at most every 0.1 s) and the totals after them
+                for change in data["changes"]:
+                    if change["status"] in REACHED:
+                        r.answer(change["receiver"], 0.0)
             else:
                 if event == "end":
                     return

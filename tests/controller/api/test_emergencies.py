@@ -182,3 +182,31 @@ def test_bad_cap_is_refused_with_what_is_wrong(api: Api, body: bytes | str | Non
     assert audits(api, "cap.receive", "refused")
     with Session(api.client.app.state.engine) as s:  # type: ignore[attr-defined]
         assert s.exec(select(Emergency)).all() == []
+
+
+def test_an_uploaded_recording_becomes_an_emergency(api: Api, tmp_path: Path) -> None:
+    from tests.samples import make
+
+    wav = make(tmp_path / "canh-bao.wav", seconds=4)
+    with wav.open("rb") as f:
+        r = api.client.post("/api/v1/emergencies/upload", headers=api.headers, files={"file": ("canh-bao.wav", f)},
+                            data={"targets": '{"communes": ["tra-giap"]}', "title": "Cảnh báo sạt lở", "repeat": "3"})
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["receivers"] == commune_receivers(api, "tra-giap") and body["inline"] is True
+    got = api.get(f"/api/v1/emergencies/{body['id']}").json()
+    assert got["source"] == "upload" and got["title"] == "Cảnh báo sạt lở" and got["repeat"] == 3
+    bad = api.client.post("/api/v1/emergencies/upload", headers=api.headers, files={"file": ("note.txt", b"no audio")},
+                          data={"targets": '{"communes": ["tra-giap"]}'})
+    assert bad.status_code == 415, bad.text
+    broken = api.client.post("/api/v1/emergencies/upload", headers=api.headers,
+                             files={"file": ("a.wav", wav.read_bytes())}, data={"targets": "tra-giap"})
+    assert broken.status_code == 422 and "targets" in broken.json()["detail"]
+
+
+def test_unsigned_cap_is_refused_where_signatures_are_required(api: Api) -> None:
+    api.client.app.state.settings.emergency.cap_require_signature = True  # type: ignore[attr-defined]
+    status, body = post_cap(api, cap("flash-flood-alert.xml"))
+    assert status == 422 and "unsigned" in body["detail"], body
+    [refusal] = audits(api, "cap.receive", "refused")
+    assert "unsigned" in (refusal.detail or "")
