@@ -14,11 +14,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Annotated, Any
 
 import aiomqtt
@@ -35,6 +33,7 @@ from controller.emergencies import FINAL, Live, offline_among, plan_topics, spee
 from controller.scheduling import Inventory, ScheduleError
 from receivers.protocol import INLINE_AUDIO_MAX, MediaRef, Play, Stop
 
+from .bulletins import receive_upload
 from .programmes import local
 
 router = APIRouter(prefix="/api/v1/emergencies", tags=["emergencies"])
@@ -248,17 +247,8 @@ async def upload_emergency(request: Request, who: CanTrigger, file: Annotated[Up
     limit = settings.audio.max_upload_mb * 1e6
 
     def ingest_upload() -> MediaFile:
-        with tempfile.TemporaryDirectory(dir=store.root, prefix=".upload-") as work:
-            path = Path(work) / "upload"
-            size = 0
-            with path.open("wb") as out:
-                while chunk := file.file.read(1 << 20):
-                    size += len(chunk)
-                    if size > limit:
-                        raise HTTPException(413, f"The file is larger than the limit of {limit / 1e6:.0f} MB.")
-                    out.write(chunk)
-            if size == 0:
-                raise HTTPException(422, "The file is empty.")
+        path = receive_upload(file, int(limit), store.root)
+        try:
             with Session(request.app.state.engine) as s:
                 try:
                     media, _ = make_media(s, store, path, broadcast_format(settings.audio), trim_silence=True)
@@ -267,6 +257,8 @@ async def upload_emergency(request: Request, who: CanTrigger, file: Annotated[Up
                 s.commit()
                 s.refresh(media)
                 return media
+        finally:
+            path.unlink(missing_ok=True)
 
     media = await asyncio.to_thread(ingest_upload)
     return await trigger(request, who, Trigger(
