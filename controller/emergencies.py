@@ -38,6 +38,7 @@ STEP = {"pending": 0, "received": 1, "fetched": 2, "playing": 3, "done": 4}
 FINAL = ("done", "failed", "cancelled")
 STATUSES = ("pending", "received", "fetched", "playing", "done", "failed", "cancelled")
 FLUSH_S = 0.25
+FORGET_AFTER = dt.timedelta(minutes=10)
 
 
 @dataclass
@@ -233,6 +234,17 @@ class Tracker:
                 await asyncio.to_thread(self.flush)
             except Exception:
                 log.exception("emergency progress not written; will retry")
+                continue
+            self._prune(utcnow())
+
+    def _prune(self, now: dt.datetime) -> None:
+        """Forget emergencies long expired (their progress is in the database, which GET reads then); late acks
+        within the grace period still count."""
+        for eid, live in list(self.live.items()):
+            if now - live.expires_at > FORGET_AFTER and not live.queues and not self._dirty:
+                del self.live[eid]
+                for command_id in live.command_ids:
+                    self.by_command.pop(command_id, None)
 
     def flush(self) -> None:
         batch, self._dirty = self._dirty, {}

@@ -210,3 +210,16 @@ def test_unsigned_cap_is_refused_where_signatures_are_required(api: Api) -> None
     assert status == 422 and "unsigned" in body["detail"], body
     [refusal] = audits(api, "cap.receive", "refused")
     assert "unsigned" in (refusal.detail or "")
+
+
+def test_a_long_expired_emergency_is_read_from_the_database(api: Api) -> None:
+    eid = api.post("/api/v1/emergencies", json={"text": TEXT, "targets": {"communes": ["tra-kot"]}}).json()["id"]
+    tracker = api.client.app.state.tracker  # type: ignore[attr-defined]
+    live = tracker.live[eid]
+    tracker._prune(live.expires_at + dt.timedelta(minutes=5))
+    assert eid in tracker.live  # still within the grace period for late acks
+    wait_for(lambda: not tracker._dirty, 5, "progress written")
+    tracker._prune(live.expires_at + dt.timedelta(minutes=11))
+    assert eid not in tracker.live and not set(live.command_ids) & set(tracker.by_command)
+    got = api.get(f"/api/v1/emergencies/{eid}").json()
+    assert got["totals"]["targeted"] == len(commune_receivers(api, "tra-kot")) and got["state"] == "active"
