@@ -1,4 +1,5 @@
-"""Audio in and out: ingest, loudness normalisation, TTS engines, Vietnamese text normalisation.
-
-Not built yet: this package is filled by the audio bulletins and TTS issue.
+"""Audio in and out: probe and ingest uploads (`ingest`), loudness analysis and normalisation, the
+content-addressed media store (`store`), TTS engines behind one interface (`tts`), Vietnamese text
+normalisation (`vi_text`), chimes and announcement layout (`compose`), and running ffmpeg (`ffmpeg`).
+Speaks files and bytes, never HTTP or MQTT.
 """

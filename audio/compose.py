@@ -7,10 +7,22 @@ long recordings never come here, they go through `audio.ingest`, which streams.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
-from pydub import AudioSegment
-from pydub.generators import Sine
+from audio.ffmpeg import FfmpegError, ffmpeg_exe
+
+# pydub looks for `ffmpeg` on PATH while its module is imported and warns when there is none (a fresh
+# machine whose only ffmpeg is the imageio-ffmpeg wheel's). We use only its WAV paths, which need no
+# ffmpeg, so the probe's verdict does not matter: silence that one warning and hand pydub the ffmpeg we use.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", "Couldn't find ffmpeg or avconv", RuntimeWarning)
+    from pydub import AudioSegment
+    from pydub.generators import Sine
+try:
+    AudioSegment.converter = ffmpeg_exe()
+except FfmpegError:
+    pass  # no ffmpeg at all: WAV in and out still works
 
 RATE = 22050
 

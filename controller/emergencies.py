@@ -31,7 +31,7 @@ from sqlmodel import Session, col, select
 from controller.content import broadcast_format, engines, make_media, normalized, speak
 from controller.db.models import Announcement, Emergency, EmergencyReceiver, MediaFile, ReceiverStatus, utcnow
 from controller.scheduling import Inventory
-from receivers.protocol import Ack
+from receivers.protocol import Ack, Target
 
 log = logging.getLogger(__name__)
 STEP = {"pending": 0, "received": 1, "fetched": 2, "playing": 3, "done": 4}
@@ -79,19 +79,19 @@ def speech_media(engine: Engine, settings: Any, store: Any, text: str, actor: st
 
 
 def plan_topics(receivers: Iterable[str], commune_of: dict[str, str], by_commune: dict[str, set[str]],
-                everyone: set[str]) -> dict[str, list[str]]:
-    """Command targets ("all", "commune:x", "receiver:y") that reach exactly `receivers`, with who each reaches."""
+                everyone: set[str]) -> dict[Target, list[str]]:
+    """Command targets (all, a commune, a receiver) that reach exactly `receivers`, with who each reaches."""
     wanted = set(receivers)
     if wanted and wanted == everyone:
-        return {"all": sorted(wanted)}
-    out: dict[str, list[str]] = {}
+        return {Target.everyone(): sorted(wanted)}
+    out: dict[Target, list[str]] = {}
     for code in sorted({commune_of[r] for r in wanted}):
         members = by_commune[code]
         if members <= wanted:
-            out[f"commune:{code}"] = sorted(members)
+            out[Target.commune(code)] = sorted(members)
         else:
             for rid in sorted(members & wanted):
-                out[f"receiver:{rid}"] = [rid]
+                out[Target.receiver(rid)] = [rid]
     return out
 
 
@@ -100,7 +100,7 @@ class Live:
     id: str
     command_ids: list[str]  # one play command per target
     expires_at: dt.datetime
-    payloads: dict[str, str]  # target → signed payload
+    payloads: dict[str, str]  # target (its wire string) → signed payload
     route: dict[str, str]  # receiver → the target that reaches it
     commune: dict[str, str]  # receiver → commune code
     status: dict[str, tuple[str, str | None]]  # receiver → (status, reason)
@@ -268,7 +268,9 @@ def routes(payloads: dict[str, Any], rids: Iterable[str], commune_of: dict[str, 
     """Which of the published targets reaches each receiver."""
     route = {}
     for rid in rids:
-        for target in (f"receiver:{rid}", f"commune:{commune_of.get(rid)}", "all"):
+        commune = commune_of.get(rid)
+        reaching = [Target.receiver(rid), *([Target.commune(commune)] if commune else []), Target.everyone()]
+        for target in map(str, reaching):
             if target in payloads:
                 route[rid] = target
                 break

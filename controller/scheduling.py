@@ -39,7 +39,7 @@ from controller.db.models import (
     Village,
     utcnow,
 )
-from receivers.protocol import MediaRef, Plan, PlanEntry, Signer, SyncSchedule
+from receivers.protocol import MediaRef, Plan, PlanEntry, Signer, SyncSchedule, Target
 
 log = logging.getLogger(__name__)
 TARGET_KEYS = ("all", "communes", "villages", "receivers", "groups")
@@ -297,12 +297,12 @@ class Runner:
         with Session(self.engine) as s:
             inv = Inventory.load(s)
         changed = set(rids)
-        targets: list[tuple[str, str | None]] = []
+        targets: list[tuple[Target, str | None]] = []
         for code, members in inv.by_commune.items():
             if members and members <= changed:
-                targets.append((f"commune:{code}", None))
+                targets.append((Target.commune(code), None))
                 changed -= members
-        targets += [(f"receiver:{rid}", self.plans[rid].version) for rid in sorted(changed) if rid in self.plans]
+        targets += [(Target.receiver(rid), self.plans[rid].version) for rid in sorted(changed) if rid in self.plans]
         ttl = self.settings.schedule.sync_ttl_s
         try:
             for target, version in targets:

@@ -31,7 +31,7 @@ from controller.content import broadcast_format, ingest_error, make_media, media
 from controller.db.models import Announcement, Bulletin, Emergency, EmergencyReceiver, MediaFile, utcnow
 from controller.emergencies import FINAL, Live, offline_among, plan_topics, speech_media, store_rows, totals
 from controller.scheduling import Inventory, ScheduleError
-from receivers.protocol import INLINE_AUDIO_MAX, MediaRef, Play, Stop
+from receivers.protocol import INLINE_AUDIO_MAX, MediaRef, Play, Stop, Target
 
 from .bulletins import receive_upload
 from .programmes import local
@@ -164,27 +164,28 @@ async def trigger(request: Request, who: Principal, t: Trigger, media: MediaFile
     gap = app.state.settings.emergency.gap_s
     commands = [Play.new(target, ttl, item_id=f"em-{eid}", priority="emergency", volume=t.volume, repeat=t.repeat,
                          gap_s=gap, title=t.title[:200], **audio) for target in topics]
-    payloads = {c.target: bridge.signer.sign(c).decode() for c in commands}
+    payloads = {str(c.target): bridge.signer.sign(c).decode() for c in commands}
     row = Emergency(id=eid, title=t.title[:200], text=t.text, source=t.source, bulletin_id=t.bulletin_id,
                     media_sha256=media.sha256, targets=t.targets, repeat=t.repeat, volume=t.volume,
                     expires_at=t.expires_at, payloads=payloads, command_id=str(commands[0].command_id),
                     request_id=t.request_id, created_by=who.actor, **t.cap)
     await asyncio.to_thread(store_rows, app.state.engine, row, t.receivers)
     tracker.add(Live(eid, [str(c.command_id) for c in commands], t.expires_at, payloads,
-                     {rid: target for target, rids in topics.items() for rid in rids},
+                     {rid: str(target) for target, rids in topics.items() for rid in rids},
                      {rid: inv.receivers[rid] for rid in t.receivers}, dict.fromkeys(t.receivers, ("pending", None))))
     try:
         for c in commands:
-            await bridge.publish_signed(c, payloads[c.target].encode(), who.actor)
+            await bridge.publish_signed(c, payloads[str(c.target)].encode(), who.actor)
     except aiomqtt.MqttError as e:
         # Recorded and tracked: each receiver gets it as soon as it (or the controller) is back online.
         audit(app.state.engine, who.actor, "emergency.trigger", "degraded", target=eid, detail=f"broker: {e}")
         raise HTTPException(503, f"Emergency {eid} is recorded but the broker is unreachable ({e}); it will be "
                                  "sent to each receiver as it comes back online, until it expires.") from None
+    published = sorted(map(str, topics))
     audit(app.state.engine, who.actor, "emergency.trigger", "ok", target=eid,
-          detail=f"{t.source}: {t.title[:80]!r} → {', '.join(sorted(topics))[:300]} ({len(t.receivers)} receivers), "
+          detail=f"{t.source}: {t.title[:80]!r} → {', '.join(published)[:300]} ({len(t.receivers)} receivers), "
                  f"expires {local(t.expires_at):%d/%m/%Y %H:%M}")
-    return {"id": eid, "receivers": sorted(t.receivers), "topics": sorted(topics), "expires_at": local(t.expires_at),
+    return {"id": eid, "receivers": sorted(t.receivers), "topics": published, "expires_at": local(t.expires_at),
             "inline": "inline_audio" in audio, "media_url": media_url(media.sha256), "duration_s": media.duration_s,
             "duplicate": False}
 
@@ -383,7 +384,7 @@ async def cancel(request: Request, who: Principal, eid: str) -> dict[str, Any]:
     ttl = max(60.0, (expires_at - utcnow()).total_seconds())
     try:
         for target in targets:
-            await bridge.send(Stop.new(target, ttl, item_id=f"em-{eid}", priority="emergency"), who.actor)
+            await bridge.send(Stop.new(Target.parse(target), ttl, item_id=f"em-{eid}", priority="emergency"), who.actor)
     except (aiomqtt.MqttError, AttributeError) as e:
         audit(app.state.engine, who.actor, "emergency.cancel", "degraded", target=eid, detail=str(e))
         raise HTTPException(503, f"Cancelled here, but the broker is unreachable ({e}).") from None

@@ -27,7 +27,7 @@ from controller.db.models import (
     Village,
     utcnow,
 )
-from receivers.protocol import INLINE_AUDIO_MAX, MediaRef, Play, RestartAgent, SelfTest, SetVolume, Stop
+from receivers.protocol import INLINE_AUDIO_MAX, MediaRef, Play, RestartAgent, SelfTest, SetVolume, Stop, Target
 
 from .deps import SessionDep, get_bridge
 
@@ -130,7 +130,7 @@ async def set_volume(rid: str, body: VolumeRequest, who: CanControlReceivers, se
                      request: Request) -> CommandOutcome:
     """Send a signed `set-volume` and wait (bounded by TT_COMMAND_TIMEOUT_S) for the receiver's answer."""
     ttl = request.app.state.settings.command_ttl_s
-    return await _command(rid, SetVolume.new(f"receiver:{rid}", ttl, volume=body.volume),
+    return await _command(rid, SetVolume.new(Target.receiver(rid), ttl, volume=body.volume),
                           who, session, request, detail=f"volume={body.volume}")
 
 
@@ -138,7 +138,7 @@ async def set_volume(rid: str, body: VolumeRequest, who: CanControlReceivers, se
 async def self_test(rid: str, who: CanControlReceivers, session: SessionDep, request: Request) -> CommandOutcome:
     """Ask the receiver to play a short quiet tone and check its amplifier and audio output."""
     settings = request.app.state.settings
-    return await _command(rid, SelfTest.new(f"receiver:{rid}", settings.command_ttl_s), who, session, request,
+    return await _command(rid, SelfTest.new(Target.receiver(rid), settings.command_ttl_s), who, session, request,
                           timeout=settings.command_timeout_s + 5)
 
 
@@ -146,7 +146,7 @@ async def self_test(rid: str, who: CanControlReceivers, session: SessionDep, req
 async def restart_agent(rid: str, who: CanControlReceivers, session: SessionDep, request: Request) -> CommandOutcome:
     """Restart the receiver's agent (it acknowledges first, then comes back online by itself)."""
     ttl = request.app.state.settings.command_ttl_s
-    return await _command(rid, RestartAgent.new(f"receiver:{rid}", ttl), who, session, request)
+    return await _command(rid, RestartAgent.new(Target.receiver(rid), ttl), who, session, request)
 
 
 async def _command(rid: str, command: SetVolume | SelfTest | RestartAgent, who: Principal, session: Session,
@@ -230,7 +230,7 @@ async def play_now(rid: str, body: PlayRequest, who: CanControlReceivers, sessio
                                      f"{INLINE_AUDIO_MAX // 1024} KB travels inside a command.")
         data = request.app.state.media.verified_path(media.sha256).read_bytes()
         audio = {"inline_audio": base64.b64encode(data).decode(), "inline_sha256": media.sha256}
-    command = Play.new(f"receiver:{rid}", ttl, now=now, item_id=f"{kind}-{content.id}-{uuid.uuid4().hex[:8]}",
+    command = Play.new(Target.receiver(rid), ttl, now=now, item_id=f"{kind}-{content.id}-{uuid.uuid4().hex[:8]}",
                        priority=body.priority, **audio,
                        volume=body.volume, repeat=body.repeat, gap_s=body.gap_s, start_at=start, resume=body.resume,
                        title=content.title)
@@ -261,7 +261,7 @@ async def stop_playing(rid: str, body: StopRequest, who: CanControlReceivers, se
     """Stop one item, one class, or (neither given) everything on a receiver."""
     _one(session, rid, who)
     bridge = get_bridge(request)
-    command = Stop.new(f"receiver:{rid}", bridge.settings.command_ttl_s, item_id=body.item_id,
+    command = Stop.new(Target.receiver(rid), bridge.settings.command_ttl_s, item_id=body.item_id,
                        priority=body.priority)
     try:
         ack = await bridge.request(command, who.actor, bridge.settings.command_timeout_s)

@@ -34,6 +34,7 @@ from .messages import (
     utcnow,
 )
 from .signing import Rejected, Signer, Verifier, generate_private_key_pem, public_key_b64
+from .target import Target, TargetField
 from .topics import TopicInfo, Topics, check_level
 
 __all__ = [
@@ -42,5 +43,5 @@ __all__ = [
     "COMMAND_KINDS", "Ack", "AnyCommand", "Availability", "Command", "ControllerAvailability", "Ping",
     "ProtocolError", "ReceiverState", "SetVolume", "Telemetry", "parse_command", "parse_receiver_message",
     "utcnow", "Rejected", "Signer", "Verifier", "generate_private_key_pem", "public_key_b64", "Topics",
-    "TopicInfo", "check_level",
+    "TopicInfo", "check_level", "Target", "TargetField",
 ]

@@ -20,6 +20,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
+from .target import Target, TargetField
+
 PROTOCOL_VERSION = 1
 
 
@@ -148,10 +150,10 @@ class Command(Message):
     command_id: uuid.UUID
     issued_at: AwareDatetime
     expires_at: AwareDatetime
-    target: str
+    target: TargetField
 
     @classmethod
-    def new(cls, target: str, ttl_s: float, now: dt.datetime | None = None, **fields: Any) -> Any:
+    def new(cls, target: Target, ttl_s: float, now: dt.datetime | None = None, **fields: Any) -> Any:
         issued = now or utcnow()
         return cls(command_id=uuid.uuid4(), issued_at=issued,
                    expires_at=issued + dt.timedelta(seconds=ttl_s), target=target, **fields)

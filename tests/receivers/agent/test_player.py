@@ -18,7 +18,7 @@ from receivers.agent.cache import MediaCache
 from receivers.agent.fetch import Fetcher
 from receivers.agent.player import FetchQueue, Player
 from receivers.agent.store import ItemStore
-from receivers.protocol import Play, PlayEvent
+from receivers.protocol import Play, PlayEvent, Target
 from tests.samples import make
 
 
@@ -86,7 +86,7 @@ class Bench:
 def inline_play(path: Path, item_id: str, start_in_s: float | None) -> Play:
     data = path.read_bytes()
     now = dt.datetime.now(dt.UTC)
-    return Play.new("receiver:r1", 600, item_id=item_id, inline_audio=base64.b64encode(data).decode(),
+    return Play.new(Target.receiver("r1"), 600, item_id=item_id, inline_audio=base64.b64encode(data).decode(),
                     inline_sha256=hashlib.sha256(data).hexdigest(),
                     start_at=now + dt.timedelta(seconds=start_in_s) if start_in_s is not None else None)
 

@@ -9,25 +9,34 @@ import json
 import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from receivers.protocol import Ping, Rejected, SetVolume, Signer, Verifier, generate_private_key_pem, public_key_b64
+from receivers.protocol import (
+    Ping,
+    Rejected,
+    SetVolume,
+    Signer,
+    Target,
+    Verifier,
+    generate_private_key_pem,
+    public_key_b64,
+)
 
 PEM = generate_private_key_pem()
 NOW = dt.datetime(2026, 11, 26, 6, 0, tzinfo=dt.UTC)
 
 
 def test_round_trip_keeps_every_field() -> None:
-    cmd = SetVolume.new("receiver:r1", 60, now=NOW, volume=40)
+    cmd = SetVolume.new(Target.receiver("r1"), 60, now=NOW, volume=40)
     opened = Verifier(public_key_b64(PEM)).open(Signer(PEM).sign(cmd), NOW)
     assert opened == cmd
 
 
 def test_signature_covers_the_exact_body() -> None:
-    env = json.loads(Signer(PEM).sign(SetVolume.new("receiver:r1", 60, now=NOW, volume=40)))
+    env = json.loads(Signer(PEM).sign(SetVolume.new(Target.receiver("r1"), 60, now=NOW, volume=40)))
     env["body"] = env["body"].replace('"volume":40', '"volume":100')
     with pytest.raises(Rejected, match="bad signature"):
         Verifier(public_key_b64(PEM)).open(json.dumps(env).encode(), NOW)
     # Re-serialising the same content differently is also a different body.
-    env = json.loads(Signer(PEM).sign(Ping.new("all", 60, now=NOW)))
+    env = json.loads(Signer(PEM).sign(Ping.new(Target.everyone(), 60, now=NOW)))
     env["body"] = json.dumps(json.loads(env["body"]), indent=2)
     with pytest.raises(Rejected, match="bad signature"):
         Verifier(public_key_b64(PEM)).open(json.dumps(env).encode(), NOW)
@@ -35,7 +44,7 @@ def test_signature_covers_the_exact_body() -> None:
 
 def test_validity_window() -> None:
     v = Verifier(public_key_b64(PEM))
-    signed = Signer(PEM).sign(Ping.new("all", 60, now=NOW))
+    signed = Signer(PEM).sign(Ping.new(Target.everyone(), 60, now=NOW))
     assert v.open(signed, NOW + dt.timedelta(seconds=59)).kind == "ping"
     with pytest.raises(Rejected, match="expired"):
         v.open(signed, NOW + dt.timedelta(seconds=60))
@@ -44,7 +53,7 @@ def test_validity_window() -> None:
 
 
 def test_signed_but_invalid_command_is_rejected_not_raised() -> None:
-    cmd = SetVolume.new("receiver:r1", 60, now=NOW, volume=40)
+    cmd = SetVolume.new(Target.receiver("r1"), 60, now=NOW, volume=40)
     body = cmd.to_bytes().decode().replace('"volume":40', '"volume":400')
     key = load_pem_private_key(PEM, None)
     sig = base64.b64encode(key.sign(body.encode())).decode()  # type: ignore[union-attr, call-arg]
