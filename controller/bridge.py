@@ -27,7 +27,7 @@ from sqlmodel import Session, SQLModel, col, select
 
 from controller.config import Settings
 from controller.db.models import CommandRecord, PlayRecord, Receiver, ReceiverStatus
-from receivers.agent.link import Link
+from receivers.transport import Link
 from receivers.protocol import (
     Ack,
     Availability,

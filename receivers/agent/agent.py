@@ -41,12 +41,12 @@ from receivers.protocol import (
     Verifier,
     utcnow,
 )
+from receivers.transport import Link
 
 from .cache import MediaCache
 from .config import AgentSettings
 from .fetch import Fetcher
 from .hardware import Hardware
-from .link import Link
 from .outbox import Outbox
 from .plan import CONNECT_SPREAD_S, PlanKeeper
 from .player import Player

@@ -14,9 +14,9 @@ from urllib.parse import urljoin
 import httpx
 
 from receivers.protocol import MediaRef
+from receivers.transport import backoff_delay
 
 from .cache import MediaCache, sha256_of
-from .link import backoff_delay
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ from typing import Any
 import httpx
 
 from receivers.protocol import Plan, PlanEntry, Play, Rejected, Verifier
+from receivers.transport import backoff_delay
 
-from .link import backoff_delay
 from .player import Player
 from .store import ReplayMemory
 

@@ -35,11 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from receivers.protocol import PRIORITY_RANK, Play, PlayEvent, Stop
+from receivers.transport import backoff_delay
 
 from .cache import MediaCache
 from .fetch import Fetcher, FetchFailed, NotRetryable
 from .hardware import Hardware
-from .link import backoff_delay
 from .sink import AudioSink, SinkError
 from .store import ItemStore
 

@@ -1,5 +1,5 @@
-"""The agent's MQTT session: connect with its own credentials and a last will, reconnect with capped
-exponential backoff and full jitter, and hand every incoming message to a callback.
+"""One MQTT session (the agent's, and the controller bridge's): connect with its own credentials and a last
+will, reconnect with capped exponential backoff and full jitter, and hand every incoming message to a callback.
 
 `backoff_delay` is separate and pure so its spread can be tested: a thousand receivers that lose the
 broker at the same moment must not come back in lock-step.

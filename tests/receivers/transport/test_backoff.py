@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import statistics
 
-from receivers.agent.link import backoff_delay
+from receivers.transport import backoff_delay
 
 
 def test_capped_and_growing() -> None:
