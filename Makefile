@@ -14,7 +14,7 @@ $(BIN)/truyenthanh: pyproject.toml
 install: $(BIN)/truyenthanh
 
 demo: install
-	$(BIN)/truyenthanh demo
+	$(BIN)/truyenthanh-dev demo
 
 lint: install
 	$(BIN)/ruff check .

@@ -7,7 +7,7 @@ What the issue asks, and its goals: the agent's resident memory and CPU while id
 Pi Zero 2 W has 512 MB: under 60 MB and under 2 % idle CPU here); fleet memory per simulated receiver at
 1000 receivers; bytes fetched per receiver over a day that repeats the same bulletins (each file once).
 
-Everything runs on 127.0.0.1 on a temporary testbed (`firmware_sim.testbed.make_testbed`: Mosquitto with
+Everything runs on 127.0.0.1 on a temporary testbed (`devrig.testbed.make_testbed`: Mosquitto with
 the production ACLs, a migrated SQLite database, a seed with exactly `--receivers` receivers), removed at
 the end, also after Ctrl-C or SIGTERM.
 
@@ -17,8 +17,8 @@ the end, also after Ctrl-C or SIGTERM.
    the agent is counted (`LinkProxy.bytes_down`, HTTP headers included).
 2. Bulletins are uploaded (`POST /api/v1/bulletins`): one of `--play-seconds` for the playing measurement,
    three short ones for the day. The audio is the test suite's synthetic voice (`SPEECHLIKE`, copied).
-3. One agent runs in its own process, as on the Pi: `truyenthanh receiver --config FILE` with
-   `hardware = "sim"` (so its loudspeaker is `firmware_sim.sink.RecordingSink`, logging to
+3. One agent runs in its own process, as on the Pi: `truyenthanh-dev sim-agent --config FILE` (so its
+   loudspeaker is `firmware_sim.sink.RecordingSink`, logging to
    `played.jsonl`), production timings otherwise (telemetry and keepalive 30 s). Its state is on disk (the
    temp directory), as on an SD card. Once it is online and has settled, psutil watches it for
    `--idle-seconds`; then while it fetches and plays the long bulletin. RSS is sampled, USS (its private
@@ -30,7 +30,7 @@ the end, also after Ctrl-C or SIGTERM.
 4. A simulated day: `--day-repeats` programmes (morning and evening), each plays the three short
    bulletins in turn on the same agent, at real speed (the CLI's `RecordingSink` has speed 1). The bytes
    the proxy carried are compared with the sum of the distinct files' sizes (goal: ratio 1.0).
-5. Fleet memory: `truyenthanh fleet` with `--small-fleet` receivers, then with all `--receivers`, state on
+5. Fleet memory: `truyenthanh-dev fleet` with `--small-fleet` receivers, then with all `--receivers`, state on
    /dev/shm (`bench.fanout.start_fleet`: telemetry 3600 s, keepalive 60 s); RSS once all are online.
    Marginal per receiver: (RSS(N) - RSS(small)) / (N - small).
 
@@ -78,10 +78,10 @@ from audio.ffmpeg import ffmpeg_exe  # noqa: E402
 from bench.fanout import SETTLE_S, Child, count_online, start_fleet, write_seed  # noqa: E402
 from controller.app import create_app  # noqa: E402
 from controller.auth import create_token  # noqa: E402
-from controller.demo import free_port  # noqa: E402
+from devrig.ports import free_port  # noqa: E402
+from devrig.testbed import Testbed, make_testbed  # noqa: E402
 from firmware_sim.fleet import agent_settings  # noqa: E402
 from firmware_sim.netproxy import LinkProxy  # noqa: E402
-from firmware_sim.testbed import Testbed, make_testbed  # noqa: E402
 
 log = logging.getLogger("bench.agent")
 
@@ -278,7 +278,7 @@ def write_agent_config(tb: Testbed, state_root: Path, controller_url: str) -> tu
 
 
 async def start_agent(api: Api, rid: str, config: Path, log_dir: Path, timeout: float = 60) -> Child:
-    agent = await Child.start("agent", [sys.executable, "-m", "controller.cli", "receiver", "--config", str(config)],
+    agent = await Child.start("agent", [sys.executable, "-m", "devrig.cli", "sim-agent", "--config", str(config)],
                               log_dir)
     deadline = time.monotonic() + timeout
     while await api.availability(rid) != "online":
@@ -394,7 +394,7 @@ async def measure_agent(api: Api, agent: Child, rid: str, state_dir: Path, long:
     figures = AgentFigures(ffmpeg=ffmpeg_exe())
     figures.imports_agent = await asyncio.to_thread(
         import_cost, "receivers.agent, firmware_sim.sink, firmware_sim.hardware")
-    figures.imports_cli = await asyncio.to_thread(import_cost, "controller.cli, receivers.agent, firmware_sim.sink, "
+    figures.imports_cli = await asyncio.to_thread(import_cost, "devrig.cli, receivers.agent, firmware_sim.sink, "
                                                   "firmware_sim.hardware")
     await asyncio.sleep(AGENT_SETTLE_S)
     log.info("idle: watching the agent for %.0f s", args.idle_seconds)
@@ -492,12 +492,12 @@ def report(args: argparse.Namespace, a: AgentFigures, d: DayFigures, small: dict
     rows: list[tuple[str, str, str, str]] = [
         ("interpreter + agent imports only (RSS / USS)", f"{mib(a.imports_agent[0])} / {mib(a.imports_agent[1])}",
          "", ""),
-        ("  + controller.cli imports, as `truyenthanh receiver`",
+        ("  + devrig.cli imports, as `truyenthanh-dev sim-agent`",
          f"{mib(a.imports_cli[0])} / {mib(a.imports_cli[1])}", "", ""),
         (f"agent idle RSS, median / max over {idle.wall_s:.0f} s",
          f"{mib(statistics.median(idle.rss))} / {mib(idle_rss)}", goal_mib, verdict(idle_rss < GOAL_RSS)),
         ("agent idle USS, max", mib(max(idle.uss, default=0)), "", ""),
-        ("  estimate without controller.cli's imports: idle RSS max - their cost", mib(idle_rss - cli_extra),
+        ("  estimate without devrig.cli's imports: idle RSS max - their cost", mib(idle_rss - cli_extra),
          goal_mib, verdict(idle_rss - cli_extra < GOAL_RSS)),
         ("agent idle CPU (% of one core)", f"{idle.cpu_pct:.2f} %", f"< {GOAL_IDLE_CPU_PCT:.0f} %",
          verdict(idle.cpu_pct < GOAL_IDLE_CPU_PCT)),
@@ -527,7 +527,7 @@ def report(args: argparse.Namespace, a: AgentFigures, d: DayFigures, small: dict
          " / ".join(f"{(full.get(key, 0) - small.get(key, 0)) / (n - k) / 1024:.0f} KiB"
                     for key in ("rss", "RssAnon", "RssShmem")), "", ""),
     ]
-    print(f"\nReceiver agent: 1 `truyenthanh receiver` process (hardware sim), then fleets of {k} and {n}; "
+    print(f"\nReceiver agent: 1 `truyenthanh-dev sim-agent` process, then fleets of {k} and {n}; "
           f"load average {loads[0]:.2f} before, {loads[1]:.2f} after; {os.cpu_count()} CPUs")
     width = max(len(r[0]) for r in rows) + 2
     print(f"{'':{width}}{'measured':>32}  {'goal':>24}  ")

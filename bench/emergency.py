@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/emergency.py --receivers 1000 [--rounds 10] [--broker mosquitto]
 
-On one testbed (`firmware_sim.testbed`: Mosquitto with the production ACLs, a seeded SQLite database with
+On one testbed (`devrig.testbed`: Mosquitto with the production ACLs, a seeded SQLite database with
 exactly N receivers spread over the communes, see `fanout.write_seed`), in this order:
 
 1. First call. The real controller (`truyenthanh serve`, i.e. `create_app(settings)` under uvicorn, a child
@@ -13,7 +13,7 @@ exactly N receivers spread over the communes, see `fanout.write_seed`), in this 
    at once; once with fanout.py's short token and once with a message the size of the emergency's signed
    play command (read from the database after (1)). This has to come before any agent connects: the
    agents' sessions are persistent, and the broker would queue every baseline message for them.
-3. The emergency path. The controller again, and N real agents (`truyenthanh fleet`, one child process,
+3. The emergency path. The controller again, and N real agents (`truyenthanh-dev fleet`, one child process,
    `TT_AGENT_AMP_WARMUP_S=0`: the amplifier's warm-up is a hardware delay, not our software path). Each
    round: `POST /api/v1/emergencies` {the same text, all receivers, repeat 1, a new request_id} over
    HTTP, then the emergency's Server-Sent Events (`GET /{id}/events`); the round ends at the first event
@@ -82,8 +82,8 @@ from bench.fanout import (  # noqa: E402
 )
 from controller.auth import create_token  # noqa: E402
 from controller.db.models import Emergency, PlayRecord  # noqa: E402
-from controller.demo import free_port  # noqa: E402
-from firmware_sim.testbed import Testbed, make_testbed  # noqa: E402
+from devrig.ports import free_port  # noqa: E402
+from devrig.testbed import Testbed, make_testbed  # noqa: E402
 
 log = logging.getLogger("bench.emergency")
 
@@ -447,7 +447,7 @@ async def run(args: argparse.Namespace) -> int:
         children.append(controller)
         await wait_healthy(api.http, controller, 60)
         fleet = await Child.start(f"fleet-{n}", [
-            sys.executable, "-m", "controller.cli", "fleet", "--file", str(fleet_file), "--receivers", str(n),
+            sys.executable, "-m", "devrig.cli", "fleet", "--file", str(fleet_file), "--receivers", str(n),
             "--state-dir", str(state_dir), "--telemetry-interval", "3600", "--keepalive", "60"], data_dir,
             env={"TT_AGENT_AMP_WARMUP_S": "0"})
         children.append(fleet)

@@ -7,7 +7,7 @@ Two measurements on the same broker, one after the other so that they never comp
 1. Baseline: N bare aiomqtt clients (child process, `--bare-subscribers` mode of this file) subscribed to the
    all-receivers ping topic; each replies on its ack topic the moment a message arrives. The bench publishes
    a token and times publish → N replies.
-2. Controller path: N real `Agent`s (`truyenthanh fleet`, child process) and the controller's real `Bridge`
+2. Controller path: N real `Agent`s (`truyenthanh-dev fleet`, child process) and the controller's real `Bridge`
    in this process. Each round is `Ping.new("all")` → `Bridge.send` (sign, publish) → every agent verifies
    the signature, records the id in its replay memory, acks → `Bridge.watch` sees N distinct acks.
 
@@ -57,8 +57,8 @@ from controller.config import DEFAULT_SEED
 from controller.db.models import ReceiverStatus
 from controller.inventory import load_seed
 from controller.provision import ensure_signing_key
+from devrig.testbed import Testbed, make_testbed
 from firmware_sim.fleet import agent_settings, load_fleet_file
-from firmware_sim.testbed import Testbed, make_testbed
 from receivers.agent import AgentSettings
 from receivers.protocol import Ack, Ping, Topics
 
@@ -399,7 +399,7 @@ async def wait_online(bridge: Bridge, tb: Testbed, want: int, timeout: float, fl
 
 async def start_fleet(fleet_file: Path, state_dir: Path, count: int, log_dir: Path) -> Child:
     return await Child.start(f"fleet-{count}", [
-        sys.executable, "-m", "controller.cli", "fleet", "--file", str(fleet_file), "--receivers", str(count),
+        sys.executable, "-m", "devrig.cli", "fleet", "--file", str(fleet_file), "--receivers", str(count),
         "--state-dir", str(state_dir), "--telemetry-interval", "3600", "--keepalive", "60"], log_dir)
 
 

@@ -14,7 +14,7 @@ weekly priority notices, single-receiver programmes), with their recurrences sta
 
 `accuracy` (issue 5's second figure): a testbed (Mosquitto, a seed of exactly `--receivers` receivers), the
 real controller (`truyenthanh serve`, a child process, as bench/emergency.py runs it) and every receiver as a
-real agent (`truyenthanh fleet`, one child process, state in /dev/shm, `controller_url` in its fleet file so
+real agent (`truyenthanh-dev fleet`, one child process, state in /dev/shm, `controller_url` in its fleet file so
 that agents pull their plans and audio; `amp_warmup_s` 1 s, their default, and `amp_idle_off_s` short enough
 that the amplifier is off again before each start, as between programmes hours apart). One announcement
 (offline TTS) through the API; then each round a one-off programme for all receivers, `--lead` seconds
@@ -63,9 +63,9 @@ from bench.emergency import stamp, start_controller, wait_healthy, wait_online  
 from bench.fanout import Child, percentile, shm_dir, write_seed  # noqa: E402
 from controller.auth import create_token  # noqa: E402
 from controller.db.models import ReceiverPlanState, ReceiverStatus  # noqa: E402
-from controller.demo import free_port  # noqa: E402
 from controller.provision import write_private  # noqa: E402
-from firmware_sim.testbed import Testbed, make_testbed  # noqa: E402
+from devrig.ports import free_port  # noqa: E402
+from devrig.testbed import Testbed, make_testbed  # noqa: E402
 from schedules import ContentItem, Programme  # noqa: E402
 
 log = logging.getLogger("bench.schedule")
@@ -435,7 +435,7 @@ async def accuracy(args: argparse.Namespace) -> int:
         announcement = await api.call("POST", "/api/v1/announcements", 201, json={"text": TEXT, "engine": "offline"})
 
         fleet = await Child.start(f"fleet-{n}", [
-            sys.executable, "-m", "controller.cli", "fleet", "--file", str(fleet_file), "--receivers", str(n),
+            sys.executable, "-m", "devrig.cli", "fleet", "--file", str(fleet_file), "--receivers", str(n),
             "--state-dir", str(state_dir), "--telemetry-interval", "3600", "--keepalive", "60"], data_dir,
             env={"TT_AGENT_AMP_WARMUP_S": str(args.amp_warmup), "TT_AGENT_AMP_IDLE_OFF_S": str(args.amp_idle_off)})
         children.append(fleet)

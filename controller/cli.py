@@ -1,6 +1,5 @@
 """The `truyenthanh` command.
 
-    truyenthanh demo                         whole system on this machine (what `make demo` runs)
     truyenthanh serve                        the controller against an external broker (TT_MQTT_URL)
     truyenthanh seed                         load the seed file (TT_SEED_FILE) into the database
     truyenthanh provision --broker mosquitto write broker password/ACL files for every receiver
@@ -10,7 +9,8 @@
     truyenthanh receiver --config FILE       run one receiver agent (the Raspberry Pi software)
     truyenthanh receiver enrolment-code RID  make a one-time code for installing receiver RID
     truyenthanh receiver enroll --controller URL --code C   on the Pi: fetch its config with that code
-    truyenthanh fleet --receivers N          run N simulated receivers from a fleet file
+
+The development rig (demo, simulated fleet, an agent on simulated hardware) is `truyenthanh-dev` (devrig/).
 """
 
 from __future__ import annotations
@@ -54,16 +54,6 @@ def _session(settings: Settings) -> Session:
     engine = make_engine(settings.db_url)
     migrate(engine)
     return Session(engine)
-
-
-@app.command()
-def demo() -> None:
-    """Start the database, an embedded broker, the controller and a simulated fleet; Ctrl-C stops all."""
-    from controller.demo import run_demo
-
-    _logging()
-    logging.getLogger("receivers").setLevel(logging.WARNING)
-    run_demo(Settings(demo=True))
 
 
 @app.command()
@@ -285,13 +275,9 @@ def receiver(
     _logging(verbose)
     settings = AgentSettings.from_file(config) if config else AgentSettings()  # type: ignore[call-arg]
     if settings.hardware == "sim":
-        from firmware_sim.hardware import SimHardware
-        from firmware_sim.sink import RecordingSink
-
-        sim = SimHardware(seed=settings.receiver_id)
-        agent = Agent(settings, sim, sink=RecordingSink(sim, log_path=settings.state_dir / "played.jsonl"))
-    else:
-        agent = Agent(settings, PiHardware(settings.mixer_control))
+        raise typer.BadParameter("simulated hardware runs through `truyenthanh-dev sim-agent --config FILE`",
+                                 param_hint="--config")
+    agent = Agent(settings, PiHardware(settings.mixer_control))
 
     async def main(stop: asyncio.Event) -> None:
         task = asyncio.create_task(agent.run())
@@ -398,26 +384,6 @@ def receiver_enroll(
         typer.echo(f"warning: {w}", err=True)
     typer.echo("next: sudo systemctl enable --now truyenthanh-agent   (already running: systemctl restart "
                "truyenthanh-agent)")
-
-
-@app.command()
-def fleet(
-    file: Annotated[Path, typer.Option(help="fleet file written by the demo or `provision --fleet-file`")]
-    = Path("var/fleet.json"),
-    receivers: Annotated[int | None, typer.Option(help="how many (default: all in the file)")] = None,
-    state_dir: Annotated[Path, typer.Option(help="where each simulated receiver keeps its disk")]
-    = Path("var/fleet"),
-    telemetry_interval: float = 30.0,
-    keepalive: int = 30,
-) -> None:
-    """Run simulated receivers (the real agent code on simulated hardware) in one process."""
-    from firmware_sim.fleet import agent_settings, load_fleet_file, run_fleet
-
-    _logging()
-    logging.getLogger("receivers").setLevel(logging.WARNING)
-    settings = agent_settings(load_fleet_file(file), state_dir, receivers,
-                              telemetry_interval_s=telemetry_interval, keepalive_s=keepalive)
-    _run_until_signal(lambda stop: run_fleet(settings, stop))
 
 
 def main() -> None:

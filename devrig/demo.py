@@ -1,4 +1,4 @@
-"""`truyenthanh demo`: the whole system on one machine — database, embedded broker, the controller and a
+"""`truyenthanh-dev demo`: the whole system on one machine — database, embedded broker, the controller and a
 simulated receiver for every loudspeaker cluster in the seed file. Re-running reuses `var/`.
 
 The broker and the fleet run as child processes in their own sessions, so Ctrl-C reaches only this
@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import uvicorn
@@ -35,33 +33,7 @@ from controller.provision import (
 )
 from receivers.protocol import Topics
 
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is no obstacle
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
+from .ports import free_port, port_free, wait_port
 
 
 def ensure_demo_token(session: Session, path: Path, base_url: str) -> tuple[str, bool]:
@@ -118,7 +90,7 @@ def run_demo(settings: Settings) -> None:
 
     fleet_log = (data / "fleet.log").open("ab")
     children.append(subprocess.Popen(
-        [sys.executable, "-m", "controller.cli", "fleet", "--file", str(data / "fleet.json"),
+        [sys.executable, "-m", "devrig.cli", "fleet", "--file", str(data / "fleet.json"),
          "--state-dir", str(data / "fleet"), "--telemetry-interval", "15", "--keepalive", "10"],
         stdout=fleet_log, stderr=fleet_log, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}))
 

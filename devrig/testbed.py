@@ -23,7 +23,6 @@ from sqlmodel import Session
 from controller.broker.files import Account
 from controller.config import DEFAULT_SEED, Settings
 from controller.db import make_engine, migrate
-from controller.demo import free_port, wait_port
 from controller.inventory import apply_seed, load_seed
 from controller.provision import (
     broker_accounts,
@@ -32,9 +31,10 @@ from controller.provision import (
     ensure_signing_key,
     write_broker_files,
 )
+from firmware_sim.fleet import load_fleet_file
 from receivers.protocol import Topics
 
-from .fleet import load_fleet_file
+from .ports import free_port, wait_port
 
 
 class BrokerUnavailable(RuntimeError):

@@ -25,8 +25,8 @@ from sqlmodel import Session
 
 from controller.app import create_app
 from controller.auth import create_token
+from devrig.testbed import BrokerUnavailable, Testbed, make_testbed
 from firmware_sim.fleet import Fleet, agent_settings
-from firmware_sim.testbed import BrokerUnavailable, Testbed, make_testbed
 from receivers.agent import Agent, AgentSettings
 
 T = TypeVar("T")
@@ -189,7 +189,7 @@ class LiveController:
 
 @pytest.fixture
 def live(testbed: Testbed) -> Iterator[LiveController]:
-    from controller.demo import free_port
+    from devrig.ports import free_port
 
     lc = LiveController(testbed, free_port())
     yield lc

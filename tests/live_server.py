@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import uvicorn
 from fastapi import FastAPI
 
-from controller.demo import free_port
+from devrig.ports import free_port
 
 
 @contextmanager

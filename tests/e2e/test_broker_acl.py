@@ -9,7 +9,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from firmware_sim.testbed import Testbed
+from devrig.testbed import Testbed
 from receivers.protocol import Topics
 
 pytestmark = pytest.mark.integration

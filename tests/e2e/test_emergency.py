@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from devrig.testbed import Testbed
 from firmware_sim.sink import RecordingSink, decode_pcm
-from firmware_sim.testbed import Testbed
 from receivers.agent import Agent, AgentSettings
 from tests.conftest import FleetThread, LiveController, _testbed, wait_for
 from tests.e2e.test_playback import plays, upload

@@ -63,7 +63,7 @@ class AgentProcess:
 
     def start(self) -> None:
         log = (self.settings.state_dir.parent / "agent.log").open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "controller.cli", "receiver", "--config", str(self.config)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "devrig.cli", "sim-agent", "--config", str(self.config)],
                                      stdout=log, stderr=log)
         log.close()
         wait_for(lambda: self.live.http.get(f"/api/v1/receivers/{self.settings.receiver_id}").json()["availability"]

@@ -12,8 +12,8 @@ from sqlmodel import Session
 
 from controller.app import create_app
 from controller.db.models import ReceiverStatus, utcnow
+from devrig.testbed import Testbed
 from firmware_sim.netproxy import LinkProxy
-from firmware_sim.testbed import Testbed
 from tests.conftest import Api, FleetThread, wait_for
 
 pytestmark = pytest.mark.integration

@@ -20,9 +20,9 @@ from controller.cli import app as cli
 from controller.config import Settings
 from controller.db import make_engine
 from controller.db.models import Receiver
-from controller.demo import free_port
 from controller.inventory import apply_seed, load_seed
 from controller.provision import ensure_signing_key
+from devrig.ports import free_port
 from receivers.agent import AgentSettings
 from tests.live_server import live_server
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from controller.demo import free_port
+from devrig.ports import free_port
 from firmware_sim.hardware import SimHardware
 from firmware_sim.sink import RecordingSink, decode_pcm
 from receivers.agent import Agent, AgentSettings

@@ -1,0 +1,109 @@
+"""The `truyenthanh-dev` command: the development rig.
+
+    truyenthanh-dev demo                      whole system on this machine (what `make demo` runs)
+    truyenthanh-dev fleet --receivers N       run N simulated receivers from a fleet file, in one process
+    truyenthanh-dev sim-agent --config FILE   run one receiver agent on simulated hardware, in its own process
+
+Imports are made inside the commands: `sim-agent` stands in for the agent on a Pi (the benchmarks measure
+its memory), so it must not pay for the controller's database stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="truyenthanh-dev: the development rig (demo, simulated receivers)")
+
+
+def _logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _run_until_signal(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    asyncio.run(runner())
+
+
+@app.command()
+def demo() -> None:
+    """Start the database, an embedded broker, the controller and a simulated fleet; Ctrl-C stops all."""
+    from controller.config import Settings
+    from devrig.demo import run_demo
+
+    _logging()
+    logging.getLogger("receivers").setLevel(logging.WARNING)
+    run_demo(Settings(demo=True))
+
+
+@app.command()
+def fleet(
+    file: Annotated[Path, typer.Option(help="fleet file written by the demo or `provision --fleet-file`")]
+    = Path("var/fleet.json"),
+    receivers: Annotated[int | None, typer.Option(help="how many (default: all in the file)")] = None,
+    state_dir: Annotated[Path, typer.Option(help="where each simulated receiver keeps its disk")]
+    = Path("var/fleet"),
+    telemetry_interval: float = 30.0,
+    keepalive: int = 30,
+) -> None:
+    """Run simulated receivers (the real agent code on simulated hardware) in one process."""
+    from firmware_sim.fleet import agent_settings, load_fleet_file, run_fleet
+
+    _logging()
+    logging.getLogger("receivers").setLevel(logging.WARNING)
+    settings = agent_settings(load_fleet_file(file), state_dir, receivers,
+                              telemetry_interval_s=telemetry_interval, keepalive_s=keepalive)
+    _run_until_signal(lambda stop: run_fleet(settings, stop))
+
+
+@app.command("sim-agent")
+def sim_agent(
+    config: Annotated[Path, typer.Option(help="agent config file (TOML), as on a Pi")],
+    verbose: bool = False,
+) -> None:
+    """Run one receiver agent on simulated hardware, in its own process as on a Pi.
+
+    The loudspeaker is a recording sink that logs what it played to STATE_DIR/played.jsonl; the config's
+    `hardware` setting is not consulted.
+    """
+    from firmware_sim.hardware import SimHardware
+    from firmware_sim.sink import RecordingSink
+    from receivers.agent import Agent, AgentSettings
+
+    _logging(verbose)
+    settings = AgentSettings.from_file(config)
+    sim = SimHardware(seed=settings.receiver_id)
+    agent = Agent(settings, sim, sink=RecordingSink(sim, log_path=settings.state_dir / "played.jsonl"))
+
+    async def main(stop: asyncio.Event) -> None:
+        task = asyncio.create_task(agent.run())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():  # a signal: stop cleanly
+            await agent.stop()
+        stopping.cancel()
+        await task  # also returns after `restart-agent`: the process exits, as the agent does on a Pi
+
+    _run_until_signal(main)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
