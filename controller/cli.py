@@ -6,9 +6,7 @@
     truyenthanh token create --scopes ...    make an API token
     truyenthanh ingest FILE                  make a recording broadcast-ready (as an upload would be)
     truyenthanh tts "TEXT" -o FILE.mp3       read Vietnamese text aloud into an MP3
-    truyenthanh receiver --config FILE       run one receiver agent (the Raspberry Pi software)
     truyenthanh receiver enrolment-code RID  make a one-time code for installing receiver RID
-    truyenthanh receiver enroll --controller URL --code C   on the Pi: fetch its config with that code
 
 The development rig (demo, simulated fleet, an agent on simulated hardware) is `truyenthanh-dev` (devrig/).
 """
@@ -35,7 +33,7 @@ if TYPE_CHECKING:
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="truyenthanh: commune loudspeaker controller")
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
-receiver_app = typer.Typer(help="The receiver agent.")
+receiver_app = typer.Typer(help="Receivers (the Pi runs `truyenthanh-agent`).", no_args_is_help=True)
 app.add_typer(receiver_app, name="receiver")
 
 
@@ -261,36 +259,6 @@ def _run_until_signal(main: object) -> None:
     asyncio.run(runner())
 
 
-@receiver_app.callback(invoke_without_command=True)
-def receiver(
-    ctx: typer.Context,
-    config: Annotated[Path | None, typer.Option(help="agent config file (TOML)")] = None,
-    verbose: bool = False,
-) -> None:
-    """Run one receiver agent — the software of a loudspeaker cluster."""
-    if ctx.invoked_subcommand is not None:
-        return
-    from receivers.agent import Agent, AgentSettings, PiHardware
-
-    _logging(verbose)
-    settings = AgentSettings.from_file(config) if config else AgentSettings()  # type: ignore[call-arg]
-    if settings.hardware == "sim":
-        raise typer.BadParameter("simulated hardware runs through `truyenthanh-dev sim-agent --config FILE`",
-                                 param_hint="--config")
-    agent = Agent(settings, PiHardware(settings.mixer_control))
-
-    async def main(stop: asyncio.Event) -> None:
-        task = asyncio.create_task(agent.run())
-        stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        if not task.done():  # a signal: stop cleanly
-            await agent.stop()
-        stopping.cancel()
-        await task  # also returns after `restart-agent`: the process exits and systemd starts it again
-
-    _run_until_signal(main)
-
-
 @receiver_app.command("enrolment-code")
 def receiver_enrolment_code(
     receiver_id: Annotated[str, typer.Argument(help="the receiver's id, e.g. tra-bui-thon-1-1")],
@@ -310,80 +278,7 @@ def receiver_enrolment_code(
                          detail=f"valid until {expires_at:%Y-%m-%d %H:%M} UTC"))
         s.commit()
     typer.echo(f"enrolment code for {receiver_id}: {code}  (valid until {expires_at:%Y-%m-%d %H:%M} UTC, once)")
-    typer.echo(f"on the Pi: sudo truyenthanh receiver enroll --controller {settings.public_url} --code {code}")
-
-
-@receiver_app.command("enroll")
-def receiver_enroll(
-    controller: Annotated[str, typer.Option(help="the controller's URL, e.g. https://truyenthanh.example")],
-    code: Annotated[str, typer.Option(help="the one-time enrolment code from the operator")],
-    config: Annotated[Path, typer.Option(help="where to write the agent's config (mode 0600)")]
-    = Path("/etc/truyenthanh/agent.toml"),
-    state_dir: Annotated[Path, typer.Option(help="the agent's state directory, written into the config")]
-    = Path("/var/lib/truyenthanh"),
-    owner: Annotated[str | None, typer.Option(help="give the file to this user, who runs the agent "
-                                                   "(default when run as root: 'truyenthanh' if it exists)")]
-    = None,
-    timeout: Annotated[float, typer.Option(help="seconds to wait for the controller")] = 30.0,
-) -> None:
-    """On the receiver: trade a one-time enrolment code for this receiver's credentials and the controller's
-    public key, and write the agent's config."""
-    import datetime as dt
-    import os
-    import pwd
-
-    import httpx
-
-    from controller.provision import write_private
-    from receivers.agent import AgentSettings
-
-    if not controller.startswith(("http://", "https://")):
-        raise typer.BadParameter("give the controller's URL with http:// or https://", param_hint="--controller")
-    account: pwd.struct_passwd | None = None
-    if owner is not None:
-        try:
-            account = pwd.getpwnam(owner)
-        except KeyError:
-            raise typer.BadParameter(f"no user {owner!r} on this machine", param_hint="--owner") from None
-    elif os.geteuid() == 0:
-        try:
-            account = pwd.getpwnam("truyenthanh")
-        except KeyError:
-            account = None
-    url = controller.rstrip("/") + "/api/v1/enrol"
-    try:
-        r = httpx.post(url, json={"code": code}, timeout=timeout)
-    except httpx.HTTPError as e:
-        typer.echo(f"error: cannot reach the controller at {controller}: {e or type(e).__name__}", err=True)
-        raise typer.Exit(1) from None
-    try:
-        body = r.json()
-    except ValueError:
-        body = {"detail": r.text[:300]}
-    if r.status_code != 200:
-        detail = body.get("detail") if isinstance(body, dict) else body
-        what = "refused the code" if r.status_code == 403 else f"answered {r.status_code}"
-        typer.echo(f"error: the controller {what}: {detail}", err=True)
-        raise typer.Exit(1)
-    warnings = body.pop("warnings", [])
-    values = {**body, "state_dir": str(state_dir)}
-    try:
-        AgentSettings(**values)
-    except ValueError as e:
-        typer.echo(f"error: the controller's answer is not a usable agent config: {e}", err=True)
-        raise typer.Exit(1) from None
-    header = (f"# Written by `truyenthanh receiver enroll` from {controller} at "
-              f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC.\n"
-              "# Holds this receiver's broker password: keep it mode 0600.\n")
-    write_private(config, (header + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())).encode())
-    if account is not None:
-        os.chown(config, account.pw_uid, account.pw_gid)
-    typer.echo(f"wrote {config} (mode 0600{f', owner {account.pw_name}' if account else ''}): receiver "
-               f"{values['receiver_id']} of commune {values['commune']}, broker {values['mqtt_url']}")
-    for w in warnings:
-        typer.echo(f"warning: {w}", err=True)
-    typer.echo("next: sudo systemctl enable --now truyenthanh-agent   (already running: systemctl restart "
-               "truyenthanh-agent)")
+    typer.echo(f"on the Pi: sudo truyenthanh-agent enroll --controller {settings.public_url} --code {code}")
 
 
 def main() -> None:

@@ -29,10 +29,11 @@ from sqlalchemy import update
 from sqlmodel import Session, col
 
 from controller.config import Settings
-from controller.db.enrolment import AgentConfigPublic, EnrolmentCode
+from controller.db.enrolment import EnrolmentCode
 from controller.db.models import Commune, Receiver, utcnow
 from controller.provision import broker_accounts, issue_receiver_password, write_broker_files
 from receivers.protocol import Topics
+from receivers.protocol.enrolment import EnrolAnswer
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def create_code(session: Session, receiver_id: str, created_by: str, ttl_h: floa
 
 @dataclass
 class Enrolment:
-    config: AgentConfigPublic
+    config: EnrolAnswer
     created_by: str
 
 
@@ -151,7 +152,7 @@ def enrol(session: Session, settings: Settings, public_key: str, code: str) -> E
                             "provision` and reloads it.")
         session.commit()
         created_by = row.created_by
-        config = AgentConfigPublic(
+        config = EnrolAnswer(
             receiver_id=receiver.id, commune=commune.code, mqtt_url=agent_mqtt_url, username=receiver.id,
             password=password, base=settings.mqtt_base, controller_public_key=public_key,
             controller_url=settings.public_url, warnings=warnings)

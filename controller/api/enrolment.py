@@ -17,9 +17,10 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from sqlmodel import Session
 
 from controller.auth import Principal, audit, require
-from controller.db.enrolment import AgentConfigPublic, EnrolmentCodePublic, EnrolRequest
+from controller.db.enrolment import EnrolmentCodePublic
 from controller.db.models import Commune, Receiver
 from controller.enrolment import BrokerFilesError, Refused, create_code, enrol
+from receivers.protocol.enrolment import EnrolAnswer, EnrolRequest
 
 from .deps import SessionDep
 
@@ -47,8 +48,8 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown address"
 
 
-@router.post("/enrol", response_model=AgentConfigPublic)
-def enrol_receiver(body: EnrolRequest, session: SessionDep, request: Request) -> AgentConfigPublic:
+@router.post("/enrol", response_model=EnrolAnswer)
+def enrol_receiver(body: EnrolRequest, session: SessionDep, request: Request) -> EnrolAnswer:
     """Trade a one-time enrolment code for the receiver's agent config: its id, commune, broker URL, a new
     broker password (the old one stops working), the topic base and the controller's public key."""
     engine, settings = request.app.state.engine, request.app.state.settings

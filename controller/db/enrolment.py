@@ -4,7 +4,8 @@ through `migrations/env.py`).
 - `EnrolmentCode`: a one-time code an operator gives the person installing a receiver. Only its SHA-256 is
   stored; the code itself is shown once, when it is made.
 - `EnrolmentCodePublic`: what the operator gets back (the code, and until when it works).
-- `EnrolRequest` / `AgentConfigPublic`: what a Raspberry Pi sends to enrol, and the agent config it gets.
+- What a Raspberry Pi sends to enrol, and the agent config it gets, are wire shapes shared with the agent:
+  `receivers.protocol.enrolment` (`EnrolRequest`, `EnrolAnswer`).
 """
 
 from __future__ import annotations
@@ -30,23 +31,3 @@ class EnrolmentCodePublic(SQLModel):
     receiver_id: str
     code: str
     expires_at: dt.datetime
-
-
-class EnrolRequest(SQLModel):
-    code: str = Field(max_length=64, description="the one-time code, e.g. 7KQ2-M9XD-4HTB-N3PW (case, spaces "
-                                                 "and dashes do not matter)")
-
-
-class AgentConfigPublic(SQLModel):
-    """The values of the receiver's `agent.toml` (see receivers/agent/config.py)."""
-
-    receiver_id: str
-    commune: str
-    mqtt_url: str
-    username: str
-    password: str
-    base: str
-    controller_public_key: str
-    controller_url: str
-    warnings: list[str] = Field(default_factory=list,
-                                description="problems the receiver's installer should know about")

@@ -56,10 +56,16 @@ from .store import ItemStore, PersistentState, ReplayMemory
 
 log = logging.getLogger(__name__)
 
-try:
-    AGENT_VERSION = version("truyenthanh")
-except PackageNotFoundError:  # running from a source tree
-    AGENT_VERSION = "0+source"
+def _agent_version() -> str:
+    for dist in ("truyenthanh-agent", "truyenthanh"):  # the Pi's distribution, or the full install
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            pass
+    return "0+source"  # running from a source tree
+
+
+AGENT_VERSION = _agent_version()
 
 
 class Agent:

@@ -1,6 +1,6 @@
 """The agent's settings: one `AgentSettings` per process, read from a TOML file written at enrolment
-(or by `truyenthanh provision` for simulated fleets), with `TT_AGENT_*` environment variables filling
-anything the file leaves out."""
+(`truyenthanh-agent enroll`, or `truyenthanh provision` for simulated fleets), with `TT_AGENT_*`
+environment variables filling anything the file leaves out."""
 
 from __future__ import annotations
 
@@ -34,6 +34,10 @@ class AgentSettings(BaseSettings):
     alsa_device: str = Field(default="default", description="ALSA device the audio is played on")
     controller_url: str | None = Field(default=None, description="base URL for relative media URLs")
     cache_budget_mb: float = Field(default=1024.0, gt=0, description="disk space the audio cache may use")
+    amp_gpio_pin: int | None = Field(default=None, ge=0, le=53, description="GPIO line (BCM number) of the "
+                                     "amplifier relay; unset: no relay, the amplifier is always powered")
+    amp_active_high: bool = Field(default=True, description="the relay switches on when its line is high "
+                                  "(false for boards that switch on when pulled low)")
     amp_warmup_s: float = Field(default=1.0, ge=0, description="wait after switching the amplifier on")
     amp_idle_off_s: float = Field(default=30.0, ge=0, description="switch the amplifier off after this idle time")
     plan_poll_s: float = Field(default=300.0, gt=0, description="ask for the plan this often (± 20 %), in case "

@@ -1,5 +1,10 @@
 """`self-test`: a short quiet tone through the real output path, with the amplifier checked on the way.
-The result goes back in the ack: `applied` with what was checked, or `rejected` with what failed."""
+
+- `check_output(hardware, sink)`: the test itself, on any `Hardware` and `AudioSink`; None when it passed,
+  else what failed. `truyenthanh-agent self-test` runs it on the Pi's own hardware.
+- `self_test(agent)`: the `self-test` command's handler: refused while the agent plays, else `check_output`;
+  the result goes back in the ack: `applied`, or `rejected` with what failed.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,11 @@ import wave
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .sink import SinkError
+from .sink import AudioSink, SinkError
 
 if TYPE_CHECKING:
     from .agent import Agent
+    from .hardware import Hardware
 
 TONE_HZ, TONE_S, RATE, LEVEL = 1000.0, 1.0, 22050, 0.05  # quiet: about -26 dBFS
 
@@ -32,7 +38,10 @@ def write_tone(path: Path) -> None:
 async def self_test(agent: Agent) -> str | None:
     if agent.player.current is not None:
         return f"busy playing {agent.player.current.cmd.item_id}; try again when idle"
-    hw = agent.hardware
+    return await check_output(agent.hardware, agent.sink)
+
+
+async def check_output(hw: Hardware, sink: AudioSink) -> str | None:
     was_on = hw.amplifier_on()
     hw.set_amplifier(True)
     if not hw.amplifier_on():
@@ -41,7 +50,7 @@ async def self_test(agent: Agent) -> str | None:
         with tempfile.TemporaryDirectory() as tmp:
             tone = Path(tmp) / "tone.wav"
             await asyncio.to_thread(write_tone, tone)
-            await agent.sink.play(tone, item_id="self-test", volume=hw.volume(), offset_s=0.0)
+            await sink.play(tone, item_id="self-test", volume=hw.volume(), offset_s=0.0)
     except (SinkError, OSError) as e:
         return f"audio output failed: {e}"
     finally:

@@ -1,6 +1,7 @@
 """Audio output behind one interface, `AudioSink`: `AlsaSink` on the Raspberry Pi (ffmpeg decoding to an
 ALSA device — a standard player process, no hand-written decoder); the simulator's recording sink is
-`firmware_sim.sink.RecordingSink`.
+`firmware_sim.sink.RecordingSink`. On the Pi, ffmpeg is the system's (`find_ffmpeg`); the agent never
+imports `audio`, whose dependencies it does not install.
 
 `prepare` is called once an item's audio is on disk, ahead of its start, for slow work the start must not
 wait for. `play` returns when the audio has been played to the end; cancelling the task stops the sound at
@@ -11,15 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from audio.ffmpeg import ffmpeg_exe
-
 
 class SinkError(RuntimeError):
     """The audio output failed; the message says why."""
+
+
+def find_ffmpeg() -> str:
+    """The system's ffmpeg, or SinkError saying how to install it."""
+    exe = shutil.which("ffmpeg")
+    if exe is None:
+        raise SinkError("ffmpeg not found on PATH: install it with `sudo apt-get install ffmpeg`")
+    return exe
 
 
 class AudioSink(Protocol):
@@ -42,7 +50,7 @@ class AlsaSink:
     async def play(self, path: Path, *, item_id: str, volume: int, offset_s: float,
                    on_start: Callable[[], None] | None = None) -> None:
         proc = await asyncio.create_subprocess_exec(
-            ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-ss", f"{offset_s:.3f}", "-i", str(path),
+            find_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-ss", f"{offset_s:.3f}", "-i", str(path),
             "-f", "alsa", self.device, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
         if on_start:
             on_start()

@@ -1,4 +1,4 @@
-"""Enrolment end to end: an admin makes a code over HTTP; `truyenthanh receiver enroll` on the "Pi" trades it
+"""Enrolment end to end: an admin makes a code over HTTP; `truyenthanh-agent enroll` on the "Pi" trades it
 for a config; the controller rewrites the real broker's files and reloads it (Mosquitto: SIGHUP to its pid;
 amqtt: re-reads by itself); a real agent then connects with the enrolled credentials and shows up online,
 and the receiver's old password no longer gets in."""
@@ -12,12 +12,11 @@ import aiomqtt
 import httpx
 import pytest
 from sqlmodel import Session
-from typer.testing import CliRunner
 
 from controller.app import create_app
 from controller.auth import create_token
-from controller.cli import app as cli
 from receivers.agent import AgentSettings
+from receivers.agent.cli import main as agent_cli
 from tests.conftest import FleetThread, wait_for
 from tests.live_server import live_server
 
@@ -37,7 +36,7 @@ def connects(port: int, username: str, password: str) -> bool:
 
 
 def test_enrolled_receiver_connects_and_its_old_password_stops_working(
-        fleet: FleetThread, broker_kind: str, tmp_path: Path) -> None:
+        fleet: FleetThread, broker_kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     tb = fleet.testbed
     old = tb.fleet["receivers"][5]
     rid = old["receiver_id"]
@@ -51,10 +50,11 @@ def test_enrolled_receiver_connects_and_its_old_password_stops_working(
         r = httpx.post(f"{url}/api/v1/receivers/{rid}/enrolment", headers=admin)
         assert r.status_code == 201, r.text
         config = tmp_path / "pi" / "etc" / "agent.toml"
-        result = CliRunner().invoke(cli, ["receiver", "enroll", "--controller", url, "--code", r.json()["code"],
-                                          "--config", str(config), "--state-dir", str(tmp_path / "pi" / "state")])
-        assert result.exit_code == 0, result.output
-        assert "warning" not in result.output  # files rewritten and the broker reloaded: nothing left to do
+        code = agent_cli(["enroll", "--controller", url, "--code", r.json()["code"],
+                          "--config", str(config), "--state-dir", str(tmp_path / "pi" / "state")])
+        out = capsys.readouterr()
+        assert code == 0, out.err
+        assert "warning" not in out.err  # files rewritten and the broker reloaded: nothing left to do
 
         enrolled = AgentSettings.from_file(config)
         assert enrolled.receiver_id == rid and enrolled.password != old["password"]

@@ -1,12 +1,14 @@
-"""`truyenthanh receiver enroll` as an installer runs it on a Pi, against a controller served over HTTP:
-it writes a config the agent loads (mode 0600), or says clearly why not and writes nothing."""
+"""`truyenthanh-agent enroll` as an installer runs it on a Pi, against a controller served over HTTP:
+it writes a config the agent loads (mode 0600), or says clearly why not and writes nothing. The operator's
+side (`truyenthanh receiver enrolment-code`) makes the codes."""
 
 from __future__ import annotations
 
 import os
 import pwd
+import socket
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,8 +24,8 @@ from controller.db import make_engine
 from controller.db.models import Receiver
 from controller.inventory import apply_seed, load_seed
 from controller.provision import ensure_signing_key
-from devrig.ports import free_port
 from receivers.agent import AgentSettings
+from receivers.agent.cli import main as agent_cli
 from tests.live_server import live_server
 
 RID = "tra-ka-thon-2-1"
@@ -52,16 +54,34 @@ def controller(env: Settings) -> Iterator[str]:
 def enrolment_code(rid: str = RID) -> str:
     r = CliRunner().invoke(cli, ["receiver", "enrolment-code", rid])
     assert r.exit_code == 0, r.output
-    assert f"enrolment code for {rid}: " in r.output and "truyenthanh receiver enroll --controller" in r.output
+    assert f"enrolment code for {rid}: " in r.output and "truyenthanh-agent enroll --controller" in r.output
     return r.output.split(": ", 1)[1].split()[0]
 
 
-def enroll(*args: str) -> tuple[int, str]:
-    r = CliRunner().invoke(cli, ["receiver", "enroll", *args])
-    return r.exit_code, r.output
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
-def test_enroll_writes_a_private_config_the_agent_loads(controller: str, env: Settings, tmp_path: Path) -> None:
+Enroll = Callable[..., tuple[int, str]]
+
+
+@pytest.fixture
+def enroll(capsys: pytest.CaptureFixture[str]) -> Enroll:
+    """`truyenthanh-agent enroll ARGS` → its exit status and what it printed (stdout and stderr)."""
+    def run(*args: str) -> tuple[int, str]:
+        try:
+            code = agent_cli(["enroll", *args])
+        except SystemExit as e:  # argparse's usage errors
+            code = int(e.code or 0)
+        out = capsys.readouterr()
+        return code, out.out + out.err
+    return run
+
+
+def test_enroll_writes_a_private_config_the_agent_loads(controller: str, env: Settings, tmp_path: Path,
+                                                        enroll: Enroll) -> None:
     config = tmp_path / "etc" / "truyenthanh" / "agent.toml"
     code, out = enroll("--controller", controller + "/", "--code", enrolment_code(), "--config", str(config),
                        "--state-dir", str(tmp_path / "state"))
@@ -81,7 +101,8 @@ def test_enroll_writes_a_private_config_the_agent_loads(controller: str, env: Se
     engine.dispose()
 
 
-def test_a_wrong_code_shows_the_controllers_reason_and_writes_nothing(controller: str, tmp_path: Path) -> None:
+def test_a_wrong_code_shows_the_controllers_reason_and_writes_nothing(controller: str, tmp_path: Path,
+                                                                      enroll: Enroll) -> None:
     config = tmp_path / "agent.toml"
     code, out = enroll("--controller", controller, "--code", "ABCD-EFGH-JKMN-PQRS", "--config", str(config))
     assert code == 1 and "the controller refused the code: Unknown enrolment code" in out
@@ -93,7 +114,7 @@ def test_a_wrong_code_shows_the_controllers_reason_and_writes_nothing(controller
     assert not config.exists()
 
 
-def test_an_unreachable_controller_is_a_clear_error(tmp_path: Path) -> None:
+def test_an_unreachable_controller_is_a_clear_error(tmp_path: Path, enroll: Enroll) -> None:
     config = tmp_path / "agent.toml"
     code, out = enroll("--controller", f"http://127.0.0.1:{free_port()}", "--code", "ABCD-EFGH-JKMN-PQRS",
                        "--config", str(config))
@@ -104,7 +125,7 @@ def test_an_unreachable_controller_is_a_clear_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a file away needs root")
-def test_the_file_goes_to_the_agents_user(controller: str, tmp_path: Path) -> None:
+def test_the_file_goes_to_the_agents_user(controller: str, tmp_path: Path, enroll: Enroll) -> None:
     config = tmp_path / "agent.toml"
     code, out = enroll("--controller", controller, "--code", enrolment_code(), "--config", str(config),
                        "--owner", "nobody")

@@ -1,0 +1,79 @@
+"""Enrolment, the receiver's side: trade the operator's one-time code for this receiver's config.
+
+- `request_config(controller, code)`: `POST {controller}/api/v1/enrol`, the answer checked against the
+  protocol's `EnrolAnswer` and against `AgentSettings`; `EnrolFailed` says why not, in words an installer
+  can act on.
+- `render_config(answer, ...)`: the `agent.toml` text (TOML strings written as JSON strings, which TOML
+  reads the same for the values enrolment hands out).
+- `write_private(path, data)`: atomic (temp file, fsync, rename) and mode 0600 from the first byte: the
+  file holds the receiver's broker password.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+
+import httpx
+from pydantic import ValidationError
+
+from receivers.protocol.enrolment import ENROL_PATH, EnrolAnswer, EnrolRequest
+
+from .config import AgentSettings
+
+
+class EnrolFailed(Exception):
+    """Enrolment came to nothing; the message is for the installer."""
+
+
+def request_config(controller: str, code: str, state_dir: Path, *, timeout: float = 30.0,
+                   transport: httpx.BaseTransport | None = None) -> EnrolAnswer:
+    if not controller.startswith(("http://", "https://")):
+        raise ValueError("give the controller's URL with http:// or https://")
+    url = controller.rstrip("/") + ENROL_PATH
+    try:
+        with httpx.Client(timeout=timeout, transport=transport) as client:
+            r = client.post(url, json=EnrolRequest(code=code).model_dump())
+    except httpx.HTTPError as e:
+        raise EnrolFailed(f"cannot reach the controller at {controller}: {e or type(e).__name__}") from None
+    try:
+        body = r.json()
+    except ValueError:
+        body = {"detail": r.text[:300]}
+    if r.status_code != 200:
+        detail = body.get("detail") if isinstance(body, dict) else body
+        what = "refused the code" if r.status_code == 403 else f"answered {r.status_code}"
+        raise EnrolFailed(f"the controller {what}: {detail}")
+    try:
+        answer = EnrolAnswer.model_validate(body)
+        AgentSettings(**answer.config_values(), state_dir=state_dir)
+    except (ValidationError, ValueError) as e:
+        raise EnrolFailed(f"the controller's answer is not a usable agent config: {e}") from None
+    return answer
+
+
+def render_config(answer: EnrolAnswer, state_dir: Path, controller: str, now: dt.datetime) -> bytes:
+    values = {**answer.config_values(), "state_dir": str(state_dir)}
+    header = (f"# Written by `truyenthanh-agent enroll` from {controller} at {now:%Y-%m-%d %H:%M} UTC.\n"
+              "# Holds this receiver's broker password: keep it mode 0600.\n"
+              "# The amplifier relay: amp_gpio_pin = 17 (BCM number), amp_active_high = false for relay boards\n"
+              "# that switch on when pulled low. See receivers/agent/config.py for every setting.\n")
+    return (header + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())).encode()
+
+
+def write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)  # O_CREAT's mode does not apply to a leftover temp file
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
