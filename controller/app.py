@@ -12,22 +12,7 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
 from audio.store import MediaStore
-from controller.api import (
-    announcements,
-    bulletins,
-    cap,
-    communes,
-    emergencies,
-    enrolment,
-    groups,
-    media,
-    plans,
-    plays,
-    programmes,
-    receivers,
-    reports,
-    schedule,
-)
+from controller.api import api, errors, media
 from controller.bridge import Bridge
 from controller.config import Settings
 from controller.db import make_engine, migrate
@@ -72,21 +57,9 @@ def create_app(settings: Settings, *, with_bridge: bool = True) -> FastAPI:
     app = FastAPI(title="truyenthanh", version="0.1.0", lifespan=lifespan,
                   description="Controller for IP-based commune loudspeaker broadcasting.")
     app.state.settings = settings
-    app.include_router(communes.router)
-    app.include_router(receivers.router)
-    app.include_router(bulletins.router)
-    app.include_router(announcements.router)
-    app.include_router(announcements.abbreviations)
+    app.include_router(api)
     app.include_router(media.router)
-    app.include_router(enrolment.router)
-    app.include_router(plays.router)
-    app.include_router(programmes.router)
-    app.include_router(groups.router)
-    app.include_router(schedule.router)
-    app.include_router(reports.router)
-    app.include_router(plans.router)
-    app.include_router(emergencies.router)
-    app.include_router(cap.router)
+    errors.install(app)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, object]:

@@ -35,8 +35,8 @@ from controller.db.models import Abbreviation, Announcement, AnnouncementPublic,
 
 from .deps import SessionDep
 
-router = APIRouter(prefix="/api/v1/announcements", tags=["announcements"])
-abbreviations = APIRouter(prefix="/api/v1/abbreviations", tags=["announcements"])
+router = APIRouter(prefix="/announcements", tags=["announcements"])
+abbreviations = APIRouter(prefix="/abbreviations", tags=["announcements"])
 
 
 class AnnouncementCreate(BaseModel):

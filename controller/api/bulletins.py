@@ -29,7 +29,7 @@ from controller.db.models import Bulletin, BulletinPublic, BulletinsPublic, Comm
 
 from .deps import SessionDep
 
-router = APIRouter(prefix="/api/v1/bulletins", tags=["bulletins"])
+router = APIRouter(prefix="/bulletins", tags=["bulletins"])
 MULTIPART_OVERHEAD = 64 * 1024
 
 

@@ -43,7 +43,7 @@ def _referenced(request: Request, alert: caplib.CapAlert) -> list[str]:
     return found
 
 
-@router.post("/api/v1/cap", status_code=202, openapi_extra={
+@router.post("/cap", status_code=202, openapi_extra={
     "requestBody": {"content": {"application/cap+xml": {"schema": {"type": "string"}},
                                 "application/xml": {"schema": {"type": "string"}}}, "required": True}})
 async def receive_cap(request: Request, who: CanTrigger) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from controller.db.models import Commune, CommunePublic, CommunesPublic, Receive
 
 from .deps import SessionDep
 
-router = APIRouter(prefix="/api/v1/communes", tags=["communes"])
+router = APIRouter(prefix="/communes", tags=["communes"])
 
 
 @router.get("", response_model=CommunesPublic)

@@ -1,14 +1,30 @@
-"""Shared FastAPI dependencies: `SessionDep` (one SQLModel session per request) and `BridgeDep`."""
+"""What every route is handed: the session, the acting principal (checked against a right declared on the
+route), the service context.
+
+- `SessionDep`: one SQLModel session per request.
+- `allow(right)`: the route's policy — a dependency that authenticates the caller (bearer token) and refuses
+  (403) a principal without `right`. Every route under /api/v1 declares one (`Allowed`/`CanX` aliases, or
+  `public(...)` for the few that authenticate otherwise); tests/controller/api/test_policy_routes.py fails
+  for a route that does not.
+- `CtxDep`: a `Ctx` for the services (session, principal, settings, bridge, media store, tracker).
+- `PageDep`: the paging convention (`limit` 1–1000, default 100; `offset`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Annotated
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
 from controller.bridge import Bridge
+from controller.errors import Unauthenticated
+from controller.policy import Principal, Right, require
+from controller.services import Ctx, Page
+from controller.services.accounts import principal_for_token
+from controller.services.context import DEFAULT_LIMIT, MAX_LIMIT
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -25,3 +41,83 @@ def get_bridge(request: Request) -> Bridge:
 
 SessionDep = Annotated[Session, Depends(get_session)]
 BridgeDep = Annotated[Bridge, Depends(get_bridge)]
+
+_bearer = HTTPBearer(auto_error=False, description="an API token: `Authorization: Bearer tt_…`")
+
+
+def client_address(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def authenticated(request: Request, session: SessionDep,
+                  creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+    if creds is None:
+        raise Unauthenticated("Missing bearer token: send 'Authorization: Bearer <token>'.",
+                              headers={"WWW-Authenticate": "Bearer"})
+    who = principal_for_token(session, creds.credentials, client_address(request))
+    request.state.principal = who  # for the audit of a later refusal
+    return who
+
+
+def allow(right: Right) -> Callable[..., Principal]:
+    """The route's policy: an authenticated principal holding `right` (commune checks are the services')."""
+
+    def check(who: Annotated[Principal, Depends(authenticated)]) -> Principal:
+        require(who, right, f"api.{right}")
+        return who
+
+    check.right = right  # type: ignore[attr-defined]  # read by the route-table policy test
+    return check
+
+
+def public(reason: str) -> Callable[[], None]:
+    """A route without a principal, saying why (media by unguessable hash, enrolment by one-time code, a
+    receiver's plan by its own credentials, health)."""
+
+    def open_route() -> None:
+        return None
+
+    open_route.public = reason  # type: ignore[attr-defined]
+    return open_route
+
+
+def page(limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="rows per page")] = DEFAULT_LIMIT,
+         offset: Annotated[int, Query(ge=0, description="rows to skip")] = 0) -> Page:
+    return Page(limit, offset)
+
+
+PageDep = Annotated[Page, Depends(page)]
+
+CanReadReceivers = Annotated[Principal, Depends(allow(Right.RECEIVERS_READ))]
+CanControlReceivers = Annotated[Principal, Depends(allow(Right.RECEIVERS_CONTROL))]
+CanReadContent = Annotated[Principal, Depends(allow(Right.CONTENT_READ))]
+CanWriteContent = Annotated[Principal, Depends(allow(Right.CONTENT_WRITE))]
+CanApproveContent = Annotated[Principal, Depends(allow(Right.CONTENT_APPROVE))]
+CanTriggerEmergency = Annotated[Principal, Depends(allow(Right.EMERGENCY))]
+IsAdmin = Annotated[Principal, Depends(allow(Right.ADMIN))]
+
+
+def context(request: Request, session: Session, who: Principal) -> Ctx:
+    state: Any = request.app.state
+    return Ctx(session=session, who=who, settings=state.settings, engine=state.engine,
+               bridge=getattr(state, "bridge", None), media=getattr(state, "media", None),
+               tracker=getattr(state, "tracker", None))
+
+
+def ctx_for(right: Right) -> Callable[..., Ctx]:
+    """A `Ctx` for a principal holding `right`: the usual way a route gets what it hands to a service."""
+
+    def make(request: Request, session: SessionDep, who: Annotated[Principal, Depends(allow(right))]) -> Ctx:
+        return context(request, session, who)
+
+    make.right = right  # type: ignore[attr-defined]
+    return make
+
+
+ReceiversReader = Annotated[Ctx, Depends(ctx_for(Right.RECEIVERS_READ))]
+ReceiversController = Annotated[Ctx, Depends(ctx_for(Right.RECEIVERS_CONTROL))]
+ContentReader = Annotated[Ctx, Depends(ctx_for(Right.CONTENT_READ))]
+ContentWriter = Annotated[Ctx, Depends(ctx_for(Right.CONTENT_WRITE))]
+ContentApprover = Annotated[Ctx, Depends(ctx_for(Right.CONTENT_APPROVE))]
+EmergencyTrigger = Annotated[Ctx, Depends(ctx_for(Right.EMERGENCY))]
+Admin = Annotated[Ctx, Depends(ctx_for(Right.ADMIN))]

@@ -36,7 +36,7 @@ from receivers.protocol import INLINE_AUDIO_MAX, MediaRef, Play, Stop, Target
 from .bulletins import receive_upload
 from .programmes import local
 
-router = APIRouter(prefix="/api/v1/emergencies", tags=["emergencies"])
+router = APIRouter(prefix="/emergencies", tags=["emergencies"])
 CanTrigger = Annotated[Principal, Depends(require("emergency:trigger"))]
 CanRead = Annotated[Principal, Depends(require("receivers:read"))]
 SSE_BATCH_S = 0.1

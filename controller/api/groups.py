@@ -18,7 +18,7 @@ from controller.db.models import (
 
 from .deps import SessionDep
 
-router = APIRouter(prefix="/api/v1/receiver-groups", tags=["programmes"])
+router = APIRouter(prefix="/receiver-groups", tags=["programmes"])
 
 
 @router.post("", status_code=201, response_model=ReceiverGroupPublic)

@@ -21,7 +21,7 @@ from controller.auth import audit
 from controller.broker.passwords import verify_password
 from controller.db.models import Receiver
 
-router = APIRouter(prefix="/api/v1/receivers", tags=["plans"])
+router = APIRouter(prefix="/receivers", tags=["plans"])
 _basic = HTTPBasic(auto_error=False)
 REMEMBER_S = 300.0
 _verified: dict[tuple[str, str], float] = {}  # (receiver id, sha256 of password) → verified at (monotonic)

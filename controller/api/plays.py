@@ -28,7 +28,7 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=LOCAL)
 
 
-@router.get("/api/v1/plays", response_model=PlaysPublic)
+@router.get("/plays", response_model=PlaysPublic)
 def list_plays(
     session: SessionDep, who: CanReadReceivers,
     commune: str | None = None, receiver: str | None = None,
@@ -62,7 +62,7 @@ def list_plays(
                        count=count)
 
 
-@router.get("/api/v1/receivers/{rid}/plays", response_model=PlaysPublic)
+@router.get("/receivers/{rid}/plays", response_model=PlaysPublic)
 def receiver_plays(
     rid: str, session: SessionDep, who: CanReadReceivers,
     from_: Annotated[dt.datetime | None, Query(alias="from")] = None, to: dt.datetime | None = None,

@@ -27,6 +27,7 @@ from controller.db.models import (
     ProgrammeUpdate,
     utcnow,
 )
+from controller.policy import Right
 from controller.scheduling import (
     Inventory,
     ScheduleError,
@@ -39,7 +40,7 @@ from controller.scheduling import (
 
 from .deps import SessionDep
 
-router = APIRouter(prefix="/api/v1/programmes", tags=["programmes"])
+router = APIRouter(prefix="/programmes", tags=["programmes"])
 NEXT_SHOWN = 5
 
 
@@ -77,7 +78,7 @@ def _check(request: Request, session: Session, who: Principal, row: Programme, a
         audit(engine, who.actor, action, "refused", target=str(row.id or row.title), detail=message)
         return HTTPException(status, message)
 
-    if row.priority == "emergency" and not who.has("emergency:trigger"):
+    if row.priority == "emergency" and not who.has(Right.EMERGENCY):
         raise refuse(403, "An emergency-class programme needs a token with the 'emergency:trigger' scope.")
     inv = Inventory.load(session)
     try:

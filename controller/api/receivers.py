@@ -27,11 +27,12 @@ from controller.db.models import (
     Village,
     utcnow,
 )
+from controller.policy import Right
 from receivers.protocol import INLINE_AUDIO_MAX, MediaRef, Play, RestartAgent, SelfTest, SetVolume, Stop, Target
 
 from .deps import SessionDep, get_bridge
 
-router = APIRouter(prefix="/api/v1/receivers", tags=["receivers"])
+router = APIRouter(prefix="/receivers", tags=["receivers"])
 CLOCK_DRIFT_S = 2.0
 
 
@@ -203,7 +204,7 @@ async def play_now(rid: str, body: PlayRequest, who: CanControlReceivers, sessio
     """Send a stored bulletin or announcement to one receiver; answers once the receiver has it (progress
     and proof of play follow as acks and `GET /api/v1/receivers/{id}/plays`)."""
     receiver = _one(session, rid, who)
-    if body.priority == "emergency" and not who.has("emergency:trigger"):
+    if body.priority == "emergency" and not who.has(Right.EMERGENCY):
         audit(request.app.state.engine, who.actor, "receiver.play", "refused", target=rid,
               detail="emergency priority without the emergency:trigger scope")
         raise HTTPException(403, "Playing at emergency priority needs the 'emergency:trigger' scope.")

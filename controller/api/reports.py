@@ -42,7 +42,7 @@ def _month(month: str) -> tuple[dt.datetime, dt.datetime]:
     return first, (first + dt.timedelta(days=32)).replace(day=1)
 
 
-@router.get("/api/v1/reports/broadcast", response_model=None)
+@router.get("/reports/broadcast", response_model=None)
 def broadcast_report(session: SessionDep, who: CanReadReceivers, commune: str | None = None,
                      month: str | None = None, from_: Annotated[dt.datetime | None, Query(alias="from")] = None,
                      to: dt.datetime | None = None, format: Literal["json", "csv"] = "json",

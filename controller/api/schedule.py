@@ -52,7 +52,7 @@ def window(from_: dt.datetime | None, to: dt.datetime | None, default: dt.timede
     return start, end
 
 
-@router.get("/api/v1/schedule", response_model=SchedulePublic)
+@router.get("/schedule", response_model=SchedulePublic)
 def schedule(session: SessionDep, who: CanReadContent, commune: str | None = None, receiver: str | None = None,
              from_: Annotated[dt.datetime | None, Query(alias="from")] = None,
              to: dt.datetime | None = None) -> SchedulePublic:

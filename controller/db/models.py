@@ -1,7 +1,8 @@
 """Database tables and API shapes (FastAPI-template style: `XBase`, `X(table=True)`, `XPublic`, `XsPublic`).
 
 Inventory: `Commune` ⊃ `Village` ⊃ `Receiver`. Live status: `ReceiverStatus` (one row per receiver, written
-by the MQTT bridge). Access: `ApiToken`. Accountability: `AuditEntry`, `CommandRecord`.
+by the MQTT bridge). People and access: `User` (an account with a role and communes), `ApiToken` (owned by a
+user, or a named service). Accountability: `AuditEntry`, `CommandRecord`.
 All datetimes are UTC.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -23,6 +24,8 @@ class Commune(SQLModel, table=True):
     code: str = Field(index=True, unique=True, max_length=63)
     name: str
     kind: str = "xa"
+    # Content made by a commune operator waits for a leader's approval (duyệt tin) before it can go on air.
+    approval_required: bool = True
 
 
 class Village(SQLModel, table=True):
@@ -59,15 +62,35 @@ class ReceiverStatus(SQLModel, table=True):
     keepalive_s: int | None = None  # declared by the agent; silence for 1.5× this means offline
 
 
+class User(SQLModel, table=True):
+    """A person who works on the system (a district admin, a commune operator, …)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(index=True, unique=True, max_length=64)
+    display_name: str = Field(max_length=200)
+    password_hash: str  # Argon2id, in its PHC string form
+    role: str  # see controller.policy.ROLES
+    communes: str | None = None  # space-separated codes; None = every commune
+    disabled: bool = False
+    last_login_at: dt.datetime | None = None
+    created_by: str = "cli"
+    created_at: dt.datetime = Field(default_factory=utcnow)
+
+
 class ApiToken(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str
     token_hash: str = Field(index=True, unique=True)  # sha256 of the 256-bit random token
     scopes: str  # space-separated
     communes: str | None = None  # space-separated codes; None = every commune
+    # The person whose rights bound the token's; None for a service token made by an admin or the CLI.
+    owner_id: int | None = Field(default=None, foreign_key="user.id", index=True)
+    created_by: str = "cli"
     created_at: dt.datetime = Field(default_factory=utcnow)
+    expires_at: dt.datetime | None = None
     last_used_at: dt.datetime | None = None
     revoked: bool = False
+    revoked_at: dt.datetime | None = None
 
 
 class AuditEntry(SQLModel, table=True):
@@ -78,6 +101,7 @@ class AuditEntry(SQLModel, table=True):
     target: str | None = None
     outcome: str  # "ok", "refused", "rejected", "no_answer"
     detail: str | None = None
+    address: str | None = None  # the client's address, for what came over HTTP
 
 
 class CommandRecord(SQLModel, table=True):
@@ -163,6 +187,8 @@ class Bulletin(ContentBase, table=True):
     trimmed_s: float = 0.0
     created_by: str
     created_at: dt.datetime = Field(default_factory=utcnow)
+    approved_by: str | None = None  # None: a draft, which cannot be played or scheduled
+    approved_at: dt.datetime | None = None
 
 
 class Announcement(ContentBase, table=True):
@@ -185,6 +211,8 @@ class Announcement(ContentBase, table=True):
     loudness_after: float
     created_by: str
     created_at: dt.datetime = Field(default_factory=utcnow)
+    approved_by: str | None = None
+    approved_at: dt.datetime | None = None
 
 
 class ContentPublic(SQLModel):
@@ -199,6 +227,9 @@ class ContentPublic(SQLModel):
     media_url: str
     created_by: str
     created_at: dt.datetime
+    approved: bool = True
+    approved_by: str | None = None
+    approved_at: dt.datetime | None = None
 
 
 class BulletinPublic(ContentPublic):
@@ -233,9 +264,13 @@ class AnnouncementsPublic(SQLModel):
 
 
 class Abbreviation(SQLModel, table=True):
-    """A staff-edited expansion read instead of an abbreviation (on top of the built-in list)."""
+    """A staff-edited expansion read instead of an abbreviation (on top of the built-in list): the district's
+    (commune_id None, changed by district admins only) or one commune's, which wins in that commune."""
 
-    abbr: str = Field(primary_key=True, max_length=40)
+    __table_args__ = (UniqueConstraint("abbr", "commune_id", name="uq_abbreviation_abbr_commune"),)
+    id: int | None = Field(default=None, primary_key=True)
+    abbr: str = Field(max_length=40, index=True)
+    commune_id: int | None = Field(default=None, foreign_key="commune.id", index=True)
     expansion: str = Field(max_length=200)
     updated_by: str
     updated_at: dt.datetime = Field(default_factory=utcnow)
@@ -312,6 +347,8 @@ class Programme(ProgrammeBase, table=True):
     created_at: dt.datetime = Field(default_factory=utcnow)
     updated_by: str | None = None
     updated_at: dt.datetime | None = None
+    approved_by: str | None = None  # None: a draft, not placed on any receiver's plan
+    approved_at: dt.datetime | None = None
 
 
 class ReceiverGroup(SQLModel, table=True):
