@@ -8,7 +8,7 @@ Two measurements on the same broker, one after the other so that they never comp
    all-receivers ping topic; each replies on its ack topic the moment a message arrives. The bench publishes
    a token and times publish → N replies.
 2. Controller path: N real `Agent`s (`truyenthanh-dev fleet`, child process) and the controller's real `Bridge`
-   in this process. Each round is `Ping.new("all")` → `Bridge.send` (sign, publish) → every agent verifies
+   in this process. Each round is `Ping.new(Target.everyone())` → `Bridge.send` (sign, publish) → every agent verifies
    the signature, records the id in its replay memory, acks → `Bridge.watch` sees N distinct acks.
 
 The ratio of the two is the cost of our code (signing, verifying, replay memory, pydantic, ack ingest and
@@ -60,7 +60,7 @@ from controller.provision import ensure_signing_key
 from devrig.testbed import Testbed, make_testbed
 from firmware_sim.fleet import agent_settings, load_fleet_file
 from receivers.agent import AgentSettings
-from receivers.protocol import Ack, Ping, Topics
+from receivers.protocol import Ack, Ping, Target, Topics
 
 log = logging.getLogger("bench.fanout")
 
@@ -421,7 +421,7 @@ async def fleet_memory(bridge: Bridge, tb: Testbed, fleet_file: Path, state_dir:
 async def controller_rounds(bridge: Bridge, tb: Testbed, n: int, args: argparse.Namespace, fleet: Child
                             ) -> Distribution:
     async def one(r: Round) -> None:
-        command = Ping.new("all", 60)
+        command = Ping.new(Target.everyone(), 60)
 
         def on_ack(rid: str, ack: Ack) -> None:
             r.answer(rid, ack.at.timestamp(), ack.status == "applied")

@@ -27,7 +27,6 @@ from sqlmodel import Session, SQLModel, col, select
 
 from controller.config import Settings
 from controller.db.models import CommandRecord, PlayRecord, Receiver, ReceiverStatus
-from receivers.transport import Link
 from receivers.protocol import (
     Ack,
     Availability,
@@ -37,11 +36,13 @@ from receivers.protocol import (
     ProtocolError,
     ReceiverState,
     Signer,
+    Target,
     Telemetry,
     Topics,
     parse_receiver_message,
     utcnow,
 )
+from receivers.transport import Link
 
 log = logging.getLogger(__name__)
 FINAL_ACKS = ("applied", "rejected", "done", "failed")  # a command's outcome; play steps are progress
@@ -245,7 +246,7 @@ class Bridge:
                 for rec in s.exec(select(CommandRecord).where(col(CommandRecord.command_id).in_(list(answers)))):
                     rid, ack = answers[rec.command_id]
                     # The outcome of a one-receiver command; a late answer replaces "no_answer".
-                    if rec.target == f"receiver:{rid}" and rec.outcome in (None, "no_answer"):
+                    if rec.target == str(Target.receiver(rid)) and rec.outcome in (None, "no_answer"):
                         rec.outcome, rec.reason, rec.answered_at = ack.status, ack.reason, ack.at
                         s.add(rec)
             s.commit()
@@ -269,16 +270,6 @@ class Bridge:
 
     # ----------------------------------------------------------------------------------- commands
 
-    def topic_for(self, target: str, kind: str) -> str:
-        scope, _, ident = target.partition(":")
-        if scope == "receiver":
-            return self.topics.receiver_cmd(ident, kind)
-        if scope == "commune":
-            return self.topics.commune_cmd(ident, kind)
-        if target == "all":
-            return self.topics.all_cmd(kind)
-        raise ValueError(f"not a command target: {target!r}")
-
     async def send(self, command: Command, issued_by: str) -> None:
         """Sign and publish (QoS 1, never retained), and record the command."""
         await self.publish_signed(command, self.signer.sign(command), issued_by)
@@ -287,9 +278,9 @@ class Bridge:
         """Publish `payload`, the signed `command` (signed by the caller, who keeps it), and record it."""
         kind = command.kind  # type: ignore[attr-defined]
         self._pending.commands.append(CommandRecord(
-            command_id=str(command.command_id), kind=kind, target=command.target, issued_at=command.issued_at,
+            command_id=str(command.command_id), kind=kind, target=str(command.target), issued_at=command.issued_at,
             expires_at=command.expires_at, issued_by=issued_by))
-        await self.link.publish(self.topic_for(command.target, kind), payload)
+        await self.link.publish(command.target.topic(self.topics, kind), payload)
 
     @contextlib.contextmanager
     def watch(self, command_id: str, callback: Callable[[str, Ack], None]) -> Iterator[None]:
@@ -318,7 +309,7 @@ class Bridge:
         waiter: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
 
         def answered(rid: str, ack: Ack) -> None:
-            if command.target == f"receiver:{rid}" and not waiter.done():
+            if command.target == Target.receiver(rid) and not waiter.done():
                 waiter.set_result(ack)
 
         try:
@@ -327,7 +318,7 @@ class Bridge:
                 return await asyncio.wait_for(waiter, timeout)
         except TimeoutError:
             self._pending.commands.append(CommandRecord(
-                command_id=key, kind=command.kind, target=command.target,  # type: ignore[attr-defined]
+                command_id=key, kind=command.kind, target=str(command.target),  # type: ignore[attr-defined]
                 issued_at=command.issued_at, expires_at=command.expires_at, issued_by=issued_by,
                 outcome="no_answer", answered_at=utcnow()))
             return None

@@ -36,6 +36,7 @@ from receivers.protocol import (
     SetVolume,
     Stop,
     SyncSchedule,
+    Target,
     Telemetry,
     Topics,
     Verifier,
@@ -199,7 +200,7 @@ class Agent:
             if command.kind != info.command:
                 raise Rejected(f"a {command.kind!r} command on the {info.command!r} topic", command)
             if not self._addressed_to_me(command.target):
-                raise Rejected(f"addressed to {command.target!r}", command)
+                raise Rejected(f"addressed to {str(command.target)!r}", command)
             try:
                 first = self.replay.first_time(str(command.command_id), command.expires_at, self.clock())
             except sqlite3.Error as e:  # a full or failing SD card must not silence an emergency
@@ -285,8 +286,8 @@ class Agent:
         except aiomqtt.MqttError:
             pass  # retained state is published again on reconnect
 
-    def _addressed_to_me(self, target: str) -> bool:
-        return target in ("all", f"receiver:{self.rid}", f"commune:{self.settings.commune}")
+    def _addressed_to_me(self, target: Target) -> bool:
+        return target.reaches(self.rid, self.settings.commune)
 
     async def _ack(self, command_id: object, kind: str | None, status: str, reason: str | None,
                    item_id: str | None = None) -> None:
@@ -333,7 +334,7 @@ async def handle_restart(agent: Agent, command: RestartAgent) -> str | None:
 async def handle_sync_schedule(agent: Agent, command: SyncSchedule) -> str | None:
     if command.version is not None and command.version == agent.plan_keeper.version:
         return None  # already holds it: no download
-    if command.target != f"receiver:{agent.rid}":  # told together with a commune: not all in one instant
+    if command.target != Target.receiver(agent.rid):  # told together with a commune: not all in one instant
         await asyncio.sleep(agent._rng.uniform(0, CONNECT_SPREAD_S))
     return await agent.plan_keeper.pull()
 

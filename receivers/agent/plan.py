@@ -31,7 +31,7 @@ from typing import Any
 
 import httpx
 
-from receivers.protocol import Plan, PlanEntry, Play, Rejected, Verifier
+from receivers.protocol import Plan, PlanEntry, Play, Rejected, Target, Verifier
 from receivers.transport import backoff_delay
 
 from .player import Player
@@ -70,7 +70,7 @@ def plan_command(plan: Plan, entry: PlanEntry, missed_tolerance_s: float) -> Pla
     """The play an entry stands for, as if the controller had sent it when it compiled the plan."""
     last = entry.duration_s + missed_tolerance_s + EXPIRY_MARGIN_S
     return Play(command_id=plan_command_id(entry.item_id), issued_at=plan.generated_at,
-                expires_at=entry.start_at + dt.timedelta(seconds=last), target=f"receiver:{plan.receiver_id}",
+                expires_at=entry.start_at + dt.timedelta(seconds=last), target=Target.receiver(plan.receiver_id),
                 item_id=entry.item_id, priority=entry.priority, media=entry.media, start_at=entry.start_at,
                 title=entry.title)
 

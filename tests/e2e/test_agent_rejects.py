@@ -10,7 +10,7 @@ import logging
 import aiomqtt
 import pytest
 
-from receivers.protocol import Ack, SetVolume, Signer, Topics, generate_private_key_pem
+from receivers.protocol import Ack, SetVolume, Signer, Target, Topics, generate_private_key_pem
 from tests.conftest import FleetThread
 
 pytestmark = pytest.mark.integration
@@ -52,12 +52,12 @@ def test_each_bad_command_is_rejected_with_its_reason(fleet: FleetThread, caplog
     topic = ctl.topics.receiver_cmd(rid, "set-volume")
     now = dt.datetime.now(dt.UTC)
 
-    good = SetVolume.new(f"receiver:{rid}", 60, volume=11)
+    good = SetVolume.new(Target.receiver(rid), 60, volume=11)
     unsigned = json.dumps({"v": 1, "body": good.to_bytes().decode()}).encode()
-    forged = Signer(generate_private_key_pem()).sign(SetVolume.new(f"receiver:{rid}", 60, volume=12))
-    expired = ctl.signer.sign(SetVolume.new(f"receiver:{rid}", 60, now=now - dt.timedelta(minutes=5), volume=13))
-    elsewhere = ctl.signer.sign(SetVolume.new("receiver:tra-ka-thon-1-1", 60, volume=14))
-    commune = ctl.signer.sign(SetVolume.new(f"commune:{agent.settings.commune}", 60, volume=15))
+    forged = Signer(generate_private_key_pem()).sign(SetVolume.new(Target.receiver(rid), 60, volume=12))
+    expired = ctl.signer.sign(SetVolume.new(Target.receiver(rid), 60, now=now - dt.timedelta(minutes=5), volume=13))
+    elsewhere = ctl.signer.sign(SetVolume.new(Target.receiver("tra-ka-thon-1-1"), 60, volume=14))
+    commune = ctl.signer.sign(SetVolume.new(Target.commune(agent.settings.commune), 60, volume=15))
     signed = ctl.signer.sign(good)
 
     acks = ctl.send(rid, [(topic, unsigned), (topic, forged), (topic, expired), (topic, elsewhere),
@@ -98,7 +98,7 @@ def test_garbage_on_command_topics_never_crashes_the_agent(fleet: FleetThread) -
     topic = ctl.topics.receiver_cmd(rid, "set-volume")
     garbage = [b"", b"\xff\xfe\x00", b"null", b"[1,2]", b'{"v":1}', b'{"v":1,"body":5,"sig":"x"}',
                b'{"v":2,"body":"{}","sig":"AAAA"}', b'{"v":1,"body":"{}","sig":"not base64!"}', b"{" * 10_000]
-    good = ctl.signer.sign(SetVolume.new(f"receiver:{rid}", 60, volume=42))
+    good = ctl.signer.sign(SetVolume.new(Target.receiver(rid), 60, volume=42))
     acks = ctl.send(rid, [(topic, g) for g in garbage] + [(ctl.topics.receiver_cmd(rid, "ping"), good), (topic, good)],
                     len(garbage) + 2)
     assert all(a.status == "rejected" for a in acks[:-1])

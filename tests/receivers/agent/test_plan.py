@@ -34,6 +34,7 @@ from receivers.protocol import (
     PlanEntry,
     PlayEvent,
     Signer,
+    Target,
     generate_private_key_pem,
     public_key_b64,
 )
@@ -282,7 +283,7 @@ def test_bad_foreign_and_older_plans_are_refused_and_the_stored_one_kept(
                 SIGNER.sign(make_plan(newer.entries, rid="tra-my-tdp-9-8", generated_at=later)),
             "plan refused: generated at": SIGNER.sign(
                 make_plan(newer.entries, generated_at=good.generated_at - dt.timedelta(seconds=1))),
-            "plan refused: signed but not a plan": SIGNER.sign(Ping.new(f"receiver:{RID}", 60)),
+            "plan refused: signed but not a plan": SIGNER.sign(Ping.new(Target.receiver(RID), 60)),
         }
         for reason, bad in refusals.items():
             server.plans[RID] = ("0" * 64, bad)

@@ -13,7 +13,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from receivers.protocol import Ack, PlayEvent, Signer, SyncSchedule, Topics
+from receivers.protocol import Ack, PlayEvent, Signer, SyncSchedule, Target, Topics
 from tests.conftest import FleetThread, wait_for
 from tests.receivers.agent.test_plan import PlanServer, entry, make_plan
 from tests.samples import make
@@ -54,7 +54,7 @@ class Listener:
                 self.events.append(PlayEvent.model_validate_json(payload))
 
     def sync(self, version: str | None) -> SyncSchedule:
-        command = SyncSchedule.new(f"receiver:{self.rid}", 60, version=version)
+        command = SyncSchedule.new(Target.receiver(self.rid), 60, version=version)
 
         async def send() -> None:
             assert self.client is not None
