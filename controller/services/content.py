@@ -43,10 +43,11 @@ def usable_content(ctx: Ctx, *, bulletin_id: int | None = None, announcement_id:
     require(ctx.who, Right.CONTENT_READ, action)
     if (bulletin_id is None) == (announcement_id is None):
         raise Invalid("Give exactly one of bulletin_id or announcement_id.")
-    model: type[Bulletin] | type[Announcement] = Bulletin if bulletin_id is not None else Announcement
-    ident = bulletin_id if bulletin_id is not None else announcement_id
-    kind = "bulletin" if model is Bulletin else "announcement"
-    content = ctx.session.get(model, ident)
+    content: ContentModel | None
+    if bulletin_id is not None:
+        kind, ident, content = "bulletin", bulletin_id, ctx.session.get(Bulletin, bulletin_id)
+    else:
+        kind, ident, content = "announcement", announcement_id, ctx.session.get(Announcement, announcement_id)
     if content is None:
         raise NotFound(f"No {kind} {ident}.")
     commune = ctx.session.get(Commune, content.commune_id) if content.commune_id is not None else None
