@@ -47,7 +47,7 @@ def usable_content(ctx: Ctx, *, bulletin_id: int | None = None, announcement_id:
     if bulletin_id is not None:
         kind, ident, content = "bulletin", bulletin_id, ctx.session.get(Bulletin, bulletin_id)
     else:
-        kind, ident, content = "announcement", announcement_id, ctx.session.get(Announcement, announcement_id)
+        kind, ident, content = "announcement", announcement_id or 0, ctx.session.get(Announcement, announcement_id)
     if content is None:
         raise NotFound(f"No {kind} {ident}.")
     commune = ctx.session.get(Commune, content.commune_id) if content.commune_id is not None else None
