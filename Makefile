@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint typecheck install bench clean
+.PHONY: demo test lint typecheck install bench clean agent-wheelhouse
 
 $(BIN)/truyenthanh: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -11,7 +11,21 @@ $(BIN)/truyenthanh: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-install: $(BIN)/truyenthanh
+# The Pi agent's distribution (receivers/pyproject.toml) and a wheel of every dependency it has, so it
+# installs with `pip install --no-index --find-links var/agent-wheelhouse truyenthanh-agent` (as
+# tests/receivers/test_agent_dist.py does). Wheels for this machine's platform; on a Pi, pip fetches its own.
+AGENT_WHEELHOUSE := var/agent-wheelhouse
+AGENT_SOURCES := receivers/pyproject.toml $(shell find receivers -path receivers/build -prune -o -type f \( -name '*.py' -o -path 'receivers/deploy/*' \) -print)
+
+$(AGENT_WHEELHOUSE)/.built: $(BIN)/truyenthanh $(AGENT_SOURCES)
+	rm -f $(AGENT_WHEELHOUSE)/truyenthanh_agent-*.whl
+	$(BIN)/pip wheel --quiet ./receivers -w $(AGENT_WHEELHOUSE)
+	rm -rf receivers/build receivers/truyenthanh_agent.egg-info
+	touch $@
+
+agent-wheelhouse: $(AGENT_WHEELHOUSE)/.built
+
+install: $(BIN)/truyenthanh agent-wheelhouse
 
 demo: install
 	$(BIN)/truyenthanh-dev demo

@@ -3,11 +3,12 @@
 #
 #   sudo ./install.sh [--controller URL --code CODE] PACKAGE
 #
-# PACKAGE is what `pip install` accepts: the wheel (truyenthanh-0.1.0-py3-none-any.whl), a checkout, ...
-# With --controller and --code (the one-time enrolment code from the operator), the Pi also enrols:
-# it fetches its credentials and the controller's public key into /etc/truyenthanh/agent.toml, and the
-# agent starts. Running the script again is safe: it upgrades the package, refreshes the systemd unit
-# and restarts the agent if it is enrolled.
+# PACKAGE is the agent's own distribution, truyenthanh-agent (never the controller's): its wheel
+# (truyenthanh_agent-0.1.0-py3-none-any.whl), a directory of wheels holding it, a checkout of the
+# repository (its receivers/ part is installed), or what else `pip install` accepts.
+# With --controller and --code (the one-time code from the operator), the Pi also enrols:
+# `truyenthanh-agent enroll` writes /etc/truyenthanh/agent.toml, and the agent starts. Running the
+# script again is safe: it upgrades the package, refreshes the systemd unit, restarts an enrolled agent.
 set -euo pipefail
 
 PREFIX=/opt/truyenthanh
@@ -17,7 +18,7 @@ AGENT_USER=truyenthanh
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 usage() {
-    sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed -n '2,11s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 die() {
@@ -60,6 +61,13 @@ fi
 if [[ $package != *://* && ! -e $package ]] && [[ $package == */* || $package == *.whl ]]; then
     die "no such file: $package"
 fi
+if [[ -f $package/receivers/pyproject.toml ]]; then # a checkout of the repository: the agent's part only
+    pip_args=("$package/receivers")
+elif [[ -d $package && ! -f $package/pyproject.toml ]]; then # a directory of wheels: the agent from it
+    pip_args=(--find-links "$package" truyenthanh-agent)
+else
+    pip_args=("$package")
+fi
 
 echo "==> system packages: python3-venv ffmpeg alsa-utils"
 export DEBIAN_FRONTEND=noninteractive
@@ -79,8 +87,12 @@ done
 
 echo "==> $PREFIX"
 [[ -x $PREFIX/bin/python ]] || python3 -m venv "$PREFIX"
-"$PREFIX/bin/pip" install --quiet --upgrade "$package"
-ln -sfn "$PREFIX/bin/truyenthanh" /usr/local/bin/truyenthanh
+if "$PREFIX/bin/pip" show --quiet truyenthanh >/dev/null 2>&1; then # installed by an older install.sh
+    "$PREFIX/bin/pip" uninstall --quiet --yes truyenthanh
+    [[ $(readlink /usr/local/bin/truyenthanh || true) != "$PREFIX/bin/truyenthanh" ]] || rm -f /usr/local/bin/truyenthanh
+fi
+"$PREFIX/bin/pip" install --quiet --upgrade "${pip_args[@]}"
+ln -sfn "$PREFIX/bin/truyenthanh-agent" /usr/local/bin/truyenthanh-agent
 
 echo "==> $UNIT"
 unit=$HERE/$UNIT
@@ -94,7 +106,7 @@ systemctl daemon-reload
 
 if [[ -n $code ]]; then
     echo "==> enrolment with $controller"
-    "$PREFIX/bin/truyenthanh" receiver enroll --controller "$controller" --code "$code" \
+    "$PREFIX/bin/truyenthanh-agent" enroll --controller "$controller" --code "$code" \
         --config "$CONFIG" --owner "$AGENT_USER"
 fi
 
@@ -104,6 +116,6 @@ if [[ -f $CONFIG ]]; then
     echo "==> the agent is running; its log: journalctl -u ${UNIT%.service} -f"
 else
     echo "==> installed, not enrolled. Ask the operator for an enrolment code, then run:"
-    echo "    sudo truyenthanh receiver enroll --controller URL --code CODE"
+    echo "    sudo truyenthanh-agent enroll --controller URL --code CODE"
     echo "    sudo systemctl enable --now ${UNIT%.service}"
 fi
