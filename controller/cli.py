@@ -3,7 +3,8 @@
     truyenthanh serve                        the controller against an external broker (TT_MQTT_URL)
     truyenthanh seed                         load the seed file (TT_SEED_FILE) into the database
     truyenthanh provision --broker mosquitto write broker password/ACL files for every receiver
-    truyenthanh token create --scopes ...    make an API token
+    truyenthanh user add|list|disable|enable|passwd   people's accounts (controller/cli_accounts.py)
+    truyenthanh token create|list|revoke     API tokens
     truyenthanh ingest FILE                  make a recording broadcast-ready (as an upload would be)
     truyenthanh tts "TEXT" -o FILE.mp3       read Vietnamese text aloud into an MP3
     truyenthanh receiver enrolment-code RID  make a one-time code for installing receiver RID
@@ -13,26 +14,22 @@ The development rig (demo, simulated fleet, an agent on simulated hardware) is `
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from controller.cli_accounts import token_app, user_app
 from controller.config import Settings
 
 if TYPE_CHECKING:
     from sqlmodel import Session
 
-if TYPE_CHECKING:
-    pass
-
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="truyenthanh: commune loudspeaker controller")
-token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
+app.add_typer(user_app, name="user")
 receiver_app = typer.Typer(help="Receivers (the Pi runs `truyenthanh-agent`).", no_args_is_help=True)
 app.add_typer(receiver_app, name="receiver")
 
@@ -43,8 +40,8 @@ def _logging(verbose: bool = False) -> None:
 
 
 def _session(settings: Settings) -> Session:
-    """A session on the migrated database. Imported here, not at the top: the receiver agent runs through
-    this module too, and on a Pi Zero the database stack would cost it ~19 MB for nothing."""
+    """A session on the migrated database. Imported here, not at the top: commands that need no database
+    (tts, ingest) start without the database stack."""
     from sqlmodel import Session
 
     from controller.db import make_engine, migrate
@@ -137,36 +134,6 @@ def receiver_config(
     typer.echo(f"wrote {out}; now run `truyenthanh provision` so the broker accepts the new password")
 
 
-@token_app.command("create")
-def token_create(
-    scopes: Annotated[str, typer.Option(help="comma-separated: receivers:read, receivers:control, "
-                                             "emergency:trigger, admin")],
-    communes: Annotated[str | None, typer.Option(help="comma-separated commune codes (default: all)")] = None,
-    name: Annotated[str, typer.Option(help="who or what the token is for")] = "cli",
-) -> None:
-    """Create an API token and print it (it is shown only this once)."""
-    from sqlmodel import select
-
-    from controller.auth import create_token
-    from controller.db.models import AuditEntry, Commune
-
-    settings = Settings()
-    codes = [x.strip() for x in communes.split(",") if x.strip()] if communes else None
-    with _session(settings) as s:
-        known: set[str] = {c.code for c in s.exec(select(Commune))}
-        unknown = sorted(set(codes or ()) - known)
-        if unknown:
-            raise typer.BadParameter(f"unknown commune code(s): {', '.join(unknown)}")
-        try:
-            token = create_token(s, name, [x.strip() for x in scopes.split(",") if x.strip()], codes)
-        except ValueError as e:
-            raise typer.BadParameter(str(e)) from None
-        s.add(AuditEntry(actor="cli", action="token.create", target=name, outcome="ok",
-                         detail=f"scopes={scopes}; communes={communes or 'all'}"))
-        s.commit()
-    typer.echo(token)
-
-
 @app.command()
 def ingest(
     file: Annotated[Path, typer.Argument(help="any recording: MP3, WAV, OGG/Opus, M4A/AAC, FLAC, AMR, 3GP…")],
@@ -246,17 +213,6 @@ def tts(
             speak(chosen, spoken, chosen.voices[0], settings.data_dir / "tts-cache", wav, layout)
         result = run_ingest(wav, out, broadcast_format(settings.audio), trim_silence=False)
     typer.echo(f"{out}: {result.duration_s:.1f} s by {chosen.name}, {result.loudness_after:.1f} LUFS")
-
-
-def _run_until_signal(main: object) -> None:
-    async def runner() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await main(stop)  # type: ignore[operator]
-
-    asyncio.run(runner())
 
 
 @receiver_app.command("enrolment-code")

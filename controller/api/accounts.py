@@ -19,7 +19,7 @@ from controller.services.accounts import (
 )
 from controller.services.audit import AuditEntriesPublic
 
-from .deps import Admin, CanReadReceivers, PageDep
+from .deps import Admin, PageDep, SignedIn
 
 router = APIRouter(tags=["accounts"])
 
@@ -74,7 +74,7 @@ class Me(BaseModel):
 
 
 @router.get("/me", response_model=Me)
-def me(who: CanReadReceivers) -> Me:
+def me(who: SignedIn) -> Me:
     """Who the caller is: rights and communes in force (a token's bounded by its owner's)."""
     return _me(who)
 

@@ -10,8 +10,8 @@ route), the service context.
 - `PageDep`: the paging convention (`limit` 1–1000, default 100; `offset`).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: the dependencies made in `allow`/`ctx_for` annotate with a
+# local `right`, which FastAPI could not resolve from a string annotation.
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
@@ -68,6 +68,15 @@ def allow(right: Right) -> Callable[..., Principal]:
 
     check.right = right  # type: ignore[attr-defined]  # read by the route-table policy test
     return check
+
+
+def signed_in(who: Annotated[Principal, Depends(authenticated)]) -> Principal:
+    """The route's policy: any authenticated principal (it only shows the caller their own)."""
+    return who
+
+
+signed_in.right = "signed-in"  # type: ignore[attr-defined]
+SignedIn = Annotated[Principal, Depends(signed_in)]
 
 
 def public(reason: str) -> Callable[[], None]:
