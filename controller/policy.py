@@ -148,6 +148,14 @@ def require(who: Principal, right: Right, action: str) -> None:
                         who=who, action=action)
 
 
+def require_district(who: Principal, right: Right, action: str) -> None:
+    """`right` over the whole district: accounts, the audit log, district-wide settings."""
+    require(who, right, action)
+    if who.communes is not None:
+        raise Forbidden(f"This needs the '{right}' right over the whole district; {who.kind} {who.name!r} is "
+                        f"limited to {', '.join(sorted(who.communes))}.", who=who, action=action)
+
+
 def require_in(who: Principal, right: Right, commune: str | None, action: str, what: str, *,
                change: bool = False) -> None:
     """`right`, and the object (of `commune`; None = the district's own) within the principal's communes.

@@ -25,8 +25,19 @@ from pydantic import field_validator
 from sqlmodel import Session, SQLModel, col, func, select
 
 from controller.db.models import ApiToken, Commune, User, utcnow
-from controller.errors import Conflict, Invalid, NotFound, Unauthenticated
-from controller.policy import ROLES, SCOPES, Principal, Right, narrow, parse_communes, parse_rights, require, role_title
+from controller.errors import Conflict, Forbidden, Hidden, Invalid, NotFound, Unauthenticated
+from controller.policy import (
+    ROLES,
+    SCOPES,
+    Principal,
+    Right,
+    narrow,
+    parse_communes,
+    parse_rights,
+    require,
+    require_district,
+    role_title,
+)
 
 from .context import Ctx, Page
 
@@ -136,7 +147,7 @@ def add_user(session: Session, body: UserCreate, created_by: str) -> User:
 
 
 def create_user(ctx: Ctx, body: UserCreate) -> UserPublic:
-    require(ctx.who, Right.ADMIN, "user.create")
+    require_district(ctx.who, Right.ADMIN, "user.create")
     try:
         user = add_user(ctx.session, body, ctx.who.actor)
     except ValueError as e:
@@ -146,7 +157,7 @@ def create_user(ctx: Ctx, body: UserCreate) -> UserPublic:
 
 
 def list_users(ctx: Ctx, page: Page) -> UsersPublic:
-    require(ctx.who, Right.ADMIN, "user.list")
+    require_district(ctx.who, Right.ADMIN, "user.list")
     q = select(User)
     count = ctx.session.exec(select(func.count()).select_from(q.subquery())).one()
     rows = ctx.session.exec(page.apply(q.order_by(col(User.id)))).all()
@@ -154,7 +165,7 @@ def list_users(ctx: Ctx, page: Page) -> UsersPublic:
 
 
 def update_user(ctx: Ctx, uid: int, body: UserUpdate) -> UserPublic:
-    require(ctx.who, Right.ADMIN, "user.update")
+    require_district(ctx.who, Right.ADMIN, "user.update")
     user = ctx.session.get(User, uid)
     if user is None:
         raise NotFound(f"No user {uid}.")
@@ -303,7 +314,8 @@ def create_token(ctx: Ctx, body: TokenCreate) -> TokenCreated:
     if ctx.who.communes is not None:
         asked = frozenset(communes) if communes is not None else ctx.who.communes
         if not asked <= ctx.who.communes:
-            raise Invalid("A token cannot reach communes its creator does not.")
+            raise Forbidden("A token cannot reach communes its creator does not.", who=ctx.who,
+                            action="token.create")
         communes = sorted(asked)
     try:
         row, token = issue_token(ctx.session, body.name.strip() or "token", body.scopes, communes, owner=owner,
@@ -318,7 +330,7 @@ def create_token(ctx: Ctx, body: TokenCreate) -> TokenCreated:
 
 
 def list_tokens(ctx: Ctx, page: Page) -> TokensPublic:
-    require(ctx.who, Right.ADMIN, "token.list")
+    require_district(ctx.who, Right.ADMIN, "token.list")
     q = select(ApiToken)
     count = ctx.session.exec(select(func.count()).select_from(q.subquery())).one()
     rows = ctx.session.exec(page.apply(q.order_by(col(ApiToken.id)))).all()
@@ -339,8 +351,10 @@ def revoke(session: Session, tid: int) -> ApiToken | None:
 def revoke_token(ctx: Ctx, tid: int) -> None:
     require(ctx.who, Right.ADMIN, "token.revoke")
     row = ctx.session.get(ApiToken, tid)
-    if row is None or not ctx.who.may_touch_all(_codes(row.communes)):
+    if row is None:
         raise NotFound(f"No token {tid}.")
+    if not ctx.who.may_touch_all(_codes(row.communes)):
+        raise Hidden(f"No token {tid}.", who=ctx.who, action="token.revoke")
     revoke(ctx.session, tid)
     ctx.audit("token.revoke", target=f"token:{tid}:{row.name}")
 

@@ -42,9 +42,9 @@ class AuditEntriesPublic(SQLModel):
 def entries(ctx: Ctx, page: Page, *, action: str | None = None, outcome: str | None = None,
             actor: str | None = None) -> AuditEntriesPublic:
     """Newest first. District admins only: the log names every commune's actions."""
-    from controller.policy import Right, require
+    from controller.policy import Right, require_district
 
-    require(ctx.who, Right.ADMIN, "audit.read")
+    require_district(ctx.who, Right.ADMIN, "audit.read")
     q = select(AuditEntry)
     if action:
         q = q.where(col(AuditEntry.action).startswith(action))
