@@ -1,28 +1,30 @@
-"""The content library's service layer, shared by the bulletin and announcement routes and the CLI:
-turn a source file into stored broadcast audio (`make_media`), refuse with the right HTTP status
-(`ingest_error`), check who may touch which commune's content (`commune_for`), and make speech
-(`engines`, `normalized`, `speak`).
+"""Making broadcast audio for the content library: helpers without policy, HTTP or audit, shared by the
+content services (`controller.services.content`), emergencies and the command line (`truyenthanh ingest`,
+`truyenthanh tts`).
+
+- `broadcast_format`, `make_media`, `ingest_error`: a source file → stored broadcast audio (a `MediaFile`),
+  or the domain error that says why not (415 not audio, 422 otherwise).
+- `media_url`: where receivers and staff fetch stored audio (without a token, by hash).
+- `engines`, `speak`: the text-to-speech engines and the layout of speech with chimes and repeats.
+- `normalized`: kept for callers not yet moved to `controller.services.content.spoken_text` (district list).
 """
 
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from fastapi import HTTPException
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session
 
 from audio import ffmpeg
 from audio.compose import compose_file
 from audio.ingest import BroadcastFormat, Ingested, IngestError, ingest
 from audio.store import MediaStore
 from audio.tts import EspeakEngine, GttsEngine, TtsEngine, synthesize
-from audio.vi_text import normalize
-from controller.auth import Principal, audit
 from controller.config import AudioSettings
-from controller.db.models import Abbreviation, Announcement, Bulletin, Commune, MediaFile
+from controller.db.models import MediaFile
+from controller.errors import DomainError, Invalid, Unsupported
 
 
 class Layout(Protocol):
@@ -52,41 +54,20 @@ def make_media(session: Session, store: MediaStore, source: Path, fmt: Broadcast
     return media, result
 
 
-def ingest_error(e: IngestError) -> HTTPException:
+def ingest_error(e: IngestError) -> DomainError:
+    """The domain error for input that cannot become broadcast audio: 415 for what is not audio at all."""
     message = str(e)
-    status = 415 if ("not audio" in message or "no audio track" in message) else 422
-    return HTTPException(status, message)
-
-
-def commune_for(session: Session, who: Principal, code: str | None) -> Commune | None:
-    """The commune named by `code` (None: district-wide), if `who` may publish content there."""
-    if code is None:
-        if who.communes is not None:
-            raise HTTPException(403, "This token is limited to some communes: name one of them (commune=…).")
-        return None
-    commune = session.exec(select(Commune).where(Commune.code == code)).first()
-    if commune is None:
-        raise HTTPException(422, f"No commune with code {code!r}.")
-    if not who.may_see(code):
-        raise HTTPException(403, f"This token may not publish content for commune {code!r}.")
-    return commune
+    if "not audio" in message or "no audio track" in message:
+        return Unsupported(message)
+    return Invalid(message)
 
 
 def media_url(sha: str) -> str:
     return f"/media/{sha}.mp3"
 
 
-# ---------------------------------------------------------------------------------------- speech
-
-
 def engines(a: AudioSettings) -> dict[str, TtsEngine]:
     return {"offline": EspeakEngine(), "gtts": GttsEngine(timeout_s=a.gtts_timeout_s, url=a.gtts_url)}
-
-
-def normalized(session: Session, text: str) -> str:
-    """`text` as the engine will read it, with the staff's abbreviations on top of the built-in ones."""
-    own = {a.abbr: a.expansion for a in session.exec(select(Abbreviation))}
-    return normalize(text, own)
 
 
 def speak(engine: TtsEngine, text: str, voice: str, cache_dir: Path, out_wav: Path, options: Layout) -> None:
@@ -99,50 +80,9 @@ def speak(engine: TtsEngine, text: str, voice: str, cache_dir: Path, out_wav: Pa
     decoded.unlink()
 
 
-# ------------------------------------------------------------------ bulletins and announcements alike
+def normalized(session: Session, text: str) -> str:
+    """`text` as read for several communes at once: the built-in and the district's abbreviations, never one
+    commune's own. Prefer `controller.services.content.spoken_text(session, text, commune)`."""
+    from controller.services.content import spoken_text  # imported here: that module imports this one
 
-ContentRow = tuple[Any, MediaFile, Commune | None]
-
-
-def content_query(model: type[Bulletin] | type[Announcement], who: Principal) -> Any:
-    """Rows of (content, its MediaFile, its Commune or None) that `who` may see: its communes' content and
-    the district-wide content."""
-    q = (select(model, MediaFile, Commune)
-         .join(MediaFile, MediaFile.sha256 == model.media_sha256)  # type: ignore[arg-type]
-         .join(Commune, Commune.id == model.commune_id, isouter=True))  # type: ignore[arg-type]
-    if who.communes is not None:
-        q = q.where(col(Commune.code).in_(who.communes) | col(model.commune_id).is_(None))
-    return q
-
-
-def find_content(session: Session, model: type[Bulletin] | type[Announcement], ident: int,
-                 who: Principal) -> ContentRow:
-    row = session.exec(content_query(model, who).where(model.id == ident)).first()
-    if row is None:
-        raise HTTPException(404, f"No {model.__name__.lower()} {ident}.")
-    return row
-
-
-def delete_content(session: Session, engine: Engine, store: MediaStore, row: ContentRow, who: Principal) -> None:
-    """Delete a bulletin or announcement, and its audio once nothing else refers to it."""
-    content, media, commune = row
-    if commune is None and who.communes is not None:
-        raise HTTPException(403, "District-wide content can only be deleted by a district token.")
-    kind = type(content).__name__.lower()
-    from controller.scheduling import programmes_using  # imported here: scheduling imports this module
-
-    using = programmes_using(session, f"{kind}:{content.id}")
-    if using:
-        names = ", ".join(f'#{p.id} "{p.title}"' for p in using[:5]) + (" …" if len(using) > 5 else "")
-        message = f"This {kind} is used by programme(s) {names}: remove it from them (or delete them) first."
-        audit(engine, who.actor, f"{kind}.delete", "refused", target=str(content.id), detail=message)
-        raise HTTPException(409, message)
-    session.delete(content)
-    session.commit()
-    used = sum(session.exec(select(func.count()).select_from(m).where(m.media_sha256 == media.sha256)).one()
-               for m in (Bulletin, Announcement))
-    if used == 0:
-        session.delete(media)
-        session.commit()
-        store.delete(media.sha256)
-    audit(engine, who.actor, f"{kind}.delete", "ok", target=str(content.id), detail=content.title)
+    return spoken_text(session, text, None)

@@ -1,5 +1,15 @@
-"""The content library: bulletins (bản tin) and announcements (thông báo), their approval (duyệt tin) and
-the staff's abbreviation lists.
+"""The content library: bulletins (bản tin) and announcements (thông báo), their approval (duyệt tin), the text
+that will actually be spoken, and the staff's abbreviation lists.
+
+- Shapes: `BulletinUpload`, `AnnouncementCreate`, `PreviewRequest` / `PreviewPublic`; the public rows are
+  `BulletinPublic` / `AnnouncementPublic` (`controller.db.models`), with `approved`, `approved_by`, `approved_at`.
+- Bulletins and announcements: `create_bulletin`, `create_announcement`, `list_bulletins`, `list_announcements`,
+  `get_bulletin`, `get_announcement`, `delete_bulletin`, `delete_announcement`, `preview_text`.
+- Approval: content made by a commune operator is a draft until someone who `may_approve` it approves it
+  (`approve_bulletin`, `approve_announcement`; a commune leader or the district for a commune's content, the
+  district for district-wide content). Content made by someone who may approve it, or in a commune whose
+  `approval_required` is off, is approved at once. Nothing edits content after it is made.
+- Abbreviations: `controller.services.abbreviations` (the district's list and each commune's own).
 
 Shared with the other domains (these signatures are relied on):
 - `usable_content(ctx, bulletin_id=…, announcement_id=…, action=…)`: the content a play, programme or
@@ -12,51 +22,407 @@ Shared with the other domains (these signatures are relied on):
 
 from __future__ import annotations
 
-from sqlmodel import Session, col, select
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
+from pydantic import BaseModel, Field, field_validator
+from sqlmodel import Session, col, func, select
+
+from audio.ingest import IngestError
+from audio.tts import TtsUnavailable
 from audio.vi_text import normalize
-from controller.db.models import Abbreviation, Announcement, Bulletin, Commune, MediaFile
-from controller.errors import Conflict, Hidden, Invalid, NotFound
-from controller.policy import Right, require
+from controller.content import broadcast_format, engines, ingest_error, make_media, media_url, speak
+from controller.db.models import (
+    Announcement,
+    AnnouncementPublic,
+    AnnouncementsPublic,
+    Bulletin,
+    BulletinPublic,
+    BulletinsPublic,
+    Commune,
+    Emergency,
+    MediaFile,
+    Programme,
+    utcnow,
+)
+from controller.errors import Conflict, Forbidden, Hidden, Invalid, NotFound, Unavailable
+from controller.policy import Principal, Right, require
 
-from .context import Ctx
+from .abbreviations import abbreviations_for
+from .context import Ctx, Page
 
 ContentModel = Bulletin | Announcement
+Kind = Literal["bulletin", "announcement"]
+MODELS: dict[str, type[Bulletin] | type[Announcement]] = {"bulletin": Bulletin, "announcement": Announcement}
 
 
-def abbreviations_for(session: Session, commune: str | None) -> dict[str, str]:
-    """The district's list, overridden by the commune's own where it has one."""
-    rows = session.exec(select(Abbreviation, Commune)
-                        .join(Commune, col(Commune.id) == Abbreviation.commune_id, isouter=True)).all()
-    district = {a.abbr: a.expansion for a, c in rows if c is None}
-    own = {a.abbr: a.expansion for a, c in rows if c is not None and c.code == commune} if commune else {}
-    return {**district, **own}
+# ------------------------------------------------------------------------------------------- shapes
+
+
+@dataclass(frozen=True)
+class BulletinUpload:
+    """The form fields of an upload (the file itself is received by the face: see `create_bulletin`)."""
+
+    title: str
+    filename: str | None = None
+    commune: str | None = None
+    trim_silence: bool | None = None  # None: the controller's setting
+
+
+class AnnouncementCreate(BaseModel):
+    text: str = Field(description="Vietnamese text to read aloud")
+    title: str | None = Field(default=None, max_length=200)
+    engine: str | None = Field(default=None, description="'offline' (eSpeak NG) or 'gtts' (Google, online)")
+    voice: str | None = None
+    chime_before: bool = False
+    chime_after: bool = False
+    repeat: int = Field(default=1, ge=1, le=10)
+    gap_s: float = Field(default=2.0, ge=0, le=60)
+    commune: str | None = Field(default=None, description="the commune's code; none for district-wide content")
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("the text is empty")
+        return v
+
+
+class PreviewRequest(BaseModel):
+    text: str
+    commune: str | None = Field(default=None, description="read with this commune's own abbreviations too")
+
+
+class PreviewPublic(BaseModel):
+    text: str
+    normalized_text: str = Field(description="exactly what the engine will read")
+    commune: str | None = None
+
+
+# ------------------------------------------------------------------------------------- spoken text
 
 
 def spoken_text(session: Session, text: str, commune: str | None) -> str:
     return normalize(text, abbreviations_for(session, commune))
 
 
+def _text_limit(ctx: Ctx, text: str) -> None:
+    limit = ctx.settings.audio.max_text_chars
+    if len(text) > limit:
+        raise Invalid(f"The text is {len(text)} characters long; the limit is {limit}.")
+
+
+def preview_text(ctx: Ctx, body: PreviewRequest) -> PreviewPublic:
+    """What an announcement of `body.text` in `body.commune` (None: district-wide) would read."""
+    require(ctx.who, Right.CONTENT_READ, "announcement.preview")
+    _text_limit(ctx, body.text)
+    commune = commune_named(ctx, body.commune, "announcement.preview")
+    code = commune.code if commune else None
+    return PreviewPublic(text=body.text, normalized_text=spoken_text(ctx.session, body.text, code), commune=code)
+
+
+# ------------------------------------------------------------------------------ communes and approval
+
+
+def commune_named(ctx: Ctx, code: str | None, action: str) -> Commune | None:
+    """The commune `code` names (None: the district). Outside the principal's communes it is `Hidden` (404),
+    known or not, so a limited principal learns nothing about the others; unknown, `Invalid` (422)."""
+    if code is None:
+        return None
+    if not ctx.who.may_see(code):
+        raise Hidden(f"No commune {code!r}.", who=ctx.who, action=action)
+    commune = ctx.session.exec(select(Commune).where(Commune.code == code)).first()
+    if commune is None:
+        raise Invalid(f"No commune with code {code!r}.")
+    return commune
+
+
+def _publishing_in(ctx: Ctx, code: str | None, action: str) -> Commune | None:
+    """Where new content goes: a commune of the principal's, or the district for an unrestricted one."""
+    require(ctx.who, Right.CONTENT_WRITE, action)
+    if code is None and not ctx.who.district:
+        raise Forbidden(f"This {ctx.who.kind} is limited to some communes: name one of them (commune=…).",
+                        who=ctx.who, action=action)
+    return commune_named(ctx, code, action)
+
+
+def may_approve(who: Principal, commune: str | None) -> bool:
+    """A commune's content: an approver in that commune; district-wide content: a district-wide approver."""
+    return who.has(Right.CONTENT_APPROVE) and who.may_touch(commune)
+
+
+def _approve_at_once(ctx: Ctx, content: ContentModel, commune: Commune | None) -> str:
+    """Approve new content when nobody else needs to; returns how it stands, for the audit log."""
+    code = commune.code if commune else None
+    if may_approve(ctx.who, code):
+        why = "approved: made by an approver"
+    elif commune is not None and not commune.approval_required:
+        why = f"approved: {commune.code} does not require approval"
+    else:
+        return "draft: waits for approval"
+    content.approved_by, content.approved_at = ctx.who.actor, utcnow()
+    return why
+
+
+def _approve(ctx: Ctx, kind: Kind, ident: int) -> BulletinPublic | AnnouncementPublic:
+    action = f"{kind}.approve"
+    require(ctx.who, Right.CONTENT_APPROVE, action)
+    content, media, commune = _find(ctx, kind, ident, action)
+    code = commune.code if commune else None
+    if not may_approve(ctx.who, code):
+        raise Forbidden(f"The {kind} {ident} is district-wide: it is approved by a district-wide approver.",
+                        who=ctx.who, action=action)
+    if content.approved_at is None:  # approving twice changes nothing: the first approval stands
+        content.approved_by, content.approved_at = ctx.who.actor, utcnow()
+        ctx.session.add(content)
+        ctx.session.commit()
+        ctx.session.refresh(content)
+        ctx.audit(action, target=str(ident), detail=f"{content.title} ({code or 'district-wide'})")
+    return _public(content, media, code)
+
+
+def approve_bulletin(ctx: Ctx, ident: int) -> BulletinPublic:
+    out = _approve(ctx, "bulletin", ident)
+    assert isinstance(out, BulletinPublic)
+    return out
+
+
+def approve_announcement(ctx: Ctx, ident: int) -> AnnouncementPublic:
+    out = _approve(ctx, "announcement", ident)
+    assert isinstance(out, AnnouncementPublic)
+    return out
+
+
+# --------------------------------------------------------------------------------- public shapes
+
+
+def _public(content: ContentModel, m: MediaFile, code: str | None) -> BulletinPublic | AnnouncementPublic:
+    assert content.id is not None
+    common: dict[str, Any] = dict(
+        id=content.id, title=content.title, commune=code, sha256=m.sha256, duration_s=m.duration_s,
+        loudness_before=content.loudness_before, loudness_after=content.loudness_after,
+        true_peak_after=m.true_peak_dbtp, media_url=media_url(m.sha256), created_by=content.created_by,
+        created_at=content.created_at, approved=content.approved_at is not None, approved_by=content.approved_by,
+        approved_at=content.approved_at)
+    if isinstance(content, Bulletin):
+        return BulletinPublic(**common, source_filename=content.source_filename,
+                              source_format=content.source_format, trimmed_s=content.trimmed_s)
+    a = content
+    return AnnouncementPublic(
+        **common, text=a.text, normalized_text=a.normalized_text, engine_requested=a.engine_requested,
+        engine=a.engine, voice=a.voice, chime_before=a.chime_before, chime_after=a.chime_after, repeat=a.repeat,
+        gap_s=a.gap_s, note=a.note)
+
+
+# ------------------------------------------------------------------------------------ finding content
+
+
+def _visible_query(model: type[Bulletin] | type[Announcement], who: Principal) -> Any:
+    """Rows of (content, its MediaFile, its Commune or None) that `who` may see: its communes' content and
+    the district-wide content."""
+    q = (select(model, MediaFile, Commune)
+         .join(MediaFile, MediaFile.sha256 == model.media_sha256)  # type: ignore[arg-type]
+         .join(Commune, Commune.id == model.commune_id, isouter=True))  # type: ignore[arg-type]
+    communes = who.communes
+    if communes is not None:
+        q = q.where(col(Commune.code).in_(communes) | col(model.commune_id).is_(None))
+    return q
+
+
+def _find(ctx: Ctx, kind: Kind, ident: int, action: str) -> tuple[Any, MediaFile, Commune | None]:
+    model = MODELS[kind]
+    row = ctx.session.exec(select(model, MediaFile, Commune)
+                           .join(MediaFile, MediaFile.sha256 == model.media_sha256)  # type: ignore[arg-type]
+                           .join(Commune, Commune.id == model.commune_id, isouter=True)  # type: ignore[arg-type]
+                           .where(model.id == ident)).first()
+    if row is None:
+        raise NotFound(f"No {kind} {ident}.")
+    content, media, commune = row
+    if not ctx.who.may_see(commune.code if commune else None):
+        raise Hidden(f"No {kind} {ident}.", who=ctx.who, action=action)
+    return content, media, commune
+
+
+def _list(ctx: Ctx, kind: Kind, page: Page, commune: str | None,
+          approved: bool | None) -> tuple[list[BulletinPublic | AnnouncementPublic], int]:
+    require(ctx.who, Right.CONTENT_READ, f"{kind}.list")
+    model = MODELS[kind]
+    q = _visible_query(model, ctx.who)
+    if commune:
+        q = q.where(Commune.code == commune)
+    if approved is not None:
+        q = q.where(col(model.approved_at).is_not(None) if approved else col(model.approved_at).is_(None))
+    count = ctx.session.exec(select(func.count()).select_from(q.subquery())).one()
+    rows = ctx.session.exec(page.apply(q.order_by(col(model.id).desc()))).all()
+    return [_public(c, m, cm.code if cm else None) for c, m, cm in rows], count
+
+
+def list_bulletins(ctx: Ctx, page: Page, *, commune: str | None = None,
+                   approved: bool | None = None) -> BulletinsPublic:
+    data, count = _list(ctx, "bulletin", page, commune, approved)
+    return BulletinsPublic(data=[d for d in data if isinstance(d, BulletinPublic)], count=count)
+
+
+def list_announcements(ctx: Ctx, page: Page, *, commune: str | None = None,
+                       approved: bool | None = None) -> AnnouncementsPublic:
+    data, count = _list(ctx, "announcement", page, commune, approved)
+    return AnnouncementsPublic(data=[d for d in data if isinstance(d, AnnouncementPublic)], count=count)
+
+
+def get_bulletin(ctx: Ctx, ident: int) -> BulletinPublic:
+    require(ctx.who, Right.CONTENT_READ, "bulletin.read")
+    b, m, c = _find(ctx, "bulletin", ident, "bulletin.read")
+    return BulletinPublic.model_validate(_public(b, m, c.code if c else None))
+
+
+def get_announcement(ctx: Ctx, ident: int) -> AnnouncementPublic:
+    require(ctx.who, Right.CONTENT_READ, "announcement.read")
+    a, m, c = _find(ctx, "announcement", ident, "announcement.read")
+    return AnnouncementPublic.model_validate(_public(a, m, c.code if c else None))
+
+
 def usable_content(ctx: Ctx, *, bulletin_id: int | None = None, announcement_id: int | None = None,
-                   action: str = "content.use") -> tuple[ContentModel, MediaFile, str | None]:
-    """(content, its audio, its commune code or None for the district's) if `ctx.who` may put it on air."""
+                   action: str = "content.use",
+                   allow_draft: bool = False) -> tuple[ContentModel, MediaFile, str | None]:
+    """(content, its audio, its commune code or None for the district's) if `ctx.who` may put it on air.
+    `allow_draft`: for emergencies, which are not held for approval (the emergency right is the approval)."""
     require(ctx.who, Right.CONTENT_READ, action)
     if (bulletin_id is None) == (announcement_id is None):
         raise Invalid("Give exactly one of bulletin_id or announcement_id.")
-    content: ContentModel | None
-    if bulletin_id is not None:
-        kind, ident, content = "bulletin", bulletin_id, ctx.session.get(Bulletin, bulletin_id)
-    else:
-        kind, ident, content = "announcement", announcement_id or 0, ctx.session.get(Announcement, announcement_id)
-    if content is None:
-        raise NotFound(f"No {kind} {ident}.")
-    commune = ctx.session.get(Commune, content.commune_id) if content.commune_id is not None else None
-    code = commune.code if commune else None
-    if not ctx.who.may_see(code):
-        raise Hidden(f"No {kind} {ident}.", who=ctx.who, action=action)
-    if content.approved_at is None:
+    kind: Kind = "bulletin" if bulletin_id is not None else "announcement"
+    ident = bulletin_id if bulletin_id is not None else announcement_id or 0
+    content, media, commune = _find(ctx, kind, ident, action)
+    if content.approved_at is None and not allow_draft:
         raise Conflict(f"The {kind} {ident} ({content.title!r}) is a draft: it goes on air once a commune "
                        "leader or the district approves it.")
-    media = ctx.session.get(MediaFile, content.media_sha256)
-    assert media is not None
-    return content, media, code
+    return content, media, commune.code if commune else None
+
+
+# ------------------------------------------------------------------------------------------- making
+
+
+def _store(ctx: Ctx, content: ContentModel, commune: Commune | None, action: str, detail: str) -> None:
+    content.commune_id = commune.id if commune else None
+    content.created_by = ctx.who.actor
+    standing = _approve_at_once(ctx, content, commune)
+    ctx.session.add(content)
+    ctx.session.commit()
+    ctx.session.refresh(content)
+    ctx.audit(action, target=str(content.id), detail=f"{standing}; {detail}")
+
+
+def create_bulletin(ctx: Ctx, form: BulletinUpload, receive: Callable[[Path], Path]) -> BulletinPublic:
+    """Make a bulletin of the upload that `receive(directory)` copies into a temporary file there (the face
+    counts the bytes and refuses what is too large); the file is received only once the principal may
+    publish where it asked to."""
+    action = "bulletin.create"
+    commune = _publishing_in(ctx, form.commune, action)
+    store, audio = ctx.require_media(), ctx.settings.audio
+    source = receive(store.root)
+    try:
+        media, result = make_media(ctx.session, store, source, broadcast_format(audio),
+                                   trim_silence=audio.trim_silence if form.trim_silence is None else form.trim_silence)
+    except IngestError as e:
+        ctx.audit(action, "refused", target=form.filename, detail=str(e))
+        raise ingest_error(e) from None
+    finally:
+        source.unlink(missing_ok=True)
+    bulletin = Bulletin(title=form.title.strip(), media_sha256=media.sha256,
+                        source_filename=(form.filename or "upload")[:200], source_format=result.probe.container,
+                        loudness_before=result.loudness_before, loudness_after=result.loudness_after,
+                        trimmed_s=result.trimmed_s, created_by=ctx.who.actor)
+    _store(ctx, bulletin, commune, action, f"{bulletin.title} ({media.sha256[:12]}, {media.duration_s:.1f} s)")
+    return BulletinPublic.model_validate(_public(bulletin, media, commune.code if commune else None))
+
+
+def create_announcement(ctx: Ctx, body: AnnouncementCreate) -> AnnouncementPublic:
+    """Read `body.text` (normalised with the commune's abbreviations) aloud, with its chimes and repeats.
+    Google's engine unreachable: the offline engine reads it and `note` says so. Blocking (TTS, ffmpeg)."""
+    action = "announcement.create"
+    settings = ctx.settings
+    _text_limit(ctx, body.text)
+    available = engines(settings.audio)
+    requested = body.engine or settings.audio.default_engine
+    if requested not in available:
+        raise Invalid(f"Unknown engine {requested!r}: choose one of {', '.join(available)}.")
+    voice = body.voice or available[requested].voices[0]
+    if voice not in available[requested].voices:
+        raise Invalid(f"Engine {requested!r} has no voice {voice!r}: "
+                      f"choose one of {', '.join(available[requested].voices)}.")
+    commune = _publishing_in(ctx, body.commune, action)
+    text = spoken_text(ctx.session, body.text, commune.code if commune else None)
+    store = ctx.require_media()
+    note = None
+    with tempfile.TemporaryDirectory(dir=store.root, prefix=".work-") as work:
+        composed = Path(work) / "announcement.wav"
+        engine = available[requested]
+        try:
+            speak(engine, text, voice, settings.data_dir / "tts-cache", composed, body)
+        except TtsUnavailable as e:
+            if requested == "offline":
+                raise Unavailable(f"Text-to-speech is not available on this controller: {e}") from None
+            note = "Google TTS could not be reached; the offline engine read this announcement instead."
+            engine = available["offline"]
+            voice = engine.voices[0]
+            speak(engine, text, voice, settings.data_dir / "tts-cache", composed, body)
+        try:
+            media, result = make_media(ctx.session, store, composed, broadcast_format(settings.audio),
+                                       trim_silence=False)
+        except IngestError as e:
+            raise ingest_error(e) from None
+    announcement = Announcement(
+        title=(body.title or body.text.strip()[:80]), media_sha256=media.sha256, text=body.text,
+        normalized_text=text, engine_requested=requested, engine=engine.name, voice=voice,
+        chime_before=body.chime_before, chime_after=body.chime_after, repeat=body.repeat, gap_s=body.gap_s,
+        note=note, loudness_before=result.loudness_before, loudness_after=result.loudness_after,
+        created_by=ctx.who.actor)
+    _store(ctx, announcement, commune, action,
+           f"{engine.name}/{voice}, {media.duration_s:.1f} s" + (f"; {note}" if note else "") + f"; reads: {text}")
+    return AnnouncementPublic.model_validate(_public(announcement, media, commune.code if commune else None))
+
+
+# ----------------------------------------------------------------------------------------- deleting
+
+
+def _programmes_using(session: Session, kind: Kind, ident: int) -> list[Programme]:
+    key = f"{kind}_id"
+    return [p for p in session.exec(select(Programme)) if any(item.get(key) == ident for item in p.items)]
+
+
+def _delete(ctx: Ctx, kind: Kind, ident: int) -> None:
+    """Delete a bulletin or announcement, and its audio once nothing else refers to it."""
+    action = f"{kind}.delete"
+    require(ctx.who, Right.CONTENT_WRITE, action)
+    content, media, commune = _find(ctx, kind, ident, action)
+    if commune is None and not ctx.who.district:
+        raise Forbidden("District-wide content can only be deleted by a district-wide principal.",
+                        who=ctx.who, action=action)
+    using = _programmes_using(ctx.session, kind, ident)
+    if using:
+        if ctx.who.district:
+            names = ", ".join(f'#{p.id} "{p.title}"' for p in using[:5]) + (" …" if len(using) > 5 else "")
+        else:  # programmes may reach other communes: not named to a commune-limited principal
+            names = f"{len(using)}"
+        message = f"This {kind} is used by programme(s) {names}: remove it from them (or delete them) first."
+        ctx.audit(action, "refused", target=str(ident), detail=message)
+        raise Conflict(message)
+    ctx.session.delete(content)
+    ctx.session.commit()
+    used = sum(ctx.session.exec(select(func.count()).select_from(m).where(m.media_sha256 == media.sha256)).one()
+               for m in (Bulletin, Announcement, Emergency))
+    if used == 0:
+        ctx.session.delete(media)
+        ctx.session.commit()
+        ctx.require_media().delete(media.sha256)
+    ctx.audit(action, target=str(ident), detail=content.title)
+
+
+def delete_bulletin(ctx: Ctx, ident: int) -> None:
+    _delete(ctx, "bulletin", ident)
+
+
+def delete_announcement(ctx: Ctx, ident: int) -> None:
+    _delete(ctx, "announcement", ident)

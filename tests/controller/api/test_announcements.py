@@ -12,10 +12,10 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, func, select
 
 from controller.app import create_app
-from controller.auth import create_token
 from controller.config import AudioSettings, Settings
 from controller.db.models import Announcement, MediaFile
 from controller.inventory import apply_seed, load_seed
+from controller.services.accounts import issue_token
 from tests.fake_google import FakeGoogleTts
 from tests.samples import integrated_lufs, make
 
@@ -40,7 +40,7 @@ def client(tmp_path: Path, google: FakeGoogleTts) -> Iterator[TestClient]:
     with app_client(tmp_path, google.url) as c:
         with Session(c.app.state.engine) as s:  # type: ignore[attr-defined]
             apply_seed(s, load_seed(Settings().seed_file))
-            c.headers["Authorization"] = "Bearer " + create_token(s, "staff", ["content:read", "content:write"])
+            c.headers["Authorization"] = "Bearer " + issue_token(s, "staff", ["content:read", "content:write"])[1]
         yield c
 
 
@@ -103,7 +103,7 @@ def test_gtts_failure_falls_back_to_offline(tmp_path: Path, google: FakeGoogleTt
             url = f"http://127.0.0.1:{s.getsockname()[1]}/batchexecute"  # nothing listens there
     with app_client(tmp_path, url) as c:
         with Session(c.app.state.engine) as s:  # type: ignore[attr-defined]
-            token = create_token(s, "staff", ["content:write"])
+            token = issue_token(s, "staff", ["content:write"])[1]
         r = c.post("/api/v1/announcements", json={"text": "Cảnh báo mưa lớn.", "engine": "gtts"},
                    headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 201, r.text
@@ -135,14 +135,23 @@ def test_preview_text_and_staff_abbreviations(client: TestClient) -> None:
     assert r.status_code == 200
     assert r.json()["normalized_text"] == ("ủy ban nhân dân xã họp lúc bảy giờ ba mươi phút ngày hai mươi sáu "
                                            "tháng mười một năm hai nghìn không trăm hai mươi sáu.")
-    assert client.put("/api/v1/abbreviations/HTX-TM", json={"expansion": "hợp tác xã Trà My"}).status_code == 200
-    assert client.put("/api/v1/abbreviations/UBND", json={"expansion": "ủy ban"}).status_code == 200
+    with Session(client.app.state.engine) as s:  # type: ignore[attr-defined]
+        admin = {"Authorization": "Bearer " + issue_token(s, "admin", ["admin"])[1]}  # the district list's keeper
+    assert client.put("/api/v1/abbreviations/HTX-TM", json={"expansion": "hợp tác xã Trà My"},
+                      headers=admin).status_code == 200
+    put = client.put("/api/v1/abbreviations/UBND", json={"expansion": " ủy ban "}, headers=admin)
+    assert put.status_code == 200
+    assert put.json()["expansion"] == "ủy ban" and put.json()["commune"] is None
     r = client.post("/api/v1/announcements/preview-text", json={"text": "HTX-TM và UBND"})
     assert r.json()["normalized_text"] == "hợp tác xã Trà My và ủy ban"
-    assert client.get("/api/v1/abbreviations").json() == {"HTX-TM": "hợp tác xã Trà My", "UBND": "ủy ban"}
-    assert client.delete("/api/v1/abbreviations/UBND").status_code == 204
-    assert client.delete("/api/v1/abbreviations/UBND").status_code == 404
-    assert client.put("/api/v1/abbreviations/two words", json={"expansion": "x"}).status_code == 422
+    listed = client.get("/api/v1/abbreviations").json()
+    assert listed["count"] == 2
+    assert [(a["abbr"], a["expansion"], a["commune"]) for a in listed["data"]] == [
+        ("HTX-TM", "hợp tác xã Trà My", None), ("UBND", "ủy ban", None)]
+    assert all(a["updated_by"].endswith(":admin") for a in listed["data"])
+    assert client.delete("/api/v1/abbreviations/UBND", headers=admin).status_code == 204
+    assert client.delete("/api/v1/abbreviations/UBND", headers=admin).status_code == 404
+    assert client.put("/api/v1/abbreviations/two words", json={"expansion": "x"}, headers=admin).status_code == 422
 
 
 def test_delete_and_list(client: TestClient) -> None:

@@ -12,10 +12,10 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, func, select
 
 from controller.app import create_app
-from controller.auth import create_token
 from controller.config import AudioSettings, Settings
 from controller.db.models import AuditEntry, Bulletin, MediaFile
 from controller.inventory import apply_seed, load_seed
+from controller.services.accounts import issue_token
 from tests.samples import FORMATS, integrated_lufs, make, probe_line
 
 
@@ -26,7 +26,7 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
     with TestClient(create_app(settings, with_bridge=False)) as c:
         with Session(c.app.state.engine) as s:  # type: ignore[attr-defined]
             apply_seed(s, load_seed(settings.seed_file))
-            c.headers["Authorization"] = "Bearer " + create_token(s, "staff", ["content:read", "content:write"])
+            c.headers["Authorization"] = "Bearer " + issue_token(s, "staff", ["content:read", "content:write"])[1]
         yield c
 
 
@@ -148,8 +148,8 @@ def test_media_route_caches_ranges_and_refuses_corruption(client: TestClient, tm
 
 def test_content_scopes(client: TestClient, tmp_path: Path) -> None:
     with Session(client.app.state.engine) as s:  # type: ignore[attr-defined]
-        reader = "Bearer " + create_token(s, "r", ["content:read"])
-        bui = "Bearer " + create_token(s, "b", ["content:read", "content:write"], ["tra-bui"])
+        reader = "Bearer " + issue_token(s, "r", ["content:read"])[1]
+        bui = "Bearer " + issue_token(s, "b", ["content:read", "content:write"], ["tra-bui"])[1]
     source = make(tmp_path / "s.wav")
     with source.open("rb") as f:
         r = client.post("/api/v1/bulletins", data={"title": "x"}, files={"file": ("s.wav", f)},
@@ -158,7 +158,8 @@ def test_content_scopes(client: TestClient, tmp_path: Path) -> None:
     with source.open("rb") as f:
         r = client.post("/api/v1/bulletins", data={"title": "x", "commune": "tra-ka"},
                         files={"file": ("s.wav", f)}, headers={"Authorization": bui})
-    assert r.status_code == 403 and "tra-ka" in r.json()["detail"]
+    # Another commune is answered as if it did not exist (the policy's 404; it was 403 before the policy).
+    assert r.status_code == 404 and "tra-ka" in r.json()["detail"]
     own = upload(client, source, commune="tra-ka").json()
     assert client.get(f"/api/v1/bulletins/{own['id']}", headers={"Authorization": bui}).status_code == 404
     assert client.get("/api/v1/bulletins", headers={"Authorization": bui}).json()["count"] == 0
