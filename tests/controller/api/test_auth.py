@@ -11,10 +11,10 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from controller.app import create_app
-from controller.auth import create_token
 from controller.config import Settings
 from controller.db.models import ApiToken, AuditEntry
 from controller.inventory import apply_seed, load_seed
+from controller.services.accounts import issue_token
 
 
 @pytest.fixture
@@ -28,12 +28,12 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
 
 def token(client: TestClient, scopes: list[str], communes: list[str] | None = None) -> dict[str, str]:
     with Session(client.app.state.engine) as s:  # type: ignore[attr-defined]
-        return {"Authorization": "Bearer " + create_token(s, "t", scopes, communes)}
+        return {"Authorization": "Bearer " + issue_token(s, "t", scopes, communes)[1]}
 
 
 def refusals(client: TestClient) -> list[AuditEntry]:
     with Session(client.app.state.engine) as s:  # type: ignore[attr-defined]
-        return list(s.exec(select(AuditEntry).where(AuditEntry.action == "auth.refused")))
+        return list(s.exec(select(AuditEntry).where(AuditEntry.outcome == "refused")))
 
 
 def test_health_needs_no_token_everything_else_does(client: TestClient) -> None:
@@ -55,7 +55,8 @@ def test_scope_is_enforced(client: TestClient) -> None:
     emergency_only = token(client, ["emergency:trigger"])
     assert client.get("/api/v1/receivers", headers=emergency_only).status_code == 403
     [entry] = [e for e in refusals(client) if "volume" in (e.target or "")]
-    assert entry.outcome == "refused" and entry.actor.startswith("token:")
+    assert entry.action == "api.receivers:control" and entry.actor.startswith("token:")
+    assert entry.target == "POST /api/v1/receivers/tra-ka-thon-1-1/volume" and entry.address
 
 
 def test_revoked_token_is_refused(client: TestClient) -> None:
@@ -86,7 +87,7 @@ def test_unknown_scope_is_refused_at_creation(client: TestClient) -> None:
 
 def test_listing_filters_and_pages(client: TestClient) -> None:
     h = token(client, ["admin"])
-    everything = client.get("/api/v1/receivers", params={"limit": 5000}, headers=h).json()
+    everything = client.get("/api/v1/receivers", params={"limit": 1000}, headers=h).json()
     assert everything["count"] == len(everything["data"]) == 139
     page = client.get("/api/v1/receivers", params={"limit": 10, "offset": 130}, headers=h).json()
     assert page["count"] == 139 and [r["id"] for r in page["data"]] == [r["id"] for r in everything["data"][130:]]
@@ -94,5 +95,6 @@ def test_listing_filters_and_pages(client: TestClient) -> None:
     assert client.get("/api/v1/receivers", params={"status": "online"}, headers=h).json()["count"] == 0
     assert client.get("/api/v1/receivers", params={"status": "offline"}, headers=h).json()["count"] == 139
     assert client.get("/api/v1/receivers", params={"status": "sleeping"}, headers=h).status_code == 422
+    assert client.get("/api/v1/receivers", params={"limit": 5000}, headers=h).status_code == 422  # 1000 a page
     village = client.get("/api/v1/receivers", params={"commune": "tra-my", "village": "tdp-1"}, headers=h).json()
     assert village["count"] >= 1 and all(r["village_name"] == "Tổ dân phố 1" for r in village["data"])

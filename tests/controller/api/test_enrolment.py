@@ -16,13 +16,13 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
 
 from controller.app import create_app
-from controller.auth import create_token
 from controller.broker.passwords import verify_password
 from controller.config import Settings
 from controller.db.enrolment import EnrolmentCode
 from controller.db.models import AuditEntry, Receiver
 from controller.inventory import apply_seed, load_seed
 from controller.provision import broker_accounts, write_broker_files
+from controller.services.accounts import issue_token
 from receivers.agent import AgentSettings
 from receivers.protocol import Topics
 
@@ -57,7 +57,7 @@ def engine(client: TestClient) -> Any:
 
 def headers(client: TestClient, scopes: list[str], communes: list[str] | None = None) -> dict[str, str]:
     with Session(engine(client)) as s:
-        return {"Authorization": "Bearer " + create_token(s, "op", scopes, communes)}
+        return {"Authorization": "Bearer " + issue_token(s, "op", scopes, communes)[1]}
 
 
 def new_code(client: TestClient, rid: str = RID) -> str:
@@ -83,8 +83,8 @@ def test_only_an_admin_makes_codes(client: TestClient) -> None:
     operator = headers(client, ["receivers:read", "receivers:control", "content:write"])
     r = client.post(f"/api/v1/receivers/{RID}/enrolment", headers=operator)
     assert r.status_code == 403 and "'admin'" in r.json()["detail"]
-    [refusal] = [e for e in audit_rows(client, "auth.refused") if e.actor.startswith("token:")]
-    assert refusal.target == f"POST /api/v1/receivers/{RID}/enrolment"
+    [refusal] = [e for e in audit_rows(client, "api.admin") if e.actor.startswith("token:")]
+    assert refusal.outcome == "refused" and refusal.target == f"POST /api/v1/receivers/{RID}/enrolment"
 
     admin = headers(client, ["admin"])
     r = client.post(f"/api/v1/receivers/{RID}/enrolment", headers=admin)
@@ -98,8 +98,12 @@ def test_only_an_admin_makes_codes(client: TestClient) -> None:
     assert body["code"] not in (made.detail or "")  # the code is shown once, and never stored
 
     assert client.post("/api/v1/receivers/no-such-receiver/enrolment", headers=admin).status_code == 404
+    # admin in the receiver's commune: stricter than receivers:control, which enrolling (a new broker password
+    # for the box) must not be open to.
     elsewhere = headers(client, ["admin"], ["tra-ka"])
     assert client.post(f"/api/v1/receivers/{RID}/enrolment", headers=elsewhere).status_code == 404
+    [hidden] = [e for e in audit_rows(client, "receiver.enrolment-code") if e.outcome == "refused"]
+    assert hidden.target == f"POST /api/v1/receivers/{RID}/enrolment" and hidden.address
 
 
 def test_codes_are_random_and_only_their_hash_is_stored(client: TestClient) -> None:

@@ -1,0 +1,294 @@
+"""Receivers (cụm loa): their live status, the commands staff send to one, and how a new one is enrolled.
+
+- `list_receivers`, `get_receiver`, `update_receiver`: status rows (`ReceiverPublic`), limited to the
+  principal's communes — a receiver elsewhere is left out of lists and answered as absent (`Hidden`).
+- `set_volume`, `self_test`, `restart_agent`: one signed command to one receiver, answered by its
+  acknowledgement (`CommandOutcome`); `command` is the shared path, also used by `plays.stop`.
+- `controlled_receiver`: the receiver a command may go to (receivers:control in its commune).
+- `create_enrolment_code` (admin, in the receiver's commune), `enrol` (no principal: the one-time code is the
+  credential) and `receiver_plan` (no principal: the receiver's own id and broker password).
+  Their refusals are not the access policy's: they are audited here, naming the receiver, and raised as
+  `CredentialRefused` so the API's refusal handler does not write them twice.
+
+Every command goes through the bridge port (`ctx.require_bridge()`); a broker that cannot be reached is
+`Unavailable` (503) with nothing sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+from typing import TYPE_CHECKING, Any, Literal
+
+import aiomqtt
+from pydantic import BaseModel, Field
+from sqlalchemy import or_
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, func, select
+
+from controller.broker.passwords import verify_password
+from controller.config import Settings
+from controller.db.enrolment import EnrolmentCodePublic
+from controller.db.models import Commune, Receiver, ReceiverPublic, ReceiversPublic, ReceiverStatus, Village
+from controller.enrolment import BrokerFilesError, Refused, create_code
+from controller.enrolment import enrol as use_code
+from controller.errors import DomainError, NotFound, Unavailable
+from controller.policy import Right, require_in
+from controller.ports import CommandNotSent
+from receivers.protocol import Ack, Command, Plan, RestartAgent, SelfTest, SetVolume, Target
+from receivers.protocol.enrolment import EnrolAnswer
+
+from . import audit as audit_log
+from .context import Ctx, Page
+
+if TYPE_CHECKING:
+    from controller.scheduling import Runner
+
+log = logging.getLogger(__name__)
+CLOCK_DRIFT_S = 2.0
+
+
+class ReceiverUpdate(BaseModel):
+    accepts_tests: bool | None = Field(default=None, description="plays CAP alerts of status Test / Exercise")
+
+
+class VolumeRequest(BaseModel):
+    volume: int = Field(ge=0, le=100, description="0 (silent) to 100 (maximum)")
+
+
+class CommandOutcome(BaseModel):
+    outcome: Literal["applied", "rejected", "no_answer"]
+    reason: str | None = None
+    command_id: str
+    receiver: ReceiverPublic
+
+
+class CredentialRefused(DomainError):
+    """A receiver's own credential (an enrolment code) did not work. Already audited, with the receiver."""
+
+    status = 403
+
+
+class ReceiverUnauthenticated(CredentialRefused):
+    """A receiver's id and broker password did not match. Already audited, with the receiver."""
+
+    status = 401
+
+
+# ------------------------------------------------------------------------------------------- status
+
+
+def _query() -> Any:
+    return (select(Receiver, Commune, Village, ReceiverStatus)
+            .join(Commune, Commune.id == Receiver.commune_id)  # type: ignore[arg-type]
+            .join(Village, Village.id == Receiver.village_id, isouter=True)  # type: ignore[arg-type]
+            .join(ReceiverStatus, ReceiverStatus.receiver_id == Receiver.id, isouter=True))  # type: ignore[arg-type]
+
+
+def _public(r: Receiver, c: Commune, v: Village | None, s: ReceiverStatus | None) -> ReceiverPublic:
+    offset = (s.telemetry or {}).get("clock_offset_s_seen") if s else None
+    return ReceiverPublic(
+        id=r.id, name=r.name, commune=c.code, commune_name=c.name,
+        village=v.code if v else None, village_name=v.name if v else None,
+        availability=s.availability if s else "unknown", last_seen=s.last_seen if s else None,
+        volume=s.volume if s else None,
+        state={"amplifier": s.amplifier if s else None,
+               "playing": s.playing if s else None,
+               "activity": ("playing" if s and s.playing else "idle"),
+               "at": s.state_at if s else None},
+        telemetry=s.telemetry if s else None,
+        clock_offset_s=offset,
+        clock_drift=offset is not None and abs(offset) > CLOCK_DRIFT_S,
+        accepts_tests=r.accepts_tests,
+    )
+
+
+def _row(ctx: Ctx, rid: str) -> Any:
+    row = ctx.session.exec(_query().where(Receiver.id == rid)).first()
+    if row is None:
+        raise NotFound(f"No receiver {rid!r}.")
+    return row
+
+
+def _receiver(ctx: Ctx, rid: str, right: Right, action: str) -> ReceiverPublic:
+    """The receiver `rid` if `ctx.who` holds `right` in its commune; `NotFound` / `Hidden` (both 404) else."""
+    row = _row(ctx, rid)
+    require_in(ctx.who, right, row[1].code, action, f"receiver {rid!r}", change=right != Right.RECEIVERS_READ)
+    return _public(*row)
+
+
+def controlled_receiver(ctx: Ctx, rid: str, action: str) -> ReceiverPublic:
+    return _receiver(ctx, rid, Right.RECEIVERS_CONTROL, action)
+
+
+def list_receivers(ctx: Ctx, page: Page, *, commune: str | None = None, village: str | None = None,
+                   status: Literal["online", "offline"] | None = None) -> ReceiversPublic:
+    q = _query()
+    if commune:
+        q = q.where(Commune.code == commune)
+    if village:
+        q = q.where(Village.code == village)
+    if ctx.who.communes is not None:
+        q = q.where(col(Commune.code).in_(ctx.who.communes))
+    if status == "online":
+        q = q.where(ReceiverStatus.availability == "online")
+    elif status == "offline":
+        q = q.where(or_(col(ReceiverStatus.availability).is_(None), col(ReceiverStatus.availability) != "online"))
+    count = ctx.session.exec(select(func.count()).select_from(q.subquery())).one()
+    rows = ctx.session.exec(page.apply(q.order_by(col(Commune.id), col(Receiver.id)))).all()
+    return ReceiversPublic(data=[_public(*r) for r in rows], count=count)
+
+
+def get_receiver(ctx: Ctx, rid: str) -> ReceiverPublic:
+    return _receiver(ctx, rid, Right.RECEIVERS_READ, "receiver.read")
+
+
+def update_receiver(ctx: Ctx, rid: str, body: ReceiverUpdate) -> ReceiverPublic:
+    controlled_receiver(ctx, rid, "receiver.update")
+    receiver = ctx.session.get(Receiver, rid)
+    assert receiver is not None
+    if body.accepts_tests is not None:
+        receiver.accepts_tests = body.accepts_tests
+    ctx.session.add(receiver)
+    ctx.session.commit()
+    ctx.audit("receiver.update", target=rid,
+              detail=", ".join(f"{k}={v}" for k, v in body.model_dump(exclude_none=True).items()))
+    return _public(*_row(ctx, rid))
+
+
+# ----------------------------------------------------------------------------------------- commands
+
+
+async def set_volume(ctx: Ctx, rid: str, body: VolumeRequest) -> CommandOutcome:
+    """A signed `set-volume`, answered (within TT_COMMAND_TIMEOUT_S) by the receiver's acknowledgement."""
+    command = SetVolume.new(Target.receiver(rid), ctx.settings.command_ttl_s, volume=body.volume)
+    return await command_one(ctx, rid, command, "receiver.volume", detail=f"volume={body.volume}")
+
+
+async def self_test(ctx: Ctx, rid: str) -> CommandOutcome:
+    command = SelfTest.new(Target.receiver(rid), ctx.settings.command_ttl_s)
+    return await command_one(ctx, rid, command, "receiver.self-test", timeout=ctx.settings.command_timeout_s + 5)
+
+
+async def restart_agent(ctx: Ctx, rid: str) -> CommandOutcome:
+    command = RestartAgent.new(Target.receiver(rid), ctx.settings.command_ttl_s)
+    return await command_one(ctx, rid, command, "receiver.restart-agent")
+
+
+async def command_one(ctx: Ctx, rid: str, command: Command, action: str, *, detail: str = "",
+                      timeout: float | None = None, only_online: bool = True) -> CommandOutcome:
+    """Send `command` to receiver `rid` (receivers:control in its commune) and wait for its answer. With
+    `only_online`, a receiver not online is not sent anything (`no_answer`, saying why)."""
+    receiver = controlled_receiver(ctx, rid, action)
+    bridge = ctx.require_bridge()
+    wait = timeout or ctx.settings.command_timeout_s
+    outcome: str
+    reason: str | None
+    if only_online and receiver.availability != "online":
+        outcome, reason = "no_answer", f"receiver is {receiver.availability}; command not sent"
+    else:
+        ack = await request(ctx, command, wait, action, rid)
+        if ack is None:
+            outcome, reason = "no_answer", f"no acknowledgement within {wait:g} s"
+        else:
+            outcome, reason = ack.status, ack.reason
+        await bridge.flush()
+    ctx.audit(action, outcome, target=rid, detail="; ".join(x for x in (detail, reason) if x) or None)
+    ctx.session.expire_all()  # the receiver as it answered (its status was flushed above)
+    return CommandOutcome(outcome=outcome, reason=reason, command_id=str(command.command_id),  # type: ignore[arg-type]
+                          receiver=_public(*_row(ctx, rid)))
+
+
+async def request(ctx: Ctx, command: Command, wait: float, action: str, rid: str) -> Ack | None:
+    """`bridge.request`, with a broker that cannot be reached (`CommandNotSent`, or any `aiomqtt.MqttError` on
+    the way) made `Unavailable` (audited as failed)."""
+    try:
+        return await ctx.require_bridge().request(command, ctx.who.actor, wait)
+    except (CommandNotSent, aiomqtt.MqttError) as e:
+        ctx.audit(action, "failed", target=rid, detail=f"broker: {e}")
+        raise Unavailable(f"The controller cannot reach the MQTT broker ({e}); nothing was sent.") from None
+
+
+# ---------------------------------------------------------------------------------------- enrolment
+
+
+def create_enrolment_code(ctx: Ctx, rid: str) -> EnrolmentCodePublic:
+    """A one-time code for receiver `rid`, valid for TT_ENROLMENT_TTL_H hours; it replaces any unused one.
+
+    Policy: `admin` in the receiver's commune. The issue suggests receivers:control; admin is what the route
+    needed before and is the stricter of the two (an enrolled box gets a new broker password), so it stays."""
+    _receiver(ctx, rid, Right.ADMIN, "receiver.enrolment-code")
+    code, expires_at = create_code(ctx.session, rid, ctx.who.actor, ctx.settings.enrolment_ttl_h)
+    ctx.audit("receiver.enrolment-code", target=rid, detail=f"valid until {expires_at:%Y-%m-%d %H:%M} UTC")
+    return EnrolmentCodePublic(receiver_id=rid, code=code, expires_at=expires_at)
+
+
+def enrol(session: Session, engine: Engine, settings: Settings, public_key: str, code: str,
+          address: str | None) -> EnrolAnswer:
+    """Trade a one-time code for the receiver's agent config (a new broker password included). A code that
+    does not work is `CredentialRefused` (403); a controller that cannot write the broker's files is
+    `Unavailable` (503) with the code left unused. Both audited as `receiver.enrol`, from `address`."""
+    where = f"from {address or 'unknown address'}"
+    try:
+        done = use_code(session, settings, public_key, code)
+    except Refused as e:
+        session.rollback()  # before auditing: SQLite would otherwise make the audit wait for this session's lock
+        audit_log.record(engine, "anonymous", "receiver.enrol", "refused", target=e.receiver_id,
+                         detail=f"{e}; {where}", address=address)
+        raise CredentialRefused(str(e)) from None
+    except (BrokerFilesError, OSError, ValueError) as e:
+        # Nothing was committed: the code still works once the operator has fixed the controller's setup.
+        session.rollback()
+        log.error("enrolment failed: %s", e)
+        audit_log.record(engine, "anonymous", "receiver.enrol", "failed", detail=f"{e}; {where}", address=address)
+        raise Unavailable(f"The controller cannot enrol receivers right now ({e}). The code was not used; tell "
+                          "the operator.") from None
+    config = done.config
+    audit_log.record(engine, f"enrolment-code:{done.created_by}", "receiver.enrol", "ok", target=config.receiver_id,
+                     detail=f"new MQTT password issued; {where}" + "".join(f"; warning: {w}" for w in config.warnings),
+                     address=address)
+    return config
+
+
+REMEMBER_S = 300.0
+_verified: dict[tuple[str, str], float] = {}  # (receiver id, sha256 of password) → verified at (monotonic)
+
+
+def check_receiver_credentials(engine: Engine, rid: str, username: str | None, password: str | None,
+                               address: str | None = None) -> None:
+    """Receiver `rid` itself, by its id and broker password (HTTP Basic), or `ReceiverUnauthenticated` (401,
+    audited as `plan.fetch`). A good pair is remembered for a few minutes, so a fleet polling together costs
+    one PBKDF2 each."""
+
+    def refuse(message: str) -> ReceiverUnauthenticated:
+        audit_log.record(engine, f"receiver:{username if username is not None else 'anonymous'}", "plan.fetch",
+                         "refused", target=rid, detail=message, address=address)
+        return ReceiverUnauthenticated(message, headers={"WWW-Authenticate": 'Basic realm="receivers"'})
+
+    if username is None or password is None:
+        raise refuse("A receiver fetches its plan with its own id and password (HTTP Basic).")
+    if not secrets.compare_digest(username, rid):
+        raise refuse("A receiver may fetch only its own plan.")
+    key = (rid, hashlib.sha256(password.encode()).hexdigest())
+    if time.monotonic() - _verified.get(key, -REMEMBER_S) < REMEMBER_S:
+        return
+    with Session(engine) as s:
+        row = s.get(Receiver, rid)
+        stored = row.mqtt_password_hash if row else None
+    if stored is None or not verify_password(password, stored):
+        raise refuse("Wrong receiver id or password.")
+    _verified[key] = time.monotonic()
+
+
+def receiver_plan(engine: Engine, runner: Runner | None, rid: str, username: str | None, password: str | None,
+                  address: str | None = None) -> tuple[Plan, bytes]:
+    """Receiver `rid`'s current plan and its signed form, for the receiver itself; `NotFound` before the runner
+    has one."""
+    check_receiver_credentials(engine, rid, username, password, address)
+    signed = runner.signed_plan(rid) if runner is not None else None
+    if signed is None:
+        raise NotFound(f"No plan for receiver {rid!r} yet.")
+    runner.note_fetched(rid, signed[0].version)  # type: ignore[union-attr]  # signed implies a runner
+    return signed
