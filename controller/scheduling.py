@@ -1,8 +1,13 @@
 """Programmes from the database as `schedules` values, and the runner that keeps receivers' plans current.
 
-- `resolve_targets`: {"all", "communes", "villages", "receivers", "groups"} → receiver ids (or a message).
-- `content_items`: [{"bulletin_id"} | {"announcement_id"}] → `schedules.ContentItem`s (or a message).
-- `load_programmes`: every programme as a `schedules.Programme`, targets resolved, in one pass.
+- `Inventory`: receivers by commune, village and group; `resolve` turns targets {"all", "communes",
+  "villages", "receivers", "groups"} into receiver ids (or a `ScheduleError` saying why not).
+- `item_key`, `content_index`: a programme's items as `schedules.ContentItem`s (whether a principal may use
+  them is `controller.services.content.usable_content`'s question).
+- `load_programmes`: the approved programmes (drafts too on request) as `schedules.Programme`s, targets
+  resolved, in one pass. A draft (not yet approved, duyệt tin) is on no receiver's plan, in no schedule or
+  report and clashes with nothing.
+- `local`: a time as staff read it (Asia/Ho_Chi_Minh).
 - `Runner`: compiles every receiver's plan for the window (now − tolerance … now + 48 h), remembers the
   versions (`ReceiverPlanState`), and sends `sync-schedule` only to receivers whose plan changed — when
   programmes change (`changed()`), and as the window rolls (`refresh_s`). It serves the compiled plans to
@@ -111,6 +116,11 @@ class Inventory:
         return {self.receivers[r] for r in receivers if r in self.receivers}
 
 
+def local(value: dt.datetime) -> dt.datetime:
+    """As staff read it: Asia/Ho_Chi_Minh. A time typed without an offset is taken as local too."""
+    return value.astimezone(schedules.TZ) if value.tzinfo else value.replace(tzinfo=schedules.TZ)
+
+
 def _only(keys: list[str], name: str) -> str:
     if len(keys) > 1:
         raise ScheduleError(f"Village code {name!r} exists in several communes: write 'commune-code/{name}'.")
@@ -137,17 +147,6 @@ def content_index(session: Session) -> dict[str, schedules.ContentItem]:
     return out
 
 
-def content_items(session: Session, items: list[dict[str, int]]) -> tuple[schedules.ContentItem, ...]:
-    if not items:
-        raise ScheduleError("A programme needs at least one item (bulletin_id or announcement_id).")
-    index = content_index(session)
-    keys = [item_key(entry) for entry in items]
-    missing = [k.replace(":", " ") for k in keys if k not in index]
-    if missing:
-        raise ScheduleError(f"No {', '.join(missing)}.")
-    return tuple(index[k] for k in keys)
-
-
 def programmes_using(session: Session, key: str) -> list[Programme]:
     """Programmes that play the content `key` ("bulletin:3"): such content may not be deleted."""
     return [p for p in session.exec(select(Programme)) if key in {item_key(i) for i in p.items}]
@@ -162,13 +161,17 @@ def to_value(row: Programme, receivers: frozenset[str],
         order=row.play_order, paused=row.paused)  # type: ignore[arg-type]
 
 
-def load_programmes(session: Session, inventory: Inventory | None = None) -> list[schedules.Programme]:
-    """Every programme, with targets and items resolved in bulk. Targets that no longer resolve (a receiver
-    removed) are logged and the programme keeps what still resolves."""
+def load_programmes(session: Session, inventory: Inventory | None = None, *,
+                    drafts: bool = False) -> list[schedules.Programme]:
+    """The approved programmes (with `drafts`, every one), targets and items resolved in bulk. Targets that
+    no longer resolve (a receiver removed) are logged and the programme keeps what still resolves."""
     inv = inventory or Inventory.load(session)
     index = content_index(session)
     out = []
-    for row in session.exec(select(Programme).order_by(col(Programme.id))):
+    query = select(Programme).order_by(col(Programme.id))
+    if not drafts:
+        query = query.where(col(Programme.approved_at).is_not(None))
+    for row in session.exec(query):
         items = tuple(index[k] for k in map(item_key, row.items) if k in index)
         try:
             receivers = inv.resolve(row.targets)

@@ -110,7 +110,7 @@ def context(request: Request, session: Session, who: Principal) -> Ctx:
     state: Any = request.app.state
     return Ctx(session=session, who=who, settings=state.settings, engine=state.engine,
                bridge=getattr(state, "bridge", None), media=getattr(state, "media", None),
-               tracker=getattr(state, "tracker", None))
+               tracker=getattr(state, "tracker", None), runner=getattr(state, "runner", None))
 
 
 def ctx_for(right: Right) -> Callable[..., Ctx]:

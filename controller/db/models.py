@@ -437,6 +437,9 @@ class ProgrammePublic(SQLModel):
     created_at: dt.datetime
     updated_by: str | None
     updated_at: dt.datetime | None
+    approved: bool  # False: a draft (duyệt tin), on no receiver's plan until approved
+    approved_by: str | None = None
+    approved_at: dt.datetime | None = None  # Asia/Ho_Chi_Minh
 
 
 class ProgrammesPublic(SQLModel):

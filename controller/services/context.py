@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from audio.store import MediaStore
     from controller.bridge import Bridge as CommandPort  # the bridge interface replaces this alias
     from controller.emergencies import Tracker
+    from controller.scheduling import Runner
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
@@ -46,12 +47,18 @@ class Ctx:
     bridge: CommandPort | None = None
     media: MediaStore | None = None
     tracker: Tracker | None = None
+    runner: Runner | None = None  # the plan runner: told when programmes change
 
     def audit(self, action: str, outcome: str = "ok", target: str | None = None, detail: str | None = None) -> None:
         """Write one audit row for the acting principal, in its own transaction (it stays if the caller's
         session rolls back)."""
         audit_log.record(self.engine, self.who.actor, action, outcome, target=target, detail=detail,
                          address=self.who.address)
+
+    def plans_changed(self) -> None:
+        """Programmes changed: the runner recompiles the receivers' plans soon (none runs in some tests)."""
+        if self.runner is not None:
+            self.runner.changed()
 
     def require_bridge(self) -> CommandPort:
         if self.bridge is None:

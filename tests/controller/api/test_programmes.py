@@ -15,10 +15,10 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from controller.app import create_app
-from controller.auth import create_token
 from controller.config import Settings
 from controller.db.models import AuditEntry, Bulletin, MediaFile, Programme
 from controller.inventory import apply_seed, load_seed
+from controller.services.accounts import issue_token
 from schedules import TZ
 
 TOMORROW = (dt.datetime.now(TZ) + dt.timedelta(days=1)).date()
@@ -28,13 +28,17 @@ def at(hour: int, minute: int = 0, day: dt.date = TOMORROW) -> str:
     return dt.datetime.combine(day, dt.time(hour, minute), TZ).isoformat()
 
 
-def add_bulletin(session: Session, title: str, seconds: float) -> int:
+def add_bulletin(session: Session, title: str, seconds: float, *, commune_id: int | None = None,
+                 approved: bool = True) -> int:
+    """A bulletin of the district (or of `commune_id`), approved unless `approved=False` (a draft)."""
     sha = hashlib.sha256(title.encode()).hexdigest()
     session.add(MediaFile(sha256=sha, size_bytes=int(seconds * 8000), duration_s=seconds, loudness_lufs=-16,
                           true_peak_dbtp=-2))
     session.commit()
     row = Bulletin(title=title, media_sha256=sha, source_filename=f"{title}.mp3", source_format="mp3",
-                   loudness_before=-20, loudness_after=-16, created_by="test")
+                   loudness_before=-20, loudness_after=-16, created_by="test", commune_id=commune_id,
+                   approved_by="test" if approved else None,
+                   approved_at=dt.datetime.now(dt.UTC) if approved else None)
     session.add(row)
     session.commit()
     assert row.id is not None
@@ -46,8 +50,11 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
     with TestClient(create_app(Settings(demo=True, data_dir=tmp_path / "data"), with_bridge=False)) as c:
         with Session(c.app.state.engine) as s:  # type: ignore[attr-defined]
             apply_seed(s, load_seed(Settings().seed_file))
-            c.headers["Authorization"] = "Bearer " + create_token(s, "staff", ["content:read", "content:write",
-                                                                                "receivers:read"])
+            # A commune leader's rights: what it writes is approved at once (drafts and approval are tested in
+            # test_programmes_policy.py).
+            c.headers["Authorization"] = "Bearer " + issue_token(s, "staff", ["content:read", "content:write",
+                                                                               "content:approve",
+                                                                               "receivers:read"])[1]
             c.bulletins = {name: add_bulletin(s, name, secs)  # type: ignore[attr-defined]
                            for name, secs in [("Bản tin sáng", 600), ("Thông báo tiêm chủng", 120),
                                               ("Nhạc", 300)]}
@@ -139,7 +146,7 @@ def test_a_refused_edit_keeps_the_stored_programme(client: TestClient) -> None:
     ({"targets": {"communes": ["no-such-commune"]}}, 422, "no-such-commune"),
     ({"targets": {"villages": ["thon-1"]}}, 422, "several communes"),
     ({"targets": {}}, 422, "no receiver"),
-    ({"items": [{"bulletin_id": 999}]}, 422, "bulletin 999"),
+    ({"items": [{"bulletin_id": 999}]}, 404, "bulletin 999"),  # as another commune's would be: 404
     ({"items": [{"song": 1}]}, 422, "bulletin_id"),
     ({"start": "2020-01-01T06:00:00+07:00"}, 422, "never play"),
     ({"valid_from": "2030-01-02", "valid_until": "2030-01-01"}, 422, "valid_until"),
@@ -165,10 +172,10 @@ def test_villages_groups_and_a_commune_limited_token(client: TestClient) -> None
     assert by_group["receivers"] == 3
     assert client.delete(f"/api/v1/receiver-groups/{group.json()['id']}").status_code == 409
     with Session(client.app.state.engine) as s:  # type: ignore[attr-defined]
-        limited = create_token(s, "xa-tra-son", ["content:read", "content:write"], communes=["tra-son"])
+        limited = issue_token(s, "xa-tra-son", ["content:read", "content:write"], communes=["tra-son"])[1]
     headers = {"Authorization": f"Bearer {limited}"}
     r = client.post("/api/v1/programmes", json=programme(client, "Bản tin", "Nhạc", at(11)), headers=headers)
-    assert r.status_code == 403 and "tra-kot" in r.json()["detail"]
+    assert r.status_code == 404 and "tra-kot" in r.json()["detail"]  # outside its communes: hidden
     assert client.get("/api/v1/programmes", headers=headers).json()["count"] == 0
     assert client.get(f"/api/v1/programmes/{by_group['id']}", headers=headers).status_code == 404
 
@@ -197,7 +204,7 @@ def test_a_receiver_fetches_its_own_signed_plan(client: TestClient) -> None:
         s.commit()
     p = client.post("/api/v1/programmes", json=programme(client, "Bản tin sáng", "Bản tin sáng", at(6))).json()
     runner = client.app.state.runner  # type: ignore[attr-defined]
-    client.portal.call(runner.recompile)  # type: ignore[attr-defined]
+    client.portal.call(runner.recompile)  # type: ignore[union-attr]
     url = f"/api/v1/receivers/{rid}/plan"
     assert client.get(url, headers={"Authorization": ""}).status_code == 401
     assert client.get(url, auth=(rid, "sai-mat-khau"), headers={"Authorization": ""}).status_code == 401
