@@ -75,7 +75,7 @@ def _list_to_change(ctx: Ctx, code: str | None, action: str) -> Commune | None:
     """The list's commune (None: the district's). A commune outside the principal's is `Hidden` (known or
     not); the district's list changes only for district admins (`Forbidden`, 403)."""
     if code is None:
-        if not ctx.who.has(Right.ADMIN):
+        if not (ctx.who.has(Right.ADMIN) and ctx.who.district):
             raise Forbidden("The district's abbreviation list is changed by district admins only: name your "
                             "commune (\"commune\": \"…\") to change its own list.", who=ctx.who, action=action)
         return None
