@@ -5,11 +5,12 @@ import time."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
+from sqlalchemy.engine import Engine
 
 from audio.store import MediaStore
 from controller.api import api, errors, media
@@ -17,10 +18,15 @@ from controller.bridge import Bridge
 from controller.config import Settings
 from controller.db import make_engine, migrate
 from controller.emergencies import Tracker
+from controller.ports import CommandPort
 from controller.provision import ensure_signing_key
 from controller.scheduling import Runner
+from receivers.protocol import Signer
 
 log = logging.getLogger(__name__)
+# Makes the command port once the database and the signing key are ready: the MQTT `Bridge` by default,
+# `controller.bridge_memory.InMemoryBridge` (or a function returning a configured one) in tests.
+BridgeFactory = Callable[[Settings, Engine, Signer], CommandPort]
 
 LANDING = """<!doctype html><html lang="vi"><meta charset="utf-8"><title>Truyền thanh</title>
 <body style="font-family:sans-serif;max-width:40em;margin:3em auto">
@@ -30,7 +36,10 @@ LANDING = """<!doctype html><html lang="vi"><meta charset="utf-8"><title>Truyề
 </body></html>"""
 
 
-def create_app(settings: Settings, *, with_bridge: bool = True) -> FastAPI:
+def create_app(settings: Settings, *, with_bridge: bool = True, bridge: BridgeFactory = Bridge) -> FastAPI:
+    """`bridge` makes the command port (see `BridgeFactory`); `with_bridge=False` runs without one (routes
+    that send commands answer 503)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.db_url)
@@ -38,7 +47,7 @@ def create_app(settings: Settings, *, with_bridge: bool = True) -> FastAPI:
         signer, public_key = ensure_signing_key(settings)
         app.state.engine, app.state.public_key = engine, public_key
         app.state.media = MediaStore(settings.media_dir)
-        app.state.bridge = Bridge(settings, engine, signer) if with_bridge else None
+        app.state.bridge = bridge(settings, engine, signer) if with_bridge else None
         if app.state.bridge:
             await app.state.bridge.start()
         app.state.runner = Runner(settings, engine, signer, app.state.bridge)
@@ -63,8 +72,8 @@ def create_app(settings: Settings, *, with_bridge: bool = True) -> FastAPI:
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, object]:
-        bridge: Bridge | None = app.state.bridge
-        return {"status": "ok", "mqtt": "connected" if bridge and bridge.link.connected.is_set() else "down"}
+        port: CommandPort | None = app.state.bridge
+        return {"status": "ok", "mqtt": "connected" if port is not None and port.connected else "down"}
 
     @app.get("/", include_in_schema=False)
     def landing() -> HTMLResponse:

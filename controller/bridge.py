@@ -1,5 +1,10 @@
 """The controller's MQTT bridge: signs and publishes commands, ingests what receivers report.
 
+`BridgeBase` is the part that does not depend on the transport — command records, ingest of receiver
+reports into the database, listeners, request/answer matching. `Bridge` adds the MQTT session;
+`controller.bridge_memory.InMemoryBridge` delivers in memory instead (tests without a broker). Both
+implement `controller.ports.CommandPort`.
+
 Ingest is two-stage so that a thousand receivers reporting at once cost one database transaction, not a
 thousand: `on_message` validates each message and folds it into `_pending` (latest value per receiver and
 field) on the event loop; `_flush_loop` writes the batch every `status_flush_s` in a worker thread.
@@ -16,9 +21,9 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import aiomqtt
 from sqlalchemy import insert, update
@@ -44,9 +49,17 @@ from receivers.protocol import (
 )
 from receivers.transport import Link
 
+from .ports import AckListener, AvailabilityListener, CommandNotSent, EventListener
+
 log = logging.getLogger(__name__)
 FINAL_ACKS = ("applied", "rejected", "done", "failed")  # a command's outcome; play steps are progress
 SILENCE_CHECK_S = 0.5  # how often the liveness check runs: its verdicts may come this much late
+ReceiverReport: TypeAlias = Availability | ReceiverState | Telemetry | Ack | PlayEvent
+
+
+class BrokerUnreachable(CommandNotSent, aiomqtt.MqttError):
+    """Not connected to the broker: nothing was sent. Catch `CommandNotSent` (the port's error); being an
+    `aiomqtt.MqttError` too keeps callers that catch that working."""
 
 
 @dataclass
@@ -63,7 +76,10 @@ class _Pending:
         return bool(self.fields or self.acks or self.commands or self.plays)
 
 
-class Bridge:
+class BridgeBase:
+    """A `CommandPort` without its transport. A subclass delivers signed payloads (`_publish`), says whether
+    it can (`connected`), and hands every valid report of a known receiver to `_accept`."""
+
     def __init__(self, settings: Settings, engine: Engine, signer: Signer) -> None:
         self.settings = settings
         self.engine = engine
@@ -72,74 +88,48 @@ class Bridge:
         self.rejected = 0
         self.ingested = 0
         self._pending = _Pending()
-        self._watchers: dict[str, list[Callable[[str, Ack], None]]] = {}
-        self._event_watchers: list[Callable[[str, PlayEvent], None]] = []
+        self._watchers: dict[str, list[AckListener]] = {}
+        self._event_watchers: list[EventListener] = []
         # Long-lived listeners (the emergency tracker): every ack, and every availability report.
-        self.ack_watchers: list[Callable[[str, Ack], None]] = []
-        self.availability_watchers: list[Callable[[str, str], None]] = []
+        self.ack_watchers: list[AckListener] = []
+        self.availability_watchers: list[AvailabilityListener] = []
         self._known: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._flush_lock = asyncio.Lock()
-        mqtt = settings.mqtt
-        will = aiomqtt.Will(self.topics.controller_availability(),
-                            ControllerAvailability(status="offline").to_bytes(), qos=1, retain=True)
-        self.link = Link(host=mqtt.host, port=mqtt.port, tls=mqtt.tls, client_id=settings.mqtt_client_id,
-                         username=mqtt.username or "", password=mqtt.password or "", keepalive=30, will=will,
-                         on_connect=self._on_connect, on_message=self.on_message, backoff=(0.5, 15.0))
+
+    @property
+    def connected(self) -> bool:
+        raise NotImplementedError
+
+    async def _publish(self, target: Target, kind: str, payload: bytes) -> None:
+        """Deliver a signed payload to `target`; raise `CommandNotSent` when it cannot be."""
+        raise NotImplementedError
 
     # ---------------------------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
         self._known = await asyncio.to_thread(self._load_known)
-        self._tasks = [asyncio.create_task(self.link.run()), asyncio.create_task(self._flush_loop())]
-
-    async def wait_connected(self, timeout: float) -> None:
-        await asyncio.wait_for(self.link.connected.wait(), timeout)
+        self._tasks.append(asyncio.create_task(self._flush_loop()))
 
     async def stop(self) -> None:
-        if self.link.client is not None:
-            try:
-                await self.link.publish(self.topics.controller_availability(),
-                                        ControllerAvailability(status="offline", at=utcnow()).to_bytes(),
-                                        retain=True)
-            except aiomqtt.MqttError:
-                pass
-        self.link.stop()
         await self.flush()
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
 
     def _load_known(self) -> set[str]:
         with Session(self.engine) as s:
             return set(s.exec(select(Receiver.id)))
 
-    async def _on_connect(self, client: aiomqtt.Client) -> None:
-        for f in self.topics.ingest_filters():
-            await client.subscribe(f, qos=1)
-        await client.publish(self.topics.controller_availability(),
-                             ControllerAvailability(status="online", at=utcnow()).to_bytes(), qos=1, retain=True)
-        log.info("bridge: connected to the broker")
-
     # ------------------------------------------------------------------------------------- ingest
 
-    async def on_message(self, message: aiomqtt.Message) -> None:
-        topic = message.topic.value
-        info = self.topics.parse(topic)
-        if info is None or info.scope != "receiver" or info.leaf == "cmd" or info.ident is None:
-            return self._reject(topic, "not a receiver report topic")
-        rid = info.ident
-        if rid not in self._known:
-            return self._reject(topic, f"unknown receiver {rid!r}")
-        payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
-        try:
-            msg = parse_receiver_message(payload, info.leaf)
-        except ProtocolError as e:
-            return self._reject(topic, str(e))
+    def _accept(self, rid: str, msg: ReceiverReport, *, retain: bool = False) -> None:
+        """Fold one valid report of a known receiver into the pending batch, and tell the listeners."""
         now = utcnow()
         self.ingested += 1
         p = self._pending
-        if not message.retain or (isinstance(msg, Availability) and msg.status == "online"):
+        if not retain or (isinstance(msg, Availability) and msg.status == "online"):
             # A retained message replayed on (re)subscribing is old news, not a sign of life — except a
             # retained "online": the broker replaces it with the last will the moment the session dies,
             # so it vouches that the receiver is connected now.
@@ -157,7 +147,7 @@ class Bridge:
                 p.update(rid, volume=msg.volume, amplifier=msg.amplifier, playing=msg.playing, state_at=msg.at)
             case Telemetry():
                 telemetry = msg.model_dump(mode="json", exclude={"kind"})
-                if not message.retain:
+                if not retain:
                     # How far the receiver's clock is from ours (transport takes milliseconds): receivers play
                     # by their own clocks, so a drifting one is flagged to staff.
                     telemetry["clock_offset_s_seen"] = round((msg.at - now).total_seconds(), 3)
@@ -177,10 +167,6 @@ class Bridge:
                                 "volume": msg.volume, "reason": msg.reason, "received_at": now})
                 for event_watcher in self._event_watchers:
                     event_watcher(rid, msg)
-
-    def _reject(self, topic: str, reason: str) -> None:
-        self.rejected += 1
-        log.warning("bridge: ignored message on %s: %s", topic, reason)
 
     async def _flush_loop(self) -> None:
         next_check = 0.0
@@ -280,10 +266,14 @@ class Bridge:
         self._pending.commands.append(CommandRecord(
             command_id=str(command.command_id), kind=kind, target=str(command.target), issued_at=command.issued_at,
             expires_at=command.expires_at, issued_by=issued_by))
-        await self.link.publish(command.target.topic(self.topics, kind), payload)
+        await self._publish(command.target, kind, payload)
+
+    async def republish(self, target: Target, kind: str, payload: bytes) -> None:
+        """Send an already sent and recorded signed payload again (to a receiver back online)."""
+        await self._publish(target, kind, payload)
 
     @contextlib.contextmanager
-    def watch(self, command_id: str, callback: Callable[[str, Ack], None]) -> Iterator[None]:
+    def watch(self, command_id: str, callback: AckListener) -> Iterator[None]:
         """Call `callback(receiver_id, ack)` on the event loop for every ack of `command_id` while inside."""
         self._watchers.setdefault(command_id, []).append(callback)
         try:
@@ -294,7 +284,7 @@ class Bridge:
                 self._watchers[command_id] = rest
 
     @contextlib.contextmanager
-    def watch_events(self, callback: Callable[[str, PlayEvent], None]) -> Iterator[None]:
+    def watch_events(self, callback: EventListener) -> Iterator[None]:
         """Call `callback(receiver_id, event)` on the event loop for every proof-of-play event while inside."""
         self._event_watchers.append(callback)
         try:
@@ -304,7 +294,7 @@ class Bridge:
 
     async def request(self, command: Command, issued_by: str, timeout: float) -> Ack | None:
         """Send a command to one receiver and wait (bounded) for its ack; None when none came.
-        Raises aiomqtt.MqttError when the controller is not connected to the broker."""
+        Raises `CommandNotSent` when it cannot be sent (not connected to the broker)."""
         key = str(command.command_id)
         waiter: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
 
@@ -322,6 +312,78 @@ class Bridge:
                 issued_at=command.issued_at, expires_at=command.expires_at, issued_by=issued_by,
                 outcome="no_answer", answered_at=utcnow()))
             return None
+
+
+class Bridge(BridgeBase):
+    """The `CommandPort` over MQTT: one session to the broker (`receivers.transport.Link`) that publishes
+    commands (QoS 1, never retained) and subscribes to every receiver's reports."""
+
+    def __init__(self, settings: Settings, engine: Engine, signer: Signer) -> None:
+        super().__init__(settings, engine, signer)
+        mqtt = settings.mqtt
+        will = aiomqtt.Will(self.topics.controller_availability(),
+                            ControllerAvailability(status="offline").to_bytes(), qos=1, retain=True)
+        self.link = Link(host=mqtt.host, port=mqtt.port, tls=mqtt.tls, client_id=settings.mqtt_client_id,
+                         username=mqtt.username or "", password=mqtt.password or "", keepalive=30, will=will,
+                         on_connect=self._on_connect, on_message=self.on_message, backoff=(0.5, 15.0))
+
+    @property
+    def connected(self) -> bool:
+        return self.link.connected.is_set()
+
+    async def _publish(self, target: Target, kind: str, payload: bytes) -> None:
+        try:
+            await self.link.publish(target.topic(self.topics, kind), payload)
+        except aiomqtt.MqttError as e:
+            raise BrokerUnreachable(str(e)) from e
+
+    # ---------------------------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        await super().start()
+        self._tasks.append(asyncio.create_task(self.link.run()))
+
+    async def wait_connected(self, timeout: float) -> None:
+        await asyncio.wait_for(self.link.connected.wait(), timeout)
+
+    async def stop(self) -> None:
+        if self.link.client is not None:
+            try:
+                await self.link.publish(self.topics.controller_availability(),
+                                        ControllerAvailability(status="offline", at=utcnow()).to_bytes(),
+                                        retain=True)
+            except aiomqtt.MqttError:
+                pass
+        self.link.stop()
+        await super().stop()
+
+    async def _on_connect(self, client: aiomqtt.Client) -> None:
+        for f in self.topics.ingest_filters():
+            await client.subscribe(f, qos=1)
+        await client.publish(self.topics.controller_availability(),
+                             ControllerAvailability(status="online", at=utcnow()).to_bytes(), qos=1, retain=True)
+        log.info("bridge: connected to the broker")
+
+    # ------------------------------------------------------------------------------------- ingest
+
+    async def on_message(self, message: aiomqtt.Message) -> None:
+        topic = message.topic.value
+        info = self.topics.parse(topic)
+        if info is None or info.scope != "receiver" or info.leaf == "cmd" or info.ident is None:
+            return self._reject(topic, "not a receiver report topic")
+        rid = info.ident
+        if rid not in self._known:
+            return self._reject(topic, f"unknown receiver {rid!r}")
+        payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+        try:
+            msg = parse_receiver_message(payload, info.leaf)
+        except ProtocolError as e:
+            return self._reject(topic, str(e))
+        self._accept(rid, msg, retain=message.retain)
+
+    def _reject(self, topic: str, reason: str) -> None:
+        self.rejected += 1
+        log.warning("bridge: ignored message on %s: %s", topic, reason)
 
 
 def insert_ignoring_duplicates(engine: Engine, table: type[SQLModel]) -> Any:

@@ -1,7 +1,7 @@
 """A whole world on one machine for tests and benchmarks: a real broker (Mosquitto or the embedded amqtt)
 on a free port with provisioned accounts and ACLs, a migrated and seeded database, the controller's keys,
 and a fleet file with every receiver's credentials. The controller and the agents are then started by the
-caller (`create_app(tb.settings)`, `firmware_sim.fleet`).
+caller (`create_app(tb.settings)`, `firmware_sim.fleet`). `seed_world` is the same without the broker.
 
 `start_broker` raises `BrokerUnavailable` when the broker's program is missing; tests skip on it unless
 `TT_REQUIRE_MOSQUITTO=1` (CI sets it), so CI can never pass by skipping the real broker.
@@ -62,12 +62,21 @@ class Broker:
         return path.read_text(errors="replace") if path.exists() else ""
 
 
+def find_mosquitto() -> str | None:
+    """The Mosquitto program: on PATH or in /usr/sbin. TT_MOSQUITTO names it instead (a path that does not
+    exist makes this machine one without Mosquitto, e.g. to see what the tests skip there)."""
+    forced = os.environ.get("TT_MOSQUITTO")
+    if forced:
+        return forced if os.path.exists(forced) else None
+    return shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
+
+
 def start_broker(kind: str, directory: Path, accounts: list[Account], *, port: int | None = None,
                  timeout: float = 20.0) -> Broker:
     port = port or free_port()
     config = write_broker_files(kind, directory, accounts, port)
     if kind == "mosquitto":
-        exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
+        exe = find_mosquitto()
         if exe is None:
             raise BrokerUnavailable("mosquitto not found (apt-get install mosquitto)")
         cmd = [exe, "-c", str(config)]
@@ -99,17 +108,25 @@ class Testbed:
         self.engine.dispose()
 
 
-def make_testbed(data_dir: Path, broker_kind: str, *, seed_file: Path = DEFAULT_SEED,
-                 **settings: Any) -> Testbed:
+def seed_world(data_dir: Path, *, seed_file: Path = DEFAULT_SEED, **settings: Any) -> tuple[Settings, Engine, str]:
+    """The test bed without its broker: a migrated database seeded from `seed_file` and the controller's
+    signing key, in `data_dir`. Returns the settings, the engine and the public key (base64)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     base = Settings(demo=True, data_dir=data_dir, seed_file=seed_file, **settings)
     engine = make_engine(base.db_url)
     migrate(engine)
     _, public_key = ensure_signing_key(base)
+    with Session(engine) as s:
+        apply_seed(s, load_seed(seed_file))
+    return base, engine, public_key
+
+
+def make_testbed(data_dir: Path, broker_kind: str, *, seed_file: Path = DEFAULT_SEED,
+                 **settings: Any) -> Testbed:
+    base, engine, public_key = seed_world(data_dir, seed_file=seed_file, **settings)
     password = demo_controller_password(base)
     port = free_port()
     with Session(engine) as s:
-        apply_seed(s, load_seed(seed_file))
         demo_fleet_file(s, data_dir / "fleet.json", mqtt_url=f"mqtt://127.0.0.1:{port}", base=base.mqtt_base,
                         public_key=public_key)
         accounts = broker_accounts(s, Topics(base.mqtt_base), "controller", password)

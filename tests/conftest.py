@@ -1,36 +1,78 @@
 """Shared fixtures.
 
 - `data_dir`: a fresh directory per test that Mosquitto (which drops to its own user) can read.
-- `testbed`: real broker + migrated, seeded database + keys + fleet file (`firmware_sim.testbed`),
-  parametrised over both brokers for the end-to-end tests that request `broker_kind`.
-- `api`: the controller built through `create_app`, running its lifespan (MQTT bridge included), with an
-  admin token; `fleet`: real agents on simulated hardware in their own thread and event loop.
+- `seeded`: a migrated database seeded with the demo district, and the controller's keys, in `data_dir`
+  (`devrig.testbed.seed_world`, made once per session and copied); no broker.
+- `api`: the controller built through `create_app` on `seeded`, running its lifespan with the in-memory
+  bridge (`controller.bridge_memory.InMemoryBridge`, as `api.bridge`) instead of MQTT, with an admin token.
+  For every API test that does not test MQTT itself: no broker needed.
+- `testbed`: real broker + migrated, seeded database + keys + fleet file (`devrig.testbed`), parametrised
+  over both brokers for the end-to-end tests that request `broker_kind`.
+- `api_mqtt`: as `api`, with the real MQTT bridge connected to the testbed's broker; tests/e2e/conftest.py
+  makes it the `api` of the end-to-end tests. `fleet`: real agents on simulated hardware in their own thread
+  and event loop; `live`: the controller under uvicorn on the testbed.
+
+Without Mosquitto (and without TT_REQUIRE_MOSQUITTO=1, which CI sets) the cases that need it are skipped,
+and `pytest_terminal_summary` counts them in one line at the end, with those skipped for other missing
+system parts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 import os
 import shutil
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from controller.app import create_app
-from controller.auth import create_token
-from devrig.testbed import BrokerUnavailable, Testbed, make_testbed
+from controller.bridge_memory import InMemoryBridge
+from controller.config import DEFAULT_SEED, Settings
+from controller.db import make_engine
+from controller.provision import ensure_signing_key
+from controller.services.accounts import issue_token
+from devrig.testbed import BrokerUnavailable, Testbed, make_testbed, seed_world
 from firmware_sim.fleet import Fleet, agent_settings
 from receivers.agent import Agent, AgentSettings
+from receivers.protocol.messages import Ack, Availability, PlayEvent, ReceiverState, Telemetry
 
 T = TypeVar("T")
 REQUIRE_MOSQUITTO = os.environ.get("TT_REQUIRE_MOSQUITTO") == "1"
+TEST_SETTINGS: dict[str, Any] = {"status_flush_s": 0.1, "command_timeout_s": 5.0}
+# Skips for want of a part of the machine, each counted in one line at the end of the run:
+# (what the skip reason says, the rest of that line).
+MISSING_PARTS = [
+    ("mosquitto not found", "no Mosquitto on this machine — `apt-get install mosquitto` to run them"),
+    ("systemd-analyze not installed", "no systemd-analyze on this machine — `apt-get install systemd` to run them"),
+    ("shellcheck not installed", "no shellcheck on this machine — `apt-get install shellcheck` to run them"),
+    ("no agent wheelhouse", "no agent wheelhouse — `make agent-wheelhouse` to run them"),
+    ("no size-limited disk", "no size-limited disk could be made here (needs root and a loop device)"),
+    ("needs root", "not running as root"),
+]
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    counts: collections.Counter[str] = collections.Counter()
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        for says, line in MISSING_PARTS:
+            if says in reason:
+                counts[line] += 1
+                break
+    for line, n in counts.items():
+        terminalreporter.write_line(f"{n} test{'s' if n != 1 else ''} skipped: {line}", yellow=True, bold=True)
 
 
 @pytest.fixture
@@ -50,6 +92,33 @@ def _testbed(data_dir: Path, kind: str, **settings: Any) -> Testbed:
         pytest.skip(str(e))
 
 
+@dataclass
+class Seeded:
+    """The controller's world without a broker: settings, database and public key."""
+
+    settings: Settings
+    engine: Engine
+    public_key: str
+
+
+@pytest.fixture(scope="session")
+def seeded_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Migrating and seeding takes most of a second: done once, then copied for each test."""
+    d = tmp_path_factory.mktemp("seeded")
+    _, engine, _ = seed_world(d)
+    engine.dispose()
+    return d
+
+
+@pytest.fixture
+def seeded(data_dir: Path, seeded_template: Path) -> Iterator[Seeded]:
+    shutil.copytree(seeded_template, data_dir, dirs_exist_ok=True)
+    settings = Settings(demo=True, data_dir=data_dir, seed_file=DEFAULT_SEED, **TEST_SETTINGS)
+    engine = make_engine(settings.db_url)
+    yield Seeded(settings, engine, ensure_signing_key(settings)[1])
+    engine.dispose()
+
+
 @pytest.fixture(params=["mosquitto", "amqtt"])
 def broker_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -58,7 +127,7 @@ def broker_kind(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def testbed(data_dir: Path, request: pytest.FixtureRequest) -> Iterator[Testbed]:
     kind = request.getfixturevalue("broker_kind") if "broker_kind" in request.fixturenames else "mosquitto"
-    tb = _testbed(data_dir, kind, status_flush_s=0.1, command_timeout_s=5.0)
+    tb = _testbed(data_dir, kind, **TEST_SETTINGS)
     yield tb
     tb.close()
 
@@ -76,11 +145,50 @@ class Api:
     def post(self, path: str, **kw: Any) -> Any:
         return self.client.post(path, headers=self.headers, **kw)
 
+    def put(self, path: str, **kw: Any) -> Any:
+        return self.client.put(path, headers=self.headers, **kw)
+
+    def patch(self, path: str, **kw: Any) -> Any:
+        return self.client.patch(path, headers=self.headers, **kw)
+
+    def delete(self, path: str, **kw: Any) -> Any:
+        return self.client.delete(path, headers=self.headers, **kw)
+
+    @property
+    def engine(self) -> Engine:
+        return self.client.app.state.engine  # type: ignore[attr-defined]
+
+    @property
+    def bridge(self) -> InMemoryBridge:
+        """The in-memory bridge (`api` only): what was sent, and the rule that answers requests."""
+        bridge = self.client.app.state.bridge  # type: ignore[attr-defined]
+        assert isinstance(bridge, InMemoryBridge), "a real MQTT bridge: talk to it through real agents"
+        return bridge
+
+    def deliver(self, rid: str, *reports: Availability | ReceiverState | Telemetry | Ack | PlayEvent) -> None:
+        """Receiver `rid` reports (through the bridge's ingest, on the app's event loop), written at once."""
+        self.client.portal.call(functools.partial(self.bridge.deliver, rid, *reports))  # type: ignore[union-attr]
+
+    def online(self, *rids: str) -> None:
+        """These receivers say they are online, as an agent does on connecting."""
+        self.client.portal.call(functools.partial(self.bridge.bring_online, *rids))  # type: ignore[union-attr]
+
+
+def admin_token(engine: Engine, name: str = "test-admin") -> str:
+    with Session(engine) as s:
+        return issue_token(s, name, ["admin"], created_by="test")[1]
+
 
 @pytest.fixture
-def api(testbed: Testbed) -> Iterator[Api]:
-    with Session(testbed.engine) as s:
-        token = create_token(s, "test-admin", ["admin"])
+def api(seeded: Seeded) -> Iterator[Api]:
+    token = admin_token(seeded.engine)
+    with TestClient(create_app(seeded.settings, bridge=InMemoryBridge)) as client:
+        yield Api(client, token)
+
+
+@pytest.fixture
+def api_mqtt(testbed: Testbed) -> Iterator[Api]:
+    token = admin_token(testbed.engine)
     with TestClient(create_app(testbed.settings)) as client:
         deadline = time.monotonic() + 20
         while client.get("/healthz").json()["mqtt"] != "connected":
@@ -166,8 +274,7 @@ class LiveController:
                                                     lifespan="on"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
-        with Session(testbed.engine) as s:
-            token = create_token(s, "live-admin", ["admin"])
+        token = admin_token(testbed.engine, "live-admin")
         import httpx
 
         self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
