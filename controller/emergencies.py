@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 from sqlalchemy import bindparam, insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from controller.content import broadcast_format, engines, make_media, normalized, speak
 from controller.db.models import Announcement, Emergency, EmergencyReceiver, MediaFile, ReceiverStatus, utcnow
+from controller.ports import CommandNotSent
 from controller.scheduling import Inventory
 from receivers.protocol import Ack, Target
 
@@ -211,9 +211,9 @@ class Tracker:
     async def _resend(self, rid: str, payload: bytes, eid: str) -> None:
         assert self.bridge is not None
         try:
-            await self.bridge.link.publish(self.bridge.topics.receiver_cmd(rid, "play"), payload)
+            await self.bridge.republish(Target.receiver(rid), "play", payload)
             log.info("emergency %s: sent again to %s, back online", eid, rid)
-        except aiomqtt.MqttError as e:
+        except CommandNotSent as e:
             log.warning("emergency %s: could not send again to %s: %s", eid, rid, e)
 
     def cancel(self, eid: str) -> None:

@@ -18,8 +18,8 @@ from . import audit as audit_log
 
 if TYPE_CHECKING:
     from audio.store import MediaStore
-    from controller.bridge import Bridge as CommandPort  # the bridge interface replaces this alias
     from controller.emergencies import Tracker
+    from controller.ports import CommandPort
     from controller.scheduling import Runner
 
 MAX_LIMIT = 1000
