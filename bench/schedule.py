@@ -188,7 +188,8 @@ def controller_recompile(communes: dict[str, list[str]], programmes: list[Progra
                 s.add(ProgrammeRow(id=p.id, title=p.title, items=[{"bulletin_id": int(i.key.split(":")[1]) + 1}
                                                                   for i in p.items],
                                    targets={"receivers": sorted(p.receivers)}, start=p.start.astimezone(dt.UTC),
-                                   rrule=p.rrule, priority=p.priority, created_by="bench"))
+                                   rrule=p.rrule, priority=p.priority, created_by="bench",
+                                   approved_by="bench", approved_at=dt.datetime.now(dt.UTC)))  # drafts plan nothing
             s.commit()
         runner = Runner(settings, engine, None, None)  # type: ignore[arg-type]
         times = []
