@@ -1,5 +1,7 @@
-"""Reading the 4G modem through ModemManager: `mmcli -K` output, recorded from a Quectel EC25 on a Pi
-(`mmcli -L -K`, `mmcli -m 0 -K`) in the states a receiver meets, parsed by pure functions."""
+"""Reading the 4G modem through ModemManager: `mmcli -L -K` and `mmcli -m 0 -K` output in the states a
+receiver meets, parsed by pure functions. The samples follow ModemManager 1.20's key-value format for a
+Quectel EC25 (as Raspberry Pi OS Bookworm ships it); they were written for these tests, not captured from a
+device, so check them against a real modem's output when one is at hand."""
 
 from __future__ import annotations
 
