@@ -156,7 +156,9 @@ def _targets_within(ctx: Ctx, inv: Inventory, targets: dict[str, Any], action: s
             raise hidden(f"commune {code!r}")
     for name in targets.get("villages") or []:
         keys = [name] if "/" in str(name) else inv.village_codes.get(name, [])
-        if not keys or any(k.split("/", 1)[0] not in mine for k in keys):
+        if len(keys) > 1:
+            continue  # a bare code several communes use: the resolution asks for 'commune-code/village-code'
+        if not keys or keys[0].split("/", 1)[0] not in mine:
             raise hidden(f"village {name!r}")
     for rid in targets.get("receivers") or []:
         if inv.receivers.get(rid) not in mine:

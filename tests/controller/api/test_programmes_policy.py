@@ -116,6 +116,7 @@ def test_a_draft_bulletin_cannot_be_scheduled(bed: Bed) -> None:
     {"communes": ["tra-kot"]},
     {"communes": ["tra-son", "tra-kot"]},
     {"villages": ["tra-kot/thon-1"]},
+    {"villages": ["tra-son/thon-1", "tra-kot/thon-2"]},
     {"receivers": ["tra-kot-thon-1-1"]},
     {"receivers": ["no-such-receiver"]},  # unknown is answered as hidden: nothing to probe
     {"all": True},
@@ -126,6 +127,12 @@ def test_every_target_lies_within_the_principals_communes(bed: Bed, targets: dic
     r = bed.programme("leader", "Ra ngoài xã", at(9), targets=targets)
     assert r.status_code == 404, r.text
     assert bed.call("admin", "GET", "/programmes").json()["count"] == 0
+
+
+def test_a_bare_village_code_of_several_communes_asks_for_the_commune(bed: Bed) -> None:
+    r = bed.programme("leader", "Thôn 1", at(9), targets={"villages": ["thon-1"]})
+    assert r.status_code == 422 and "tra-son/thon-1" not in r.json()["detail"] and "several" in r.json()["detail"]
+    assert bed.programme("leader", "Thôn 1", at(9), targets={"villages": ["tra-son/thon-1"]}).status_code == 201
 
 
 def test_a_group_of_another_communes_receivers_cannot_be_targeted(bed: Bed) -> None:
