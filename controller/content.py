@@ -5,8 +5,8 @@ content services (`controller.services.content`), emergencies and the command li
 - `broadcast_format`, `make_media`, `ingest_error`: a source file → stored broadcast audio (a `MediaFile`),
   or the domain error that says why not (415 not audio, 422 otherwise).
 - `media_url`: where receivers and staff fetch stored audio (without a token, by hash).
-- `engines`, `speak`: the text-to-speech engines and the layout of speech with chimes and repeats.
-- `normalized`: kept for callers not yet moved to `controller.services.content.spoken_text` (district list).
+- `engines`, `speak`: the text-to-speech engines and the layout of speech with chimes and repeats (what is
+  spoken is `controller.services.content.spoken_text`, with the district's and the commune's abbreviations).
 """
 
 from __future__ import annotations
@@ -79,10 +79,3 @@ def speak(engine: TtsEngine, text: str, voice: str, cache_dir: Path, out_wav: Pa
                  repeat=options.repeat, gap_s=options.gap_s)
     decoded.unlink()
 
-
-def normalized(session: Session, text: str) -> str:
-    """`text` as read for several communes at once: the built-in and the district's abbreviations, never one
-    commune's own. Prefer `controller.services.content.spoken_text(session, text, commune)`."""
-    from controller.services.content import spoken_text  # imported here: that module imports this one
-
-    return spoken_text(session, text, None)
