@@ -34,7 +34,9 @@ from .context import Ctx, Page
 from .receivers import CommandOutcome, command_one, controlled_receiver, get_receiver, request
 
 LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
-EMERGENCY_ITEM = re.compile(r"^em-\d+$")  # controller.emergencies: an emergency's item on every receiver
+# An emergency's item on every receiver (`em-{uuid}`, controller.emergencies) and a one-off play at emergency
+# priority (`em-{kind}-{id}-…`, below): told apart by name before any receiver has reported them.
+EMERGENCY_ITEM = re.compile(r"^em-")
 PROGRAMME_ITEM = re.compile(r"^p(\d+)-")  # schedules.model.Slot.item_id
 
 
@@ -92,7 +94,8 @@ async def play(ctx: Ctx, rid: str, body: PlayRequest) -> PlaySent:
     now = utcnow()
     ttl = ctx.settings.command_ttl_s + max(0.0, (start - now).total_seconds() if start else 0.0)
     kind = "bulletin" if body.bulletin_id else "announcement"
-    command = Play.new(Target.receiver(rid), ttl, now=now, item_id=f"{kind}-{content.id}-{uuid.uuid4().hex[:8]}",
+    item_id = ("em-" if body.priority == "emergency" else "") + f"{kind}-{content.id}-{uuid.uuid4().hex[:8]}"
+    command = Play.new(Target.receiver(rid), ttl, now=now, item_id=item_id,
                        priority=body.priority, **audio,
                        volume=body.volume, repeat=body.repeat, gap_s=body.gap_s, start_at=start, resume=body.resume,
                        title=content.title)

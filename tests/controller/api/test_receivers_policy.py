@@ -83,12 +83,15 @@ def test_stopping_an_emergency_needs_the_emergency_right(world: World) -> None:
         s.add(PlayRecord(event_id="e1", receiver_id=RID, seq=1, event="started", at=utcnow(),
                          item_id="bulletin-9-abcdef12", priority="emergency"))  # played at emergency priority
         s.commit()
-    for body in ({}, {"priority": "emergency"}, {"item_id": "em-7"}, {"item_id": "bulletin-9-abcdef12"}):
+    # An emergency's item is `em-{uuid}`; a one-off play at emergency priority `em-bulletin-…`: both by name,
+    # before any receiver has reported them (a digits-only pattern once let the UUID ones through).
+    for body in ({}, {"priority": "emergency"}, {"item_id": "em-7"}, {"item_id": "bulletin-9-abcdef12"},
+                 {"item_id": "em-0b6f5a8e-4a3c-4d8e-9a51-2f0d1c3b7e44"}, {"item_id": "em-bulletin-3-0123abcd"}):
         r = world.client.post(f"/api/v1/receivers/{RID}/stop", json=body, headers=control)
         assert r.status_code == 403 and "emergency:trigger" in r.json()["detail"], (body, r.text)
     assert world.bridge.commands("stop") == []
     refused = world.audit("receiver.stop")
-    assert len(refused) == 4 and {e.outcome for e in refused} == {"refused"}
+    assert len(refused) == 6 and {e.outcome for e in refused} == {"refused"}
     assert all(e.actor.startswith("token:") and e.address for e in refused)
 
     # The lower classes, and other items, are receivers:control's to stop.
