@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from pydantic import BaseModel, Field, field_validator
 from sqlmodel import Session, col, func, select
@@ -199,6 +199,12 @@ def approve_announcement(ctx: Ctx, ident: int) -> AnnouncementPublic:
 # --------------------------------------------------------------------------------- public shapes
 
 
+@overload
+def _public(content: Bulletin, m: MediaFile, code: str | None) -> BulletinPublic: ...
+@overload
+def _public(content: Announcement, m: MediaFile, code: str | None) -> AnnouncementPublic: ...
+@overload
+def _public(content: ContentModel, m: MediaFile, code: str | None) -> BulletinPublic | AnnouncementPublic: ...
 def _public(content: ContentModel, m: MediaFile, code: str | None) -> BulletinPublic | AnnouncementPublic:
     assert content.id is not None
     common: dict[str, Any] = dict(
@@ -275,13 +281,15 @@ def list_announcements(ctx: Ctx, page: Page, *, commune: str | None = None,
 def get_bulletin(ctx: Ctx, ident: int) -> BulletinPublic:
     require(ctx.who, Right.CONTENT_READ, "bulletin.read")
     b, m, c = _find(ctx, "bulletin", ident, "bulletin.read")
-    return BulletinPublic.model_validate(_public(b, m, c.code if c else None))
+    assert isinstance(b, Bulletin)
+    return _public(b, m, c.code if c else None)
 
 
 def get_announcement(ctx: Ctx, ident: int) -> AnnouncementPublic:
     require(ctx.who, Right.CONTENT_READ, "announcement.read")
     a, m, c = _find(ctx, "announcement", ident, "announcement.read")
-    return AnnouncementPublic.model_validate(_public(a, m, c.code if c else None))
+    assert isinstance(a, Announcement)
+    return _public(a, m, c.code if c else None)
 
 
 def usable_content(ctx: Ctx, *, bulletin_id: int | None = None, announcement_id: int | None = None,
@@ -335,7 +343,7 @@ def create_bulletin(ctx: Ctx, form: BulletinUpload, receive: Callable[[Path], Pa
                         loudness_before=result.loudness_before, loudness_after=result.loudness_after,
                         trimmed_s=result.trimmed_s, created_by=ctx.who.actor)
     _store(ctx, bulletin, commune, action, f"{bulletin.title} ({media.sha256[:12]}, {media.duration_s:.1f} s)")
-    return BulletinPublic.model_validate(_public(bulletin, media, commune.code if commune else None))
+    return _public(bulletin, media, commune.code if commune else None)
 
 
 def create_announcement(ctx: Ctx, body: AnnouncementCreate) -> AnnouncementPublic:
@@ -381,7 +389,7 @@ def create_announcement(ctx: Ctx, body: AnnouncementCreate) -> AnnouncementPubli
         created_by=ctx.who.actor)
     _store(ctx, announcement, commune, action,
            f"{engine.name}/{voice}, {media.duration_s:.1f} s" + (f"; {note}" if note else "") + f"; reads: {text}")
-    return AnnouncementPublic.model_validate(_public(announcement, media, commune.code if commune else None))
+    return _public(announcement, media, commune.code if commune else None)
 
 
 # ----------------------------------------------------------------------------------------- deleting
