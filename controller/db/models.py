@@ -127,6 +127,7 @@ class CommunePublic(SQLModel):
     receivers_total: int
     receivers_online: int
     receivers_offline: int
+    approval_required: bool = True  # its content waits for a leader's approval before going on air
 
 
 class CommunesPublic(SQLModel):
