@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import os
 import shutil
@@ -110,13 +111,23 @@ def seeded_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-@pytest.fixture
-def seeded(data_dir: Path, seeded_template: Path) -> Iterator[Seeded]:
-    shutil.copytree(seeded_template, data_dir, dirs_exist_ok=True)
+@contextlib.contextmanager
+def seeded_copy(template: Path, data_dir: Path) -> Iterator[Seeded]:
+    """The seeded world of `template` (the `seeded_template` fixture) copied into `data_dir`. For fixtures of
+    a wider scope than `seeded`'s (e.g. a module's: with `tmp_path_factory.mktemp(...)` as `data_dir`)."""
+    shutil.copytree(template, data_dir, dirs_exist_ok=True)
     settings = Settings(demo=True, data_dir=data_dir, seed_file=DEFAULT_SEED, **TEST_SETTINGS)
     engine = make_engine(settings.db_url)
-    yield Seeded(settings, engine, ensure_signing_key(settings)[1])
-    engine.dispose()
+    try:
+        yield Seeded(settings, engine, ensure_signing_key(settings)[1])
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def seeded(data_dir: Path, seeded_template: Path) -> Iterator[Seeded]:
+    with seeded_copy(seeded_template, data_dir) as world:
+        yield world
 
 
 @pytest.fixture(params=["mosquitto", "amqtt"])
@@ -179,11 +190,20 @@ def admin_token(engine: Engine, name: str = "test-admin") -> str:
         return issue_token(s, name, ["admin"], created_by="test")[1]
 
 
+@contextlib.contextmanager
+def api_in_memory(world: Seeded, **bridge_options: Any) -> Iterator[Api]:
+    """The controller on `world` with the in-memory bridge (`bridge_options`: its `answer`, `answers`), and an
+    admin token: what the `api` fixture gives, for fixtures of a wider scope."""
+    token = admin_token(world.engine)
+    factory = functools.partial(InMemoryBridge, **bridge_options) if bridge_options else InMemoryBridge
+    with TestClient(create_app(world.settings, bridge=factory)) as client:
+        yield Api(client, token)
+
+
 @pytest.fixture
 def api(seeded: Seeded) -> Iterator[Api]:
-    token = admin_token(seeded.engine)
-    with TestClient(create_app(seeded.settings, bridge=InMemoryBridge)) as client:
-        yield Api(client, token)
+    with api_in_memory(seeded) as a:
+        yield a
 
 
 @pytest.fixture
