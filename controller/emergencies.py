@@ -1,7 +1,7 @@
 """Emergency announcements: the fast path out, and each one's live progress back.
 
-- `speech_media(...)`: text → speech with the attention chime → broadcast audio, reusing the audio of an
-  earlier announcement of the same text (so a repeated warning costs nothing to prepare).
+- `speech_media(...)`: spoken text → speech with the attention chime → broadcast audio, reusing the audio of an
+  earlier announcement of the same spoken text (so a repeated warning costs nothing to prepare).
 - `plan_topics(...)`: which publishes reach exactly the targeted receivers — one per commune (or one to
   every receiver), one per receiver only for village or single-receiver targets.
 - `Tracker`: the progress of every live emergency, receiver by receiver, fed by the bridge's acks; streams
@@ -27,7 +27,7 @@ from sqlalchemy import bindparam, insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from controller.content import broadcast_format, engines, make_media, normalized, speak
+from controller.content import broadcast_format, engines, make_media, speak
 from controller.db.models import Announcement, Emergency, EmergencyReceiver, MediaFile, ReceiverStatus, utcnow
 from controller.ports import CommandNotSent
 from controller.scheduling import Inventory
@@ -49,11 +49,11 @@ class SpeechLayout:
     gap_s: float = 0.0
 
 
-def speech_media(engine: Engine, settings: Any, store: Any, text: str, actor: str) -> tuple[MediaFile, int]:
-    """Broadcast audio of `text` read by the offline engine after the attention chime; returns the media and
-    the announcement that holds it (made now, or an earlier one of the same text)."""
+def speech_media(engine: Engine, settings: Any, store: Any, text: str, said: str, actor: str) -> tuple[MediaFile, int]:
+    """Broadcast audio of `said` (`text` as it is read out: see `services.content.spoken_text`) read by the
+    offline engine after the attention chime; returns the media and the announcement that holds it (made now,
+    or an earlier one of the same spoken text)."""
     with Session(engine) as s:
-        said = normalized(s, text)
         known = s.exec(select(Announcement, MediaFile).join(MediaFile, MediaFile.sha256 == Announcement.media_sha256)  # type: ignore[arg-type]
                        .where(Announcement.normalized_text == said, Announcement.engine == "offline",
                               col(Announcement.chime_before).is_(True), col(Announcement.chime_after).is_(False),

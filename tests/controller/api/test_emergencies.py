@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, col, select
 
-from controller.auth import create_token
 from controller.db.models import AuditEntry, Emergency, EmergencyReceiver
+from controller.services.accounts import issue_token
 from schedules import TZ
 from tests.conftest import Api, wait_for
 
@@ -111,13 +111,13 @@ def test_tokens_without_the_scope_or_outside_their_communes_are_refused_and_audi
     body = {"text": TEXT, "targets": {"communes": ["tra-kot"]}}
     assert api.client.post("/api/v1/emergencies", json=body).status_code == 401
     with Session(api.client.app.state.engine) as s:  # type: ignore[attr-defined]
-        reader = create_token(s, "viewer", ["receivers:read"])
-        nu_only = create_token(s, "xa-tra-nu", ["emergency:trigger"], communes=["tra-nu"])
+        reader = issue_token(s, "viewer", ["receivers:read"])[1]
+        nu_only = issue_token(s, "xa-tra-nu", ["emergency:trigger"], communes=["tra-nu"])[1]
     r = api.client.post("/api/v1/emergencies", json=body, headers={"Authorization": f"Bearer {reader}"})
     assert r.status_code == 403 and "emergency:trigger" in r.json()["detail"]
     r = api.client.post("/api/v1/emergencies", json=body, headers={"Authorization": f"Bearer {nu_only}"})
     assert r.status_code == 403 and "tra-kot" in r.json()["detail"]
-    assert any("emergency:trigger" in (a.detail or "") for a in audits(api, "auth.refused", "refused"))
+    assert any("emergency:trigger" in (a.detail or "") for a in audits(api, "api.emergency:trigger", "refused"))
     [refused] = audits(api, "emergency.trigger", "refused")
     assert "xa-tra-nu" in refused.actor and "tra-kot" in (refused.detail or "")
     ok = api.client.post("/api/v1/emergencies", json={**body, "targets": {"communes": ["tra-nu"]}},

@@ -1,0 +1,163 @@
+"""CAP intake: a Common Alerting Protocol 1.2 alert (XML bytes) from a disaster-warning system becomes an
+emergency, updates the one it references (cancels it, sends the new one) or cancels it.
+
+- `receive_alert(ctx, raw) -> CapAnswer`: what `POST /api/v1/cap` does. Parsing and validation are
+  `controller.cap`'s; this adds the clock (expiry), the geocode table, the signature requirement
+  (`TT_EMERGENCY__CAP_REQUIRE_SIGNATURE`, trusted certificates), idempotency (the same alert twice makes one
+  emergency) and the mapping of statuses: `Actual` → the alert's communes; `Test` / `Exercise` → only
+  receivers marked `accepts_tests`; `System` / `Draft` → refused; `Ack` / `Error` → accepted, nothing sent.
+
+The policy is the emergencies' (`services.emergencies`): the alert's communes must be within the principal's,
+and an `Update` or `Cancel` may cancel only emergencies the principal could cancel itself. Every check —
+those of the referenced emergencies and, for an `Update`, those of the new one (its audio made too) — is
+passed before anything is cancelled. Every alert, accepted or refused, is audited as `cap.receive`.
+See docs/CAP.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from sqlmodel import col, select
+
+from controller import cap as caplib
+from controller.db.models import Emergency, Receiver, utcnow
+from controller.emergencies import speech_media
+from controller.errors import Hidden, Invalid, NotFound, TooLarge
+from controller.policy import Right, require
+from controller.scheduling import Inventory, local
+
+from .content import spoken_text
+from .context import Ctx
+from .emergencies import (
+    Prepared,
+    check_rate,
+    duplicate,
+    expiry,
+    launch,
+    only_commune,
+    reached,
+    refusals_audited,
+    resolve,
+    stop,
+)
+
+RECEIVE = "cap.receive"
+
+
+class CapAnswer(BaseModel):
+    """What became of an alert; for a new emergency (created, updated, duplicate) the fields of the 202 of
+    `POST /api/v1/emergencies` too."""
+
+    action: Literal["created", "updated", "duplicate", "cancelled", "none"]
+    identifier: str = Field(description="the alert's CAP identifier")
+    cancelled: list[str] = Field(default_factory=list, description="the emergencies it cancelled")
+    id: str | None = None
+    receivers: list[str] | None = None
+    topics: list[str] | None = None
+    expires_at: dt.datetime | None = None
+    inline: bool | None = None
+    media_url: str | None = None
+    duration_s: float | None = None
+    spoken_text: str | None = None
+    duplicate: bool | None = None
+    unknown_geocodes: list[str] = Field(default_factory=list, description="area geocodes not mapped to a commune")
+    area_desc: str | None = None
+
+
+def _parse(ctx: Ctx, raw: bytes) -> caplib.CapAlert:
+    settings = ctx.settings.emergency
+    if len(raw) > caplib.MAX_ALERT_BYTES:
+        raise TooLarge(f"too large: a CAP alert may be at most {caplib.MAX_ALERT_BYTES} bytes")
+    try:
+        if settings.cap_require_signature:
+            caplib.verify_signature(raw, [p.read_bytes() for p in settings.cap_trusted_certs])
+        return caplib.parse_alert(raw)
+    except caplib.CapError as e:
+        raise Invalid(f"CAP alert refused: {e}") from None
+
+
+def _referenced(ctx: Ctx, alert: caplib.CapAlert) -> list[Emergency]:
+    """The emergencies an `Update` / `Cancel` names, each one the principal may cancel (else the alert is
+    refused whole, as if they had never been received: `Hidden`)."""
+    found: list[Emergency] = []
+    for ref in alert.references:
+        found.extend(ctx.session.exec(select(Emergency).where(Emergency.cap_sender == ref.sender,
+                                                              Emergency.cap_identifier == ref.identifier)))
+    refs = ", ".join(f"{r.sender},{r.identifier}" for r in alert.references)
+    message = f"CAP {alert.msg_type} refers to no alert received here: {refs}"
+    if any(not ctx.who.may_touch_all(reached(ctx.session, row)) for row in found):
+        raise Hidden(message, who=ctx.who, action=RECEIVE)
+    if not found and alert.msg_type == "Cancel":
+        raise NotFound(message)
+    return found
+
+
+async def receive_alert(ctx: Ctx, raw: bytes) -> CapAnswer:
+    require(ctx.who, Right.EMERGENCY, RECEIVE)
+    settings = ctx.settings.emergency
+    with refusals_audited(ctx, RECEIVE):
+        alert = _parse(ctx, raw)
+    ident = f"{alert.sender} {alert.identifier}"
+    with refusals_audited(ctx, RECEIVE, ident):
+        if alert.status in ("System", "Draft"):
+            raise Invalid(f"CAP alert refused: status {alert.status!r} is not broadcast")
+        if alert.msg_type in ("Ack", "Error"):
+            ctx.audit(RECEIVE, "ok", target=ident, detail=f"{alert.msg_type}: no action")
+            return CapAnswer(action="none", identifier=alert.identifier)
+        referenced = _referenced(ctx, alert) if alert.msg_type in ("Update", "Cancel") else []
+    if alert.msg_type == "Cancel":
+        for row in referenced:
+            await stop(ctx, row)
+        cancelled = [row.id for row in referenced]
+        ctx.audit(RECEIVE, "ok", target=ident, detail=f"Cancel: {', '.join(cancelled)}")
+        return CapAnswer(action="cancelled", cancelled=cancelled, identifier=alert.identifier)
+    with refusals_audited(ctx, RECEIVE, ident):
+        info = caplib.choose_info(alert)
+        if info is None:
+            raise Invalid(f"CAP alert refused: an {alert.msg_type} needs an <info> block")
+        request_id = f"cap:{alert.sender}:{alert.identifier}"[:100]
+        if (known := duplicate(ctx, request_id)) is not None:
+            return CapAnswer(action="duplicate", identifier=alert.identifier, **known.model_dump())
+        if info.expires is not None and info.expires <= utcnow():
+            raise Invalid(f"CAP alert refused: it expired at {local(info.expires).isoformat()}")
+        table = caplib.load_geocode_table(settings.cap_geocodes or caplib.DEFAULT_GEOCODE_TABLE)
+        communes, unknown = caplib.communes_for(info, table)
+        if not communes:
+            raise Invalid("CAP alert refused: none of its areas maps to a commune here "
+                          f"(unknown: {', '.join(unknown) or 'no geocode'})")
+        ctx.require_bridge()
+        check_rate(ctx)
+        inv = Inventory.load(ctx.session)
+        targets = {"communes": sorted(communes)}
+        receivers = resolve(ctx, inv, targets, RECEIVE)
+        if alert.status in ("Test", "Exercise"):
+            testers = set(ctx.session.exec(select(Receiver.id).where(col(Receiver.accepts_tests).is_(True))))
+            receivers &= testers
+            if not receivers:
+                raise Invalid(f"CAP {alert.status} alert: no receiver in its area is marked for tests "
+                              "(accepts_tests)")
+        text = caplib.text_to_read(info)
+        expires_at = expiry(ctx, info.expires)
+        spoken = spoken_text(ctx.session, text, only_commune(inv, receivers))
+        media, _ = await asyncio.to_thread(speech_media, ctx.engine, ctx.settings, ctx.require_media(), text, spoken,
+                                           ctx.who.actor)
+    # Everything checked and the audio made: now the update replaces what it references.
+    for row in referenced:
+        await stop(ctx, row)
+    area_desc = "; ".join(a.area_desc for a in info.areas)[:500]
+    answer = await launch(ctx, inv, Prepared(
+        title=(info.headline or info.event)[:200], text=text, spoken=spoken, source="cap", receivers=receivers,
+        targets=targets, repeat=settings.repeat, volume=settings.volume, expires_at=expires_at,
+        request_id=request_id,
+        cap={"cap_sender": alert.sender, "cap_identifier": alert.identifier, "cap_sent": alert.sent.astimezone(dt.UTC),
+             "cap_status": alert.status, "area_desc": area_desc}), media)
+    ctx.audit(RECEIVE, "ok", target=ident,
+              detail=f"{alert.status} {alert.msg_type} → emergency {answer.id}; areas: {area_desc[:200]}"
+                     + (f"; unknown geocodes: {', '.join(unknown)}" if unknown else ""))
+    return CapAnswer(action="updated" if referenced else "created", identifier=alert.identifier,
+                     cancelled=[row.id for row in referenced], unknown_geocodes=unknown, area_desc=area_desc,
+                     **answer.model_dump())
