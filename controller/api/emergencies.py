@@ -4,9 +4,8 @@
 `expires_at`, `request_id`) or `POST /api/v1/emergencies/upload` (multipart with a `file`) answers 202 at
 once with the id, the targeted receivers and the text as it is read out. `GET /{id}` shows each receiver's
 progress and totals, `GET /{id}/events` streams it (Server-Sent Events), `POST /{id}/cancel` stops it
-everywhere. Triggering and cancelling need `emergency:trigger`, reading `receivers:read`; a commune-limited
-principal reaches, sees and cancels only emergencies within its communes. The rules are
-`controller.services.emergencies`'; this module only translates.
+everywhere. Every route needs `emergency:trigger`; a commune-limited principal reaches, sees and cancels only
+emergencies within its communes. The rules are `controller.services.emergencies`'; this module translates.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from controller.services.emergencies import (
 )
 
 from .bulletins import receive_upload
-from .deps import EmergencyTrigger, PageDep, ReceiversReader
+from .deps import EmergencyTrigger, PageDep
 
 router = APIRouter(prefix="/emergencies", tags=["emergencies"])
 
@@ -56,17 +55,17 @@ async def upload_emergency(ctx: EmergencyTrigger, file: Annotated[UploadFile, Fi
 
 
 @router.get("", response_model=EmergenciesPublic)
-def list_emergencies(ctx: ReceiversReader, page: PageDep) -> EmergenciesPublic:
+def list_emergencies(ctx: EmergencyTrigger, page: PageDep) -> EmergenciesPublic:
     """Newest first."""
     return emergencies.list_emergencies(ctx, page)
 
 
 @router.get("/{eid}", response_model=EmergencyPublic)
-def get_emergency(eid: str, ctx: ReceiversReader) -> EmergencyPublic:
+def get_emergency(eid: str, ctx: EmergencyTrigger) -> EmergencyPublic:
     return emergencies.get_emergency(ctx, eid)
 
 
-async def subscription(eid: str, ctx: ReceiversReader) -> AsyncIterator[Subscription]:
+async def subscription(eid: str, ctx: EmergencyTrigger) -> AsyncIterator[Subscription]:
     """Checked and subscribed before the stream starts, so a refusal is still an HTTP status."""
     sub = await emergencies.subscribe(ctx, eid)
     try:

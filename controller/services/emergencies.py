@@ -10,8 +10,8 @@
   sign one play command per target topic, record, publish, answer.
 - `list_emergencies`, `get_emergency`, `subscribe` (a snapshot and a live `Subscription`), `cancel_emergency`.
 
-The policy: an emergency belongs to every commune it reached. A principal sees, follows and cancels it only
-if all of them are within its communes (otherwise `Hidden`, 404); lists leave the others out. One aimed at
+The policy: reading, triggering and cancelling all need the emergency right. An emergency belongs to every
+commune it reached; a principal sees, follows and cancels it only if all of them are within its communes (otherwise `Hidden`, 404); lists leave the others out. One aimed at
 every receiver (`all`) is the district's: unrestricted principals only. Stored content is used if the
 principal may see it, drafts included (the emergency right is the approval). Text goes through the spoken
 text rules of the single targeted commune (the district's list when several), and the text actually spoken
@@ -484,13 +484,13 @@ def progress(session: Session, engine: Any, tracker: Tracker | None, row: Emerge
 
 
 def get_emergency(ctx: Ctx, eid: str) -> EmergencyPublic:
-    row = visible_emergency(ctx, eid, Right.RECEIVERS_READ, READ)
+    row = visible_emergency(ctx, eid, Right.EMERGENCY, READ)
     return progress(ctx.session, ctx.engine, ctx.tracker, row)
 
 
 def list_emergencies(ctx: Ctx, page: Page) -> EmergenciesPublic:
     """Newest first; a commune-limited principal sees those that reached only its communes."""
-    require(ctx.who, Right.RECEIVERS_READ, READ)
+    require(ctx.who, Right.EMERGENCY, READ)
     s, communes = ctx.session, ctx.who.communes
     q = select(Emergency.id, Emergency.targets).order_by(col(Emergency.created_at).desc(), col(Emergency.id))
     if communes is not None:
@@ -561,7 +561,7 @@ class Subscription:
 
 async def subscribe(ctx: Ctx, eid: str) -> Subscription:
     """Checked before anything streams: the emergency must be visible to the principal."""
-    row = visible_emergency(ctx, eid, Right.RECEIVERS_READ, READ)
+    row = visible_emergency(ctx, eid, Right.EMERGENCY, READ)
     live = ctx.tracker.live.get(eid) if ctx.tracker is not None else None
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     if live is not None:

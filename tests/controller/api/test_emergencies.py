@@ -1,4 +1,4 @@
-"""Emergencies and CAP alerts through the API, against a real broker (no receivers running: every targeted
+"""Emergencies and CAP alerts through the API, with the in-memory bridge (no receivers running: every targeted
 receiver shows as offline). What the loudspeakers do is in tests/e2e/test_emergency.py."""
 
 from __future__ import annotations
