@@ -11,12 +11,13 @@
 - `list_emergencies`, `get_emergency`, `subscribe` (a snapshot and a live `Subscription`), `cancel_emergency`.
 
 The policy: reading, triggering and cancelling all need the emergency right. An emergency belongs to every
-commune it reached; a principal sees, follows and cancels it only if all of them are within its communes (otherwise `Hidden`, 404); lists leave the others out. One aimed at
-every receiver (`all`) is the district's: unrestricted principals only. Stored content is used if the
-principal may see it, drafts included (the emergency right is the approval). Text goes through the spoken
-text rules of the single targeted commune (the district's list when several), and the text actually spoken
-is answered and audited. Every trigger, cancel and refusal is audited (`emergency.trigger`,
-`emergency.cancel`); the refusals of the policy itself (`Forbidden`, `Hidden`) by the face that caught them.
+commune it reached; a principal sees, follows and cancels it only if all of them are within its communes
+(otherwise `Hidden`, 404); lists leave the others out. One aimed at every receiver (`all`) is the district's:
+unrestricted principals only. Stored content is used if the principal may see it, drafts included (the
+emergency right is the approval). Text goes through the spoken-text rules of the single targeted commune (the
+district's list when several), and the text actually spoken is answered and audited. Every trigger, cancel
+and refusal is audited (`emergency.trigger`, `emergency.cancel`); the refusals of the policy itself
+(`Forbidden`, `Hidden`) by the face that caught them.
 """
 
 from __future__ import annotations
