@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from controller.content import broadcast_format, engines, make_media, speak
-from controller.db.models import Announcement, Emergency, EmergencyReceiver, MediaFile, ReceiverStatus, utcnow
+from controller.db.models import Emergency, EmergencyReceiver, MediaFile, ReceiverStatus, utcnow
 from controller.ports import CommandNotSent
 from controller.scheduling import Inventory
 from receivers.protocol import Ack, Target
@@ -49,33 +49,24 @@ class SpeechLayout:
     gap_s: float = 0.0
 
 
-def speech_media(engine: Engine, settings: Any, store: Any, text: str, said: str, actor: str) -> tuple[MediaFile, int]:
-    """Broadcast audio of `said` (`text` as it is read out: see `services.content.spoken_text`) read by the
-    offline engine after the attention chime; returns the media and the announcement that holds it (made now,
-    or an earlier one of the same spoken text)."""
+def speech_media(engine: Engine, settings: Any, store: Any, said: str) -> MediaFile:
+    """Broadcast audio of `said` (the text as it is read out: see `services.content.spoken_text`) read by the
+    offline engine after the attention chime: an earlier emergency's that said the same, or made now. It is
+    not put in the content library (whose lists other communes read)."""
     with Session(engine) as s:
-        known = s.exec(select(Announcement, MediaFile).join(MediaFile, MediaFile.sha256 == Announcement.media_sha256)  # type: ignore[arg-type]
-                       .where(Announcement.normalized_text == said, Announcement.engine == "offline",
-                              col(Announcement.chime_before).is_(True), col(Announcement.chime_after).is_(False),
-                              Announcement.repeat == 1)).first()
-        if known is not None:
-            assert known[0].id is not None
-            return known[1], known[0].id
+        known = s.exec(select(MediaFile).join(Emergency, col(Emergency.media_sha256) == MediaFile.sha256)
+                       .where(Emergency.spoken_text == said, col(Emergency.source).in_(("text", "cap")))).first()
+        if known is not None and store.exists(known.sha256):
+            return known
         tts = engines(settings.audio)["offline"]
         layout = SpeechLayout()
         with tempfile.TemporaryDirectory(dir=store.root, prefix=".work-") as work:
             composed = Path(work) / "emergency.wav"
             speak(tts, said, tts.voices[0], settings.data_dir / "tts-cache", composed, layout)
-            media, result = make_media(s, store, composed, broadcast_format(settings.audio), trim_silence=False)
-        row = Announcement(title=("Khẩn cấp: " + text.strip())[:200], media_sha256=media.sha256, text=text,
-                           normalized_text=said, engine_requested="offline", engine=tts.name, voice=tts.voices[0],
-                           chime_before=True, loudness_before=result.loudness_before,
-                           loudness_after=result.loudness_after, created_by=actor)
-        s.add(row)
-        s.commit()
+            media, _ = make_media(s, store, composed, broadcast_format(settings.audio), trim_silence=False)
+        s.commit()  # the emergency row that refers to it is written in another session
         s.refresh(media)
-        assert row.id is not None
-        return media, row.id
+        return media
 
 
 def plan_topics(receivers: Iterable[str], commune_of: dict[str, str], by_commune: dict[str, set[str]],

@@ -475,6 +475,10 @@ class Emergency(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=36)
     title: str = Field(max_length=200)
     text: str | None = None
+    # The text as it was read out (abbreviations expanded); its audio is reused by a later emergency that
+    # says the same. Emergency speech is not kept as a library announcement: its text stays with the
+    # emergency, which only principals covering all its communes may read.
+    spoken_text: str | None = Field(default=None, index=True)
     source: str  # text | bulletin | upload | cap
     bulletin_id: int | None = None
     media_sha256: str = Field(foreign_key="mediafile.sha256")

@@ -143,8 +143,7 @@ async def receive_alert(ctx: Ctx, raw: bytes) -> CapAnswer:
         text = caplib.text_to_read(info)
         expires_at = expiry(ctx, info.expires)
         spoken = spoken_text(ctx.session, text, only_commune(inv, receivers))
-        media, _ = await asyncio.to_thread(speech_media, ctx.engine, ctx.settings, ctx.require_media(), text, spoken,
-                                           ctx.who.actor)
+        media = await asyncio.to_thread(speech_media, ctx.engine, ctx.settings, ctx.require_media(), spoken)
     # Everything checked and the audio made: now the update replaces what it references.
     for row in referenced:
         await stop(ctx, row)

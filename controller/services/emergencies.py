@@ -309,14 +309,6 @@ def ingest_failure(e: IngestError) -> DomainError:
 # ------------------------------------------------------------------------------------------ trigger
 
 
-def _spoken_of(session: Session, row: Emergency) -> str | None:
-    """The text a stored emergency reads out (its speech is an announcement), None for a recording."""
-    if row.source not in ("text", "cap", "announcement"):
-        return None
-    return session.exec(select(Announcement.normalized_text)
-                        .where(Announcement.media_sha256 == row.media_sha256)).first()
-
-
 def _inline(row: Emergency) -> bool:
     payload = next(iter(row.payloads.values()), None)
     return payload is not None and bool(json.loads(json.loads(payload)["body"]).get("inline_audio"))
@@ -336,7 +328,7 @@ def duplicate(ctx: Ctx, request_id: str | None) -> EmergencyTriggered | None:
     return EmergencyTriggered(id=known.id, receivers=sorted(rids), topics=sorted(known.payloads),
                               expires_at=local(known.expires_at), inline=_inline(known),
                               media_url=media_url(known.media_sha256), duration_s=media.duration_s if media else None,
-                              spoken_text=_spoken_of(s, known), duplicate=True)
+                              spoken_text=known.spoken_text, duplicate=True)
 
 
 async def trigger(ctx: Ctx, body: EmergencyCreate, idempotency_key: str | None = None) -> EmergencyTriggered:
@@ -356,8 +348,7 @@ async def trigger(ctx: Ctx, body: EmergencyCreate, idempotency_key: str | None =
         spoken: str | None = None
         if body.text is not None:
             spoken = spoken_text(ctx.session, body.text, only_commune(inv, receivers))
-            media, _ = await asyncio.to_thread(speech_media, ctx.engine, settings, ctx.require_media(), body.text,
-                                               spoken, ctx.who.actor)
+            media = await asyncio.to_thread(speech_media, ctx.engine, settings, ctx.require_media(), spoken)
             title, source = body.text.strip()[:80], "text"
         else:
             content, media, _ = usable_content(ctx, bulletin_id=body.bulletin_id, announcement_id=body.announcement_id,
@@ -429,7 +420,8 @@ async def launch(ctx: Ctx, inv: Inventory, p: Prepared, media: MediaFile) -> Eme
     commands = [Play.new(target, ttl, item_id=f"em-{eid}", priority="emergency", volume=p.volume, repeat=p.repeat,
                          gap_s=gap, title=p.title[:200], **audio) for target in topics]
     payloads = {str(c.target): bridge.signer.sign(c).decode() for c in commands}
-    row = Emergency(id=eid, title=p.title[:200], text=p.text, source=p.source, bulletin_id=p.bulletin_id,
+    row = Emergency(id=eid, title=p.title[:200], text=p.text, spoken_text=p.spoken, source=p.source,
+                    bulletin_id=p.bulletin_id,
                     media_sha256=media.sha256, targets=p.targets, repeat=p.repeat, volume=p.volume,
                     expires_at=p.expires_at, payloads=payloads, command_id=str(commands[0].command_id),
                     request_id=p.request_id, created_by=ctx.who.actor, **p.cap)

@@ -200,3 +200,17 @@ def test_spoken_text_follows_the_targeted_commune_and_is_audited(api: Api) -> No
 def test_cap_text_is_spoken_with_the_district_list_and_answered(api: Api) -> None:
     status, alert = post_cap(api, cap("flash-flood-alert.xml"))
     assert status == 202 and alert["spoken_text"] and "lũ" in alert["spoken_text"].lower(), alert
+
+
+def test_leak_emergency_speech_stays_out_of_the_content_library(api: Api) -> None:
+    """Leak: the audio of an emergency's text was kept as a district-wide announcement, whose text every
+    commune's staff could list. It now stays with the emergency; the same spoken text reuses its audio."""
+    first = api.post("/api/v1/emergencies", json={"text": TEXT, "targets": {"communes": ["tra-kot"]}}).json()
+    again = api.post("/api/v1/emergencies", json={"text": TEXT, "targets": {"communes": ["tra-kot"]},
+                                                  "request_id": "again"}).json()
+    assert again["id"] != first["id"] and again["media_url"] == first["media_url"]
+    operator = token(api, "canbo-tra-nu", ["tra-nu"], ["content:read"])
+    listed = api.client.get("/api/v1/announcements", headers=operator).json()
+    assert listed["count"] == 0 and TEXT not in str(listed)
+    assert api.get("/api/v1/announcements").json()["count"] == 0  # nobody's library holds it
+    assert stored(api, first["id"]).spoken_text == first["spoken_text"]

@@ -1,4 +1,4 @@
-"""accounts, token owners and expiry, content approval, abbreviations per commune, audit address
+"""accounts, token owners and expiry, content approval, abbreviations per commune, audit address, emergency spoken text
 
 Revision ID: 0007
 Revises: 0006
@@ -49,6 +49,8 @@ def upgrade() -> None:
     op.create_index(op.f('ix_apitoken_owner_id'), 'apitoken', ['owner_id'], unique=False)
 
     op.add_column('auditentry', sa.Column('address', STR(), nullable=True))
+    op.add_column('emergency', sa.Column('spoken_text', STR(), nullable=True))
+    op.create_index(op.f('ix_emergency_spoken_text'), 'emergency', ['spoken_text'], unique=False)
     op.add_column('commune', sa.Column('approval_required', sa.Boolean(), nullable=False, server_default=sa.true()))
 
     for table in ('bulletin', 'announcement', 'programme'):
