@@ -77,7 +77,7 @@ from sqlmodel import Session  # noqa: E402
 from audio.ffmpeg import ffmpeg_exe  # noqa: E402
 from bench.fanout import SETTLE_S, Child, count_online, start_fleet, write_seed  # noqa: E402
 from controller.app import create_app  # noqa: E402
-from controller.auth import create_token  # noqa: E402
+from controller.services.accounts import issue_token  # noqa: E402
 from devrig.ports import free_port  # noqa: E402
 from devrig.testbed import Testbed, make_testbed  # noqa: E402
 from firmware_sim.fleet import agent_settings  # noqa: E402
@@ -564,7 +564,7 @@ async def run(args: argparse.Namespace) -> int:
         write_seed(seed, args.receivers)
         tb = await asyncio.to_thread(make_testbed, data_dir, "mosquitto", seed_file=seed)
         with Session(tb.engine) as s:
-            token = create_token(s, "bench-admin", ["admin"])
+            token = issue_token(s, "bench-admin", ["admin"])[1]
         controller = ControllerThread(tb)
         api = Api(controller.url, token)
         await api.wait_connected(60)

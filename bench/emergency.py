@@ -80,8 +80,8 @@ from bench.fanout import (  # noqa: E402
     timed_rounds,
     write_seed,
 )
-from controller.auth import create_token  # noqa: E402
 from controller.db.models import Emergency, PlayRecord  # noqa: E402
+from controller.services.accounts import issue_token  # noqa: E402
 from devrig.ports import free_port  # noqa: E402
 from devrig.testbed import Testbed, make_testbed  # noqa: E402
 
@@ -426,7 +426,7 @@ async def run(args: argparse.Namespace) -> int:
             raise RuntimeError(f"the testbed holds {len(tb.fleet['receivers'])} receivers, not {n}")
         fleet_file = data_dir / "fleet.json"
         with Session(tb.engine) as s:
-            token = create_token(s, "bench-emergency", ["admin"])
+            token = issue_token(s, "bench-emergency", ["admin"])[1]
         port = free_port()
         api = Api(f"http://127.0.0.1:{port}", token)
         log.info("testbed: %s on port %d, %d receivers; controller on port %d", args.broker, tb.broker.port, n, port)

@@ -61,9 +61,9 @@ from sqlmodel import Session, select  # noqa: E402
 import schedules  # noqa: E402
 from bench.emergency import stamp, start_controller, wait_healthy, wait_online  # noqa: E402
 from bench.fanout import Child, percentile, shm_dir, write_seed  # noqa: E402
-from controller.auth import create_token  # noqa: E402
 from controller.db.models import ReceiverPlanState, ReceiverStatus  # noqa: E402
 from controller.provision import write_private  # noqa: E402
+from controller.services.accounts import issue_token  # noqa: E402
 from devrig.ports import free_port  # noqa: E402
 from devrig.testbed import Testbed, make_testbed  # noqa: E402
 from schedules import ContentItem, Programme  # noqa: E402
@@ -428,7 +428,7 @@ async def accuracy(args: argparse.Namespace) -> int:
         fleet_file = data_dir / "fleet.json"  # receivers' passwords: removed with data_dir
         write_private(fleet_file, json.dumps({**tb.fleet, "controller_url": url}).encode())
         with Session(tb.engine) as s:
-            token = create_token(s, "bench-schedule", ["admin"])
+            token = issue_token(s, "bench-schedule", ["admin"])[1]
         api = Operator(url, token)
         controller = await start_controller(tb, port, data_dir, "controller")
         children.append(controller)

@@ -25,7 +25,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import aiomqtt
 from sqlalchemy import bindparam
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -44,6 +43,7 @@ from controller.db.models import (
     Village,
     utcnow,
 )
+from controller.ports import CommandNotSent
 from receivers.protocol import MediaRef, Plan, PlanEntry, Signer, SyncSchedule, Target
 
 log = logging.getLogger(__name__)
@@ -311,7 +311,7 @@ class Runner:
             for target, version in targets:
                 await self.bridge.send(SyncSchedule.new(target, ttl, version=version), "runner")
                 self.notified += 1
-        except aiomqtt.MqttError as e:  # receivers poll their plan anyway
+        except CommandNotSent as e:  # receivers poll their plan anyway
             log.warning("runner: sync-schedule not sent (%s); receivers will catch up by polling", e)
         now = utcnow()
         with Session(self.engine) as s:

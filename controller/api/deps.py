@@ -1,7 +1,7 @@
 """What every route is handed: the session, the acting principal (checked against a right declared on the
 route), the service context.
 
-- `SessionDep`: one SQLModel session per request.
+- `SessionDep`: one SQLModel session per request (for the few routes that need no `Ctx`).
 - `allow(right)`: the route's policy — a dependency that authenticates the caller (bearer token) and refuses
   (403) a principal without `right`. Every route under /api/v1 declares one (`Allowed`/`CanX` aliases, or
   `public(...)` for the few that authenticate otherwise); tests/controller/api/test_policy_routes.py fails
@@ -15,11 +15,10 @@ route), the service context.
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Query, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
-from controller.bridge import Bridge
 from controller.errors import Unauthenticated
 from controller.policy import Principal, Right, require
 from controller.services import Ctx, Page
@@ -32,15 +31,7 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_bridge(request: Request) -> Bridge:
-    bridge: Bridge | None = request.app.state.bridge
-    if bridge is None:
-        raise HTTPException(503, "The MQTT bridge is not running on this controller.")
-    return bridge
-
-
 SessionDep = Annotated[Session, Depends(get_session)]
-BridgeDep = Annotated[Bridge, Depends(get_bridge)]
 
 _bearer = HTTPBearer(auto_error=False, description="an API token: `Authorization: Bearer tt_…`")
 

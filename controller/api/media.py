@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, Response
 
 from audio.store import SHA256, CorruptMedia, MediaStore
-from controller.auth import audit
+from controller.services import audit
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["media"])
@@ -30,7 +30,7 @@ def get_media(name: str, request: Request) -> Response:
         raise HTTPException(404, "No such audio.") from None
     except CorruptMedia as e:
         log.error("refusing to serve corrupted audio: %s", e)
-        audit(request.app.state.engine, "system", "media.corrupt", "refused", target=sha, detail=str(e))
+        audit.record(request.app.state.engine, "system", "media.corrupt", "refused", target=sha, detail=str(e))
         raise HTTPException(500, "The stored audio is corrupted and will not be served; re-upload it.") from None
     if etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers={"ETag": etag, "Cache-Control": CACHE})

@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import aiomqtt
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, or_, select
@@ -63,6 +62,7 @@ from controller.errors import (
     Unsupported,
 )
 from controller.policy import Right, require
+from controller.ports import CommandNotSent
 from controller.scheduling import Inventory, ScheduleError, local
 from receivers.protocol import INLINE_AUDIO_MAX, MediaRef, Play, Stop, Target
 
@@ -434,7 +434,7 @@ async def launch(ctx: Ctx, inv: Inventory, p: Prepared, media: MediaFile) -> Eme
     try:
         for c in commands:
             await bridge.publish_signed(c, payloads[str(c.target)].encode(), ctx.who.actor)
-    except aiomqtt.MqttError as e:
+    except CommandNotSent as e:
         # Recorded and tracked: each receiver gets it as soon as it (or the controller) is back online.
         ctx.audit(TRIGGER, "degraded", target=eid, detail=f"broker: {e}{said}")
         raise Unavailable(f"Emergency {eid} is recorded but the broker is unreachable ({e}); it will be sent to "
@@ -596,7 +596,7 @@ async def stop(ctx: Ctx, row: Emergency) -> None:
         for target in targets:
             await bridge.send(Stop.new(Target.parse(target), ttl, item_id=f"em-{eid}", priority="emergency"),
                               ctx.who.actor)
-    except (aiomqtt.MqttError, Unavailable) as e:
+    except (CommandNotSent, Unavailable) as e:
         ctx.audit(CANCEL, "degraded", target=eid, detail=str(e))
         raise Unavailable(f"Cancelled here, but the broker is unreachable ({e}).") from None
     ctx.audit(CANCEL, "ok", target=eid, detail=", ".join(targets)[:300])

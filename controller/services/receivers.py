@@ -22,7 +22,6 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any, Literal
 
-import aiomqtt
 from pydantic import BaseModel, Field
 from sqlalchemy import or_
 from sqlalchemy.engine import Engine
@@ -202,11 +201,11 @@ async def command_one(ctx: Ctx, rid: str, command: Command, action: str, *, deta
 
 
 async def request(ctx: Ctx, command: Command, wait: float, action: str, rid: str) -> Ack | None:
-    """`bridge.request`, with a broker that cannot be reached (`CommandNotSent`, or any `aiomqtt.MqttError` on
-    the way) made `Unavailable` (audited as failed)."""
+    """`bridge.request`, with a broker that cannot be reached (`CommandNotSent`) made `Unavailable` (audited
+    as failed)."""
     try:
         return await ctx.require_bridge().request(command, ctx.who.actor, wait)
-    except (CommandNotSent, aiomqtt.MqttError) as e:
+    except CommandNotSent as e:
         ctx.audit(action, "failed", target=rid, detail=f"broker: {e}")
         raise Unavailable(f"The controller cannot reach the MQTT broker ({e}); nothing was sent.") from None
 

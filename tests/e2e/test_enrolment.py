@@ -14,7 +14,7 @@ import pytest
 from sqlmodel import Session
 
 from controller.app import create_app
-from controller.auth import create_token
+from controller.services.accounts import issue_token
 from receivers.agent import AgentSettings
 from receivers.agent.cli import main as agent_cli
 from tests.conftest import FleetThread, wait_for
@@ -44,7 +44,7 @@ def test_enrolled_receiver_connects_and_its_old_password_stops_working(
     reload = f"kill -HUP {tb.broker.proc.pid}" if broker_kind == "mosquitto" else None
     settings = tb.settings.model_copy(update={"broker_dir": tb.broker.directory, "broker_reload": reload})
     with Session(tb.engine) as s:
-        admin = {"Authorization": "Bearer " + create_token(s, "district-admin", ["admin"])}
+        admin = {"Authorization": "Bearer " + issue_token(s, "district-admin", ["admin"])[1]}
 
     with live_server(create_app(settings)) as url:
         r = httpx.post(f"{url}/api/v1/receivers/{rid}/enrolment", headers=admin)
