@@ -72,6 +72,10 @@ RULES = (
          ("controller",), forbidden=("receivers.agent", "firmware_sim", "devrig")),
     Rule("the simulator never imports the controller or the rig",
          ("firmware_sim",), forbidden=("controller", "devrig")),
+    Rule("the core knows no HTTP: services, the policy and the domain errors never import the web framework "
+         "or the faces (api/), so the API and the staff UI share them as they are",
+         ("controller/services", "controller/policy.py", "controller/errors.py"),
+         forbidden=("fastapi", "starlette", "controller.api")),
 )
 
 # Pure functions in modules that also do I/O. Their bodies may not use a name the module bound to an I/O
