@@ -199,5 +199,6 @@ def token_revoke(token_id: int) -> None:
         row = revoke(s, token_id)
         if row is None:
             raise typer.BadParameter(f"no token {token_id}")
-        _audit(s, "token.revoke", f"token:{token_id}:{row.name}")
-    typer.echo(f"token {token_id} ({row.name}) revoked")
+        name = row.name
+        _audit(s, "token.revoke", f"token:{token_id}:{name}")
+    typer.echo(f"token {token_id} ({name}) revoked")
