@@ -14,9 +14,11 @@ from controller.db import make_engine
 from controller.db.models import ApiToken, AuditEntry, User
 from controller.services.accounts import principal_for_token
 
+Run = Callable[..., tuple[int, str]]
+
 
 @pytest.fixture
-def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., tuple[int, str]]]:
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Run]:
     monkeypatch.setenv("TT_DATA_DIR", str(tmp_path))
     runner = CliRunner()
 
@@ -33,7 +35,7 @@ def db(tmp_path: Path) -> Session:
     return Session(make_engine(f"sqlite:///{tmp_path / 'truyenthanh.db'}"))
 
 
-def test_token_create_with_an_empty_commune_list_is_refused(run: Callable[..., tuple[int, str]], tmp_path: Path) -> None:
+def test_token_create_with_an_empty_commune_list_is_refused(run: Run, tmp_path: Path) -> None:
     # The leak: `--communes ","` was read as no list at all, and made a token for every commune.
     code, out = run("token", "create", "--scopes", "emergency:trigger", "--communes", ",")
     assert code != 0 and "empty commune list" in out
@@ -41,7 +43,7 @@ def test_token_create_with_an_empty_commune_list_is_refused(run: Callable[..., t
         assert s.exec(select(ApiToken)).all() == []
 
 
-def test_a_person_and_a_token_that_acts_for_them(run: Callable[..., tuple[int, str]], tmp_path: Path) -> None:
+def test_a_person_and_a_token_that_acts_for_them(run: Run, tmp_path: Path) -> None:
     code, out = run("user", "add", "canbo-tranu", "--role", "commune_operator", "--communes", "tra-nu",
                     "--name", "Nguyễn Văn A", "--password", "mật-khẩu-đủ-dài")
     assert code == 0, out
