@@ -6,35 +6,25 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from controller.app import create_app
-from controller.config import DEFAULT_SEED, Settings
-from controller.db import make_engine, migrate
 from controller.db.models import AuditEntry, User
-from controller.inventory import apply_seed, load_seed
 from controller.services.accounts import UserCreate, add_user, issue_token
+from tests.conftest import Api
 
 PASSWORD = "mật-khẩu-đủ-dài"
 
 
 @pytest.fixture
-def core(tmp_path: Path) -> Iterator[tuple[TestClient, Session]]:
-    """The controller without a broker: accounts and tokens need none."""
-    settings = Settings(demo=True, data_dir=tmp_path)
-    engine = make_engine(settings.db_url)
-    migrate(engine)
-    with Session(engine) as s:
-        apply_seed(s, load_seed(DEFAULT_SEED))
-        s.commit()
-    with TestClient(create_app(settings, with_bridge=False)) as client, Session(engine) as s:
-        client.headers["Authorization"] = "Bearer " + issue_token(s, "test-admin", ["admin"])[1]
+def core(api: Api) -> Iterator[tuple[TestClient, Session]]:
+    """The controller on its in-memory bridge, with an admin token, and a session on its database."""
+    client = api.client
+    client.headers.update(api.headers)
+    with Session(api.engine) as s:
         yield client, s
-    engine.dispose()
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -4,7 +4,6 @@ out of sight. Each test marked LEAK failed before the policy moved into `control
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from controller.app import create_app
-from controller.config import Settings
 from controller.db.models import Abbreviation, AuditEntry
 from controller.errors import Conflict, Hidden
-from controller.inventory import apply_seed, load_seed
 from controller.services import Ctx
 from controller.services.accounts import issue_token, principal_for_token
 from controller.services.content import usable_content
+from tests.conftest import Api
 from tests.samples import make
 
 A, B = "tra-bui", "tra-doc"
@@ -27,27 +24,14 @@ OPERATOR = ["receivers:read", "receivers:control", "content:read", "content:writ
 LEADER = [*OPERATOR, "content:approve"]  # lãnh đạo xã
 
 
-class Who:
+class Who(Api):
+    """The controller as one principal: a token with `scopes` (limited to `communes`)."""
+
     def __init__(self, client: TestClient, scopes: list[str], communes: list[str] | None = None) -> None:
         with Session(client.app.state.engine) as s:  # type: ignore[attr-defined]
-            self.token = issue_token(s, "-".join(communes or ["district"]), scopes, communes)[1]
-        self.client = client
-        self.headers = {"Authorization": f"Bearer {self.token}"}
-
-    def get(self, path: str, **kw: Any) -> Any:
-        return self.client.get(path, headers=self.headers, **kw)
-
-    def post(self, path: str, **kw: Any) -> Any:
-        return self.client.post(path, headers=self.headers, **kw)
-
-    def put(self, path: str, **kw: Any) -> Any:
-        return self.client.put(path, headers=self.headers, **kw)
-
-    def patch(self, path: str, **kw: Any) -> Any:
-        return self.client.patch(path, headers=self.headers, **kw)
-
-    def delete(self, path: str, **kw: Any) -> Any:
-        return self.client.delete(path, headers=self.headers, **kw)
+            token = issue_token(s, "-".join(communes or ["district"]), scopes, communes)[1]
+        super().__init__(client, token)
+        self.token = token
 
     def upload(self, sample: Path, commune: str | None, title: str = "Bản tin") -> Any:
         with sample.open("rb") as f:
@@ -64,12 +48,8 @@ class Who:
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    settings = Settings(demo=True, data_dir=tmp_path / "data")
-    with TestClient(create_app(settings, with_bridge=False)) as c:
-        with Session(c.app.state.engine) as s:  # type: ignore[attr-defined]
-            apply_seed(s, load_seed(settings.seed_file))
-        yield c
+def client(api: Api) -> TestClient:
+    return api.client
 
 
 @pytest.fixture
