@@ -18,7 +18,6 @@ import uvicorn
 from sqlmodel import Session, select
 
 from controller.app import create_app
-from controller.auth import create_token, hash_token
 from controller.config import Settings
 from controller.db import make_engine, migrate
 from controller.db.models import ApiToken, Commune, Receiver
@@ -31,6 +30,7 @@ from controller.provision import (
     write_broker_files,
     write_private,
 )
+from controller.services.accounts import hash_token, issue_token
 from receivers.protocol import Topics
 
 from .ports import free_port, port_free, wait_port
@@ -42,7 +42,7 @@ def ensure_demo_token(session: Session, path: Path, base_url: str) -> tuple[str,
         token = json.loads(path.read_text()).get("token", "")
         if session.exec(select(ApiToken).where(ApiToken.token_hash == hash_token(token))).first():
             return token, False
-    token = create_token(session, "demo-admin", ["admin"])
+    token = issue_token(session, "demo-admin", ["admin"], created_by="demo")[1]
     write_private(path, json.dumps({"token": token, "url": base_url, "scopes": ["admin"]}, indent=1).encode())
     return token, True
 
