@@ -74,7 +74,9 @@ async def subscription(eid: str, ctx: EmergencyTrigger) -> AsyncIterator[Subscri
         sub.close()
 
 
-@router.get("/{eid}/events", response_class=EventSourceResponse)
+@router.get("/{eid}/events", response_class=EventSourceResponse,
+            responses={200: {"description": "Server-sent events: snapshot, progress…, end",
+                             "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
 async def emergency_events(sub: Annotated[Subscription, Depends(subscription)]) -> AsyncIterator[ServerSentEvent]:
     """`snapshot` first (as GET), then `progress` events — the receivers that changed since the last one
     (`changes`: receiver, commune, status, reason) and the new `totals` — then `end`."""

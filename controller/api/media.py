@@ -17,7 +17,8 @@ router = APIRouter(tags=["media"])
 CACHE = "public, max-age=31536000, immutable"
 
 
-@router.get("/media/{name}", response_class=FileResponse, responses={304: {}, 404: {}, 500: {}})
+@router.get("/media/{name}", response_class=FileResponse,
+            responses={200: {"description": "the audio", "content": {"audio/mpeg": {}}}, 304: {}, 404: {}, 500: {}})
 def get_media(name: str, request: Request) -> Response:
     sha, _, ext = name.partition(".")
     if ext != "mp3" or not SHA256.match(sha):

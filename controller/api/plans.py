@@ -21,7 +21,13 @@ router = APIRouter(prefix="/receivers", tags=["plans"])
 _basic = HTTPBasic(auto_error=False, description="the receiver's own id and MQTT password")
 
 
-@router.get("/{rid}/plan", responses={200: {"description": "the signed plan"}, 304: {"description": "unchanged"}},
+SIGNED_PLAN = {"description": "the plan signed like a command: `{v, body, sig}` (docs/PROTOCOL.md)",
+               "content": {"application/json": {"schema": {
+                   "type": "object", "required": ["v", "body", "sig"],
+                   "properties": {"v": {"type": "integer"}, "body": {"type": "string"}, "sig": {"type": "string"}}}}}}
+
+
+@router.get("/{rid}/plan", responses={200: SIGNED_PLAN, 304: {"description": "unchanged"}},
             dependencies=[Depends(public("a receiver, by its own id and broker password (HTTP Basic)"))])
 def get_plan(rid: str, request: Request, creds: Annotated[HTTPBasicCredentials | None, Depends(_basic)]) -> Response:
     plan, body = receiver_plan(request.app.state.engine, request.app.state.runner, rid,

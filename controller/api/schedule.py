@@ -13,13 +13,13 @@ from fastapi import APIRouter, Query
 from controller.services import programmes as service
 from controller.services.programmes import SchedulePublic
 
-from .deps import ContentReader
+from .deps import ContentReader, PageDep
 
 router = APIRouter(tags=["programmes"])
 
 
 @router.get("/schedule", response_model=SchedulePublic)
-def schedule(ctx: ContentReader, commune: str | None = None, receiver: str | None = None,
+def schedule(ctx: ContentReader, page: PageDep, commune: str | None = None, receiver: str | None = None,
              from_: Annotated[dt.datetime | None, Query(alias="from")] = None,
              to: dt.datetime | None = None) -> SchedulePublic:
-    return service.schedule(ctx, commune=commune, receiver=receiver, from_=from_, to=to)
+    return service.schedule(ctx, page, commune=commune, receiver=receiver, from_=from_, to=to)

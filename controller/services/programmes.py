@@ -474,7 +474,7 @@ def scope(ctx: Ctx, inv: Inventory, commune: str | None, receiver: str | None, a
             if (commune is None or c == commune) and (receiver is None or r == receiver) and who.may_see(c)]
 
 
-def schedule(ctx: Ctx, *, commune: str | None = None, receiver: str | None = None,
+def schedule(ctx: Ctx, page: Page, *, commune: str | None = None, receiver: str | None = None,
              from_: dt.datetime | None = None, to: dt.datetime | None = None) -> SchedulePublic:
     """Every occurrence of every approved programme in the window (48 h by default) on the principal's
     receivers, placed as they will play it (priority first, ordered overlaps moved)."""
@@ -499,4 +499,4 @@ def schedule(ctx: Ctx, *, commune: str | None = None, receiver: str | None = Non
             occurrence=local(slot.occurrence), start=local(slot.start), end=local(slot.end),
             shifted_s=slot.shifted.total_seconds(), receivers=len(members),
             communes=sorted(inv.communes_of(members))))
-    return SchedulePublic(data=out, count=len(out), window_from=local(start), window_to=local(end))
+    return SchedulePublic(data=page.slice(out), count=len(out), window_from=local(start), window_to=local(end))
