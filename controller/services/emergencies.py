@@ -141,7 +141,8 @@ class Totals(BaseModel):
     playing: int
     done: int
     failed: int
-    cancelled: int
+    # Shown once there is something to say: an active emergency's answer never mentions cancelling.
+    cancelled: int = Field(default=0, exclude_if=lambda n: n == 0)
     offline: int
 
 
@@ -164,7 +165,7 @@ class EmergencyPublic(BaseModel):
     created_by: str
     created_at: dt.datetime
     expires_at: dt.datetime
-    cancelled_at: dt.datetime | None
+    cancelled_at: dt.datetime | None = Field(default=None, exclude_if=lambda v: v is None)
     cap_identifier: str | None
     area_desc: str | None
     media_url: str
@@ -179,7 +180,7 @@ class EmergencySummary(BaseModel):
     created_by: str
     created_at: dt.datetime
     expires_at: dt.datetime
-    cancelled_at: dt.datetime | None
+    cancelled_at: dt.datetime | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class EmergenciesPublic(BaseModel):
