@@ -1,5 +1,5 @@
 """The controller served over real HTTP (uvicorn in a thread), for clients that are separate programs in
-real life, such as `truyenthanh receiver enroll` on a Raspberry Pi."""
+real life, such as `truyenthanh-agent enroll` on a Raspberry Pi."""
 
 from __future__ import annotations
 
