@@ -207,6 +207,13 @@ class Tracker:
         except CommandNotSent as e:
             log.warning("emergency %s: could not send again to %s: %s", eid, rid, e)
 
+    def in_emergency(self, rid: str) -> bool:
+        """Whether an emergency is (or is still to be) playing on receiver `rid`: a live one, not cancelled nor
+        expired, whose status there is not final (a pending receiver counts: it is sent again when back)."""
+        now = utcnow()
+        return any(not live.cancelled and now < live.expires_at and rid in live.status
+                   and live.status[rid][0] not in FINAL for live in self.live.values())
+
     def cancel(self, eid: str) -> None:
         live = self.live.get(eid)
         if live is None:

@@ -308,8 +308,7 @@ async def handle_ping(agent: Agent, command: Ping) -> str | None:
 
 
 async def handle_set_volume(agent: Agent, command: SetVolume) -> str | None:
-    agent.hardware.set_volume(command.volume)
-    agent.player.base_volume = command.volume
+    agent.player.set_volume(command.volume)  # during an emergency: kept for after it
     agent.state_file.save({**agent.state_file.load(), "volume": command.volume})
     await agent.publish_state()
     return None

@@ -286,6 +286,17 @@ class Player:
 
     # ---------------------------------------------------------------------------------- control
 
+    def set_volume(self, volume: int) -> bool:
+        """The receiver's own volume (a `set-volume`): applied at once (True), or — while an emergency-class
+        item plays — only kept, to be applied when it ends (False), so that no volume change, however signed,
+        silences an emergency part-way. (`_play` returns the mixer to `base_volume` after every item.)"""
+        self.base_volume = volume
+        if self.current is not None and self.current.cmd.priority == "emergency":
+            log.info("volume %d kept for after the emergency item %s", volume, self.current.cmd.item_id)
+            return False
+        self.hardware.set_volume(volume)
+        return True
+
     async def stop(self, cmd: Stop) -> str | None:
         """Stop one item, a class, or everything. Returns a reason when nothing matched."""
         matched = [i for i in list(self.items.values())

@@ -1,5 +1,6 @@
 """The player on its own (no link, no agent): the fetch queue's order, a scheduled start on the dot with the
-amplifier warmed up ahead, the proof of a start taken when the sound begins, quiet items and withdrawal."""
+amplifier warmed up ahead, the proof of a start taken when the sound begins, quiet items and withdrawal, and a
+volume change that waits for the end of an emergency."""
 
 from __future__ import annotations
 
@@ -10,15 +11,17 @@ import hashlib
 import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from firmware_sim.hardware import SimHardware
 from firmware_sim.sink import RecordingSink
+from receivers.agent.agent import handle_set_volume
 from receivers.agent.cache import MediaCache
 from receivers.agent.fetch import Fetcher
 from receivers.agent.player import FetchQueue, Player
 from receivers.agent.store import ItemStore
-from receivers.protocol import Play, PlayEvent, Target
+from receivers.protocol import Play, PlayEvent, SetVolume, Target
 from tests.samples import make
 
 
@@ -153,3 +156,44 @@ def test_an_item_store_from_before_plans_gains_the_quiet_column(tmp_path: Path) 
     store.put("new", b"{}", quiet=True)
     assert sorted(store.all()) == [("new", b"{}", 0.0, 0, False, True), ("old", b"{}", 0.0, 0, False, False)]
     store.close()
+
+
+def test_a_volume_change_during_an_emergency_waits_for_its_end(tmp_path: Path) -> None:
+    # LEAK (security review, receivers item 1): `handle_set_volume` ran the mixer at once and the player set
+    # an item's volume only once before its repeats, so a signed `set-volume 0` silenced the rest of an
+    # emergency. Before this change the hardware went to 0 in the middle of the emergency's repeats.
+    audio = make(tmp_path / "a.mp3", seconds=0.3)
+    bench = Bench(tmp_path, warmup_s=0.05, idle_off_s=5.0)
+    data = audio.read_bytes()
+    emergency = Play.new(Target.receiver("r1"), 600, item_id="em-1", priority="emergency", volume=90, repeat=3,
+                         inline_audio=base64.b64encode(data).decode(), inline_sha256=hashlib.sha256(data).hexdigest())
+    saved: dict[str, Any] = {}
+
+    class StateFile:
+        def load(self) -> dict[str, Any]:
+            return dict(saved)
+
+        def save(self, state: dict[str, Any]) -> None:
+            saved.update(state)
+
+    async def published() -> None:
+        return None
+
+    agent: Any = SimpleNamespace(hardware=bench.hardware, player=bench.player, state_file=StateFile(),
+                            publish_state=published)
+
+    async def scenario() -> None:
+        player = bench.player
+        assert await player.submit(emergency) is None
+        await until(lambda: player.current is not None and player.current.announced, 5)
+        assert await handle_set_volume(agent, SetVolume.new(Target.receiver("r1"), 60, volume=0)) is None
+        assert bench.hardware.volume() == 90  # the emergency plays on at its own volume
+        await until(lambda: bench.acks and bench.acks[-1][1] == "done", 10)
+        assert bench.hardware.volume() == 0  # applied once it ended
+        # With no emergency playing, a volume change is applied at once (as before).
+        assert await handle_set_volume(agent, SetVolume.new(Target.receiver("r1"), 60, volume=40)) is None
+        assert bench.hardware.volume() == 40
+
+    asyncio.run(bench.run(scenario))
+    assert [p.completed for p in bench.sink.played] == [True, True, True]
+    assert bench.hardware.volume_changes == [90, 0, 40] and saved == {"volume": 40}
