@@ -132,7 +132,11 @@ def put_abbreviation(ctx: Ctx, abbr: str, body: AbbreviationPut) -> Abbreviation
     action = "abbreviation.put"
     require(ctx.who, Right.CONTENT_WRITE, action)
     commune = _list_to_change(ctx, body.commune, action)
-    word = _abbr(abbr)
+    try:
+        word = _abbr(abbr)
+    except Invalid as e:  # above all a negation remapped: somebody tried to reverse what notices say
+        ctx.audit(action, "refused", target=abbr[:60], detail=f"{body.expansion!r}: {e.message}")
+        raise
     row = _row(ctx, word, commune) or Abbreviation(abbr=word, commune_id=commune.id if commune else None,
                                                    expansion="", updated_by=ctx.who.actor)
     before = row.expansion

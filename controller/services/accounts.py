@@ -174,6 +174,11 @@ def update_user(ctx: Ctx, uid: int, body: UserUpdate) -> UserPublic:
         user.display_name = body.display_name.strip() or user.display_name
         changed.append("display_name")
     if body.role is not None:
+        if (ROLES[user.role].district and not ROLES[body.role].district and user.communes is None
+                and body.communes is None and not body.all_communes):
+            # A district role keeps no communes (it has them all): leaving it silently would leave a
+            # commune role over the whole district.
+            raise Invalid(f"{user.username} leaves a district role: name their communes (or all_communes: true).")
         user.role = body.role
         changed.append(f"role={body.role}")
     if body.all_communes or body.communes is not None:
@@ -310,6 +315,15 @@ def create_token(ctx: Ctx, body: TokenCreate) -> TokenCreated:
         owner = ctx.session.exec(select(User).where(User.username == body.owner)).first()
         if owner is None or owner.disabled:
             raise Invalid(f"No enabled user {body.owner!r} to own the token.")
+    expires_at = body.expires_at
+    if ctx.who.kind == "token":  # a token making a token: the child never outlives nor outranks its parent
+        parent = ctx.session.get(ApiToken, ctx.who.id)
+        if parent is not None:
+            if parent.expires_at is not None:
+                cap = parent.expires_at if parent.expires_at.tzinfo else parent.expires_at.replace(tzinfo=dt.UTC)
+                expires_at = min(expires_at, cap) if expires_at is not None else cap
+            if owner is None and parent.owner_id is not None:
+                owner = ctx.session.get(User, parent.owner_id)
     communes = body.communes
     if ctx.who.communes is not None:
         asked = frozenset(communes) if communes is not None else ctx.who.communes
@@ -319,9 +333,12 @@ def create_token(ctx: Ctx, body: TokenCreate) -> TokenCreated:
         communes = sorted(asked)
     try:
         row, token = issue_token(ctx.session, body.name.strip() or "token", body.scopes, communes, owner=owner,
-                                 created_by=ctx.who.actor, expires_at=body.expires_at)
+                                 created_by=ctx.who.actor, expires_at=expires_at)
     except ValueError as e:
-        raise Invalid(str(e)[:1].upper() + str(e)[1:] + ".") from None
+        message = str(e)[:1].upper() + str(e)[1:] + "."
+        if "more rights than its owner" in message or "does not work in" in message:
+            ctx.audit("token.create", "refused", target=body.name[:60], detail=message)
+        raise Invalid(message) from None
     ctx.audit("token.create", target=f"token:{row.id}:{row.name}",
               detail=f"scopes={row.scopes}; communes={row.communes or 'all'}; owner={body.owner or '-'}")
     created = _token_public(ctx.session, row, TokenCreated, token=token)
@@ -362,16 +379,21 @@ def revoke_token(ctx: Ctx, tid: int) -> None:
 def principal_for_token(session: Session, token: str, address: str | None = None) -> Principal:
     row = session.exec(select(ApiToken).where(ApiToken.token_hash == hash_token(token))).first()
     now = utcnow()
-    if row is None or row.revoked or row.id is None:
+    if row is None or row.id is None:
         raise Unauthenticated("Invalid or revoked token.", headers={"WWW-Authenticate": "Bearer"})
+    # A token we know but refuse is named in the audit row (with no rights), so its use can be traced.
+    known = Principal("token", row.id, row.name, frozenset(), frozenset(), address=address)
+    if row.revoked:
+        raise Unauthenticated("Invalid or revoked token.", who=known, headers={"WWW-Authenticate": "Bearer"})
     expires = row.expires_at
     if expires is not None and (expires if expires.tzinfo else expires.replace(tzinfo=dt.UTC)) <= now:
-        raise Unauthenticated("This token has expired.", headers={"WWW-Authenticate": "Bearer"})
+        raise Unauthenticated("This token has expired.", who=known, headers={"WWW-Authenticate": "Bearer"})
     owner = None
     if row.owner_id is not None:
         user = session.get(User, row.owner_id)
         if user is None or user.disabled:
-            raise Unauthenticated("This token's owner is disabled.", headers={"WWW-Authenticate": "Bearer"})
+            raise Unauthenticated("This token's owner is disabled.", who=known,
+                                  headers={"WWW-Authenticate": "Bearer"})
         owner = user_principal(user)
     last = row.last_used_at
     if last is None or now - (last if last.tzinfo else last.replace(tzinfo=dt.UTC)) > TOUCH_EVERY:

@@ -142,3 +142,50 @@ def test_users_with_roles_and_argon2_passwords(core: tuple[TestClient, Session])
                                                "communes": ["tra-nu"]}).json()
     assert admin["communes"] is None
     assert client.get("/api/v1/users").json()["count"] == 2
+
+
+def test_demoting_a_district_admin_needs_their_communes(core: tuple[TestClient, Session]) -> None:
+    # A district role keeps no communes; demoting it as it was left a commune role over the whole district.
+    client, s = core
+    user = person(s, "qt-cu", "district_admin")
+    r = client.patch(f"/api/v1/users/{user.id}", json={"role": "commune_operator"})
+    assert r.status_code == 422 and "name their communes" in r.json()["detail"]
+    r = client.patch(f"/api/v1/users/{user.id}", json={"role": "commune_operator", "communes": ["tra-kot"]})
+    assert r.status_code == 200 and r.json()["communes"] == ["tra-kot"]
+
+
+def test_a_token_made_by_a_token_never_outlives_or_outranks_it(core: tuple[TestClient, Session]) -> None:
+    client, s = core
+    owner = person(s, "qt-tinh", "district_admin")
+    day = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    _, parent = issue_token(s, "parent", ["admin"], owner=owner, expires_at=day)
+    r = client.post("/api/v1/tokens", json={"name": "child", "scopes": ["admin"]}, headers=bearer(parent))
+    assert r.status_code == 201, r.text
+    child = r.json()
+    assert child["owner"] == "qt-tinh" and child["expires_at"] is not None
+    assert dt.datetime.fromisoformat(child["expires_at"]).replace(tzinfo=dt.UTC) <= day
+    client.patch(f"/api/v1/users/{owner.id}", json={"disabled": True})
+    assert client.get("/api/v1/me", headers=bearer(child["token"])).status_code == 401  # goes with its owner
+
+
+def test_refusals_name_the_token_and_the_owner_rights_refusal_is_audited(core: tuple[TestClient, Session]) -> None:
+    client, s = core
+    person(s, "xem-tra-nu", "viewer", ["tra-nu"])
+    r = client.post("/api/v1/tokens", json={"name": "too-much", "scopes": ["receivers:control"],
+                                            "owner": "xem-tra-nu"})
+    assert r.status_code == 422
+    row, token = issue_token(s, "old-phone", ["receivers:read"])
+    client.delete(f"/api/v1/tokens/{row.id}")
+    assert client.get("/api/v1/communes", headers=bearer(token)).status_code == 401
+    s.expire_all()
+    refused = {(e.action, e.actor) for e in s.exec(select(AuditEntry).where(AuditEntry.outcome == "refused"))}
+    assert ("token.create", "token:1:test-admin") in refused
+    assert ("auth.refused", f"token:{row.id}:old-phone") in refused  # not "anonymous": its use is traceable
+
+
+def test_the_approval_setting_is_the_districts(core: tuple[TestClient, Session]) -> None:
+    client, s = core
+    _, nu_admin = issue_token(s, "admin-tra-nu", ["admin"], ["tra-nu"])
+    r = client.patch("/api/v1/communes/tra-nu", json={"approval_required": False}, headers=bearer(nu_admin))
+    assert r.status_code == 403
+    assert client.patch("/api/v1/communes/tra-nu", json={"approval_required": False}).status_code == 200

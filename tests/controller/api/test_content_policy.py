@@ -119,6 +119,10 @@ def test_words_of_negation_are_never_remapped(client: TestClient, word: str) -> 
     assert operator.put(f"/api/v1/abbreviations/{word}", json={"expansion": "có", "commune": A}).status_code == 422
     assert district_list(client) == {}
     assert preview(operator, f"{word} được về nhà", A) == f"{word} được về nhà"
+    with Session(client.app.state.engine) as s:  # type: ignore[attr-defined]
+        tried = s.exec(select(AuditEntry).where(AuditEntry.action == "abbreviation.put",
+                                                AuditEntry.outcome == "refused")).all()
+    assert len(tried) == 2 and all("có" in (e.detail or "") for e in tried)  # the attempt is on record
 
 
 def test_a_communes_abbreviation_applies_only_in_that_commune(client: TestClient) -> None:
@@ -192,8 +196,9 @@ def test_district_content_needs_a_district_approver_and_approval_can_be_turned_o
     changed = admin.patch(f"/api/v1/communes/{A}", json={"approval_required": False})
     assert changed.status_code == 200 and changed.json()["approval_required"] is False
     assert admin.patch("/api/v1/communes/atlantis", json={"approval_required": False}).status_code == 404
+    # The setting is the district's: even an admin-scoped token limited to a commune cannot change it.
     assert Who(client, ["admin"], [B]).patch(f"/api/v1/communes/{A}", json={"approval_required": True}
-                                            ).status_code == 404
+                                            ).status_code == 403
     listed = operator.get("/api/v1/communes").json()
     assert listed["count"] == 1 and listed["data"][0]["code"] == A and listed["data"][0]["approval_required"] is False
     assert {"code", "name", "receivers_online", "receivers_offline"} <= set(listed["data"][0])

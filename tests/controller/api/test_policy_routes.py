@@ -73,7 +73,7 @@ REFUSED = {403, 404}
 ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/api/v1/communes"): Case(Right.RECEIVERS_READ, is_list=True),
     ("PATCH", "/api/v1/communes/{code}"): Case(Right.ADMIN, lambda o: {"code": ELSEWHERE},
-                                               json=lambda o: {"approval_required": False}),
+                                               json=lambda o: {"approval_required": False}, elsewhere={403}),
     ("GET", "/api/v1/receivers"): Case(Right.RECEIVERS_READ, is_list=True),
     ("GET", "/api/v1/receivers/{rid}"): Case(Right.RECEIVERS_READ, _rid),
     ("PATCH", "/api/v1/receivers/{rid}"): Case(Right.RECEIVERS_CONTROL, _rid, json=lambda o: {"accepts_tests": True}),
