@@ -1,7 +1,8 @@
 """`GET /api/v1/schedule?commune=&receiver=&from=&to=`: what will play where — every occurrence of every
 approved programme in the window, placed as the receivers will play it (priority first, ordered overlaps
 moved), with how many receivers in which communes play it. Times in Asia/Ho_Chi_Minh. Limited to the
-principal's communes (`controller.services.programmes.schedule`)."""
+principal's communes; a programme that also reaches other communes shows the slot it takes, not its title
+or its item (`controller.services.programmes.schedule`)."""
 
 from __future__ import annotations
 

@@ -21,6 +21,12 @@ The policy, applied here for every face:
   checked against the approved programmes, so the operator learns of a clash when writing it. An edit
   of what or when a programme plays takes the writer's approval (an operator's edit makes it a draft
   again, an approver's re-stamps it); pausing and resuming keep it.
+- What plays on a principal's receivers is shown in its schedule (and report) even when the programme
+  also reaches other communes — staff must see the slot is taken — but such a programme is masked: its
+  title reads `SHARED_TITLE`, its items have no id or title, and only the principal's communes are named.
+  An item whose content is another commune's shows no title anywhere (it is 404 to the principal).
+- A receiver group in use names, to a limited principal, only the programmes it sees (the rest counted);
+  a group name taken by a group it cannot see is refused without saying so.
 - Every change is audited; refusals the policy makes are audited by the face, the others (422, 409)
   here with the reason.
 """
@@ -34,6 +40,8 @@ from sqlmodel import SQLModel, col, select
 
 import schedules
 from controller.db.models import (
+    Announcement,
+    Bulletin,
     Commune,
     Programme,
     ProgrammeCreate,
@@ -65,6 +73,8 @@ from .context import Ctx, Page
 
 NEXT_SHOWN = 5
 MAX_WINDOW = dt.timedelta(days=31)
+# How a programme reaching communes other than the principal's is named to it (the schedule, the report).
+SHARED_TITLE = "Chương trình chung của huyện/xã khác"
 
 # ------------------------------------------------------------------------------------------ helpers
 
@@ -81,6 +91,29 @@ def _sees(who: Principal, communes: set[str]) -> bool:
     return who.communes is None or (bool(communes) and communes <= who.communes)
 
 
+def masked_programmes(who: Principal, inv: Inventory, programmes: list[schedules.Programme]) -> set[int]:
+    """The ids of `programmes` the principal may not see whole (they reach other communes): shown to it
+    only as `SHARED_TITLE`."""
+    if who.communes is None:
+        return set()
+    return {p.id for p in programmes if not _sees(who, inv.communes_of(p.receivers))}
+
+
+def hidden_content(ctx: Ctx) -> set[str]:
+    """The keys ("bulletin:3") of the content of communes other than the principal's: their titles are not
+    shown to it."""
+    mine = ctx.who.communes
+    if mine is None:
+        return set()
+    out: set[str] = set()
+    for model in (Bulletin, Announcement):
+        kind = model.__name__.lower()
+        q = (select(model.id, Commune.code).join(Commune, Commune.id == model.commune_id)  # type: ignore[arg-type]
+             .where(col(Commune.code).not_in(mine)))
+        out |= {f"{kind}:{ident}" for ident, _ in ctx.session.exec(q)}
+    return out
+
+
 def _find(ctx: Ctx, inv: Inventory, ident: int, action: str) -> tuple[Programme, set[str]]:
     row = ctx.session.get(Programme, ident)
     if row is None:
@@ -91,15 +124,16 @@ def _find(ctx: Ctx, inv: Inventory, ident: int, action: str) -> tuple[Programme,
     return row, communes
 
 
-def _public(row: Programme, value: schedules.Programme, inv: Inventory,
-            index: dict[str, schedules.ContentItem], now: dt.datetime) -> ProgrammePublic:
+def _public(row: Programme, value: schedules.Programme, inv: Inventory, index: dict[str, schedules.ContentItem],
+            now: dt.datetime, hidden: set[str]) -> ProgrammePublic:
     assert row.id is not None
     items = []
     for entry in row.items:
         key = item_key(entry)
         known = index.get(key)
         kind, _, ident = key.partition(":")
-        items.append(ProgrammeItemPublic(kind=kind, id=int(ident), title=known.title if known else None,
+        title = known.title if known and key not in hidden else None
+        items.append(ProgrammeItemPublic(kind=kind, id=int(ident), title=title,
                                          duration_s=known.duration_s if known else None))
     upcoming = schedules.occurrences(value, now, now + dt.timedelta(days=400))[:NEXT_SHOWN]
     return ProgrammePublic(
@@ -116,7 +150,7 @@ def _public(row: Programme, value: schedules.Programme, inv: Inventory,
 def _one(ctx: Ctx, row: Programme) -> ProgrammePublic:
     inv = Inventory.load(ctx.session)
     value = next(p for p in load_programmes(ctx.session, inv, drafts=True) if p.id == row.id)
-    return _public(row, value, inv, content_index(ctx.session), utcnow())
+    return _public(row, value, inv, content_index(ctx.session), utcnow(), hidden_content(ctx))
 
 
 def _apply(row: Programme, data: dict[str, Any]) -> None:
@@ -283,8 +317,9 @@ def list_programmes(ctx: Ctx, page: Page, *, commune: str | None = None, paused:
         if approved is not None and (row.approved_at is not None) != approved:
             continue
         found.append((row, value))
-    index, now = content_index(ctx.session), utcnow()
-    return ProgrammesPublic(data=[_public(r, v, inv, index, now) for r, v in page.slice(found)], count=len(found))
+    index, now, hidden = content_index(ctx.session), utcnow(), hidden_content(ctx)
+    return ProgrammesPublic(data=[_public(r, v, inv, index, now, hidden) for r, v in page.slice(found)],
+                            count=len(found))
 
 
 def get_programme(ctx: Ctx, ident: int) -> ProgrammePublic:
@@ -384,8 +419,14 @@ def create_group(ctx: Ctx, body: ReceiverGroupCreate) -> ReceiverGroupPublic:
     unknown = [r for r in wanted if r not in inv.receivers]
     if unknown:
         raise Invalid(f"No receiver(s) {', '.join(unknown[:10])}.")
-    if ctx.session.exec(select(ReceiverGroup).where(ReceiverGroup.name == body.name)).first():
-        raise Conflict(f"A group named {body.name!r} exists already.")
+    taken = ctx.session.exec(select(ReceiverGroup).where(ReceiverGroup.name == body.name)).first()
+    if taken is not None:
+        if _sees(ctx.who, inv.communes_of(taken.receivers)):
+            raise Conflict(f"A group named {body.name!r} exists already.")
+        # Names are unique in the district; that another commune uses this one is not confirmed.
+        message = f"The name {body.name!r} cannot be used for a new group: choose another."
+        ctx.audit(action, "refused", detail=f"{message} (group {taken.id} of another commune)")
+        raise Conflict(message)
     group = ReceiverGroup(name=body.name, receivers=wanted, created_by=ctx.who.actor)
     ctx.session.add(group)
     ctx.session.commit()
@@ -410,15 +451,31 @@ def delete_group(ctx: Ctx, ident: int) -> None:
     group = ctx.session.get(ReceiverGroup, ident)
     if group is None:
         raise NotFound(f"No receiver group {ident}.")
-    if not _sees(ctx.who, Inventory.load(ctx.session).communes_of(group.receivers)):
+    inv = Inventory.load(ctx.session)
+    if not _sees(ctx.who, inv.communes_of(group.receivers)):
         raise Hidden(f"No receiver group {ident}.", who=ctx.who, action=action)
     using = [p for p in ctx.session.exec(select(Programme)) if ident in (p.targets.get("groups") or [])]
     if using:
-        raise Conflict("This group is used by programme(s) "
-                       + ", ".join(f'#{p.id} "{p.title}"' for p in using[:5]) + ".")
+        message = f"This group is used by {_naming(ctx.who, inv, using)}: remove it from them (or delete them) first."
+        ctx.audit(action, "refused", target=str(ident), detail=message)
+        raise Conflict(message)
     ctx.session.delete(group)
     ctx.session.commit()
     ctx.audit(action, target=str(ident), detail=group.name)
+
+
+def _naming(who: Principal, inv: Inventory, programmes: list[Programme]) -> str:
+    """`programmes` as a limited principal may be told of them: those it sees by id and title, the others
+    (reaching other communes) only counted."""
+    shown = [p for p in programmes if _sees(who, _reach(inv, p))]
+    others = len(programmes) - len(shown)
+    parts = []
+    if shown:
+        parts.append("programme(s) " + ", ".join(f'#{p.id} "{p.title}"' for p in shown[:5])
+                     + (" …" if len(shown) > 5 else ""))
+    if others:
+        parts.append(f"{others} programme{'s' if others > 1 else ''} of another commune")
+    return " and ".join(parts)
 
 
 # -------------------------------------------------------------------------------------- the schedule
@@ -483,7 +540,9 @@ def schedule(ctx: Ctx, page: Page, *, commune: str | None = None, receiver: str 
     start, end = window(from_, to, dt.timedelta(hours=48), dt.datetime.now(dt.UTC))
     inv = Inventory.load(ctx.session)
     rids = scope(ctx, inv, commune, receiver, action)
-    plans = schedules.compile_plans(load_programmes(ctx.session, inv), rids, start, end)
+    programmes = load_programmes(ctx.session, inv)
+    plans = schedules.compile_plans(programmes, rids, start, end)
+    masked, hidden = masked_programmes(ctx.who, inv, programmes), hidden_content(ctx)
     rows: dict[tuple[int, dt.datetime, int, dt.datetime], tuple[schedules.Slot, set[str]]] = {}
     for rid, plan in plans.items():
         for slot in plan.slots:
@@ -493,9 +552,13 @@ def schedule(ctx: Ctx, page: Page, *, commune: str | None = None, receiver: str 
     for key in sorted(rows, key=lambda k: (k[3], k[0], k[2])):
         slot, members = rows[key]
         kind, _, ident = slot.item.key.partition(":")
+        shared = slot.programme_id in masked  # it plays here, but is another's: the slot shown, not what fills it
+        item = {"kind": kind, "id": None if shared else int(ident),
+                "title": None if shared or slot.item.key in hidden else slot.item.title,
+                "duration_s": slot.item.duration_s}
         out.append(ScheduleRow(
-            programme_id=slot.programme_id, title=slot.title, priority=slot.priority,
-            item={"kind": kind, "id": int(ident), "title": slot.item.title, "duration_s": slot.item.duration_s},
+            programme_id=slot.programme_id, title=SHARED_TITLE if shared else slot.title, priority=slot.priority,
+            item=item,
             occurrence=local(slot.occurrence), start=local(slot.start), end=local(slot.end),
             shifted_s=slot.shifted.total_seconds(), receivers=len(members),
             communes=sorted(inv.communes_of(members))))

@@ -10,7 +10,9 @@ up to now (or the period's end). Played: each receiver's proof of play of plan i
 counts its whole length, a `cut` one up to where it was cut; played items that today's programmes no
 longer plan (edited, deleted, or back to draft since) still count as played. A planned item a receiver has
 no `finished` event for is listed as missed, with its last event (`missed`, `failed`, `cut`) or
-`no report`. The scope is the principal's communes: naming another commune is `Hidden` (404).
+`no report`. The scope is the principal's communes: naming another commune is `Hidden` (404). A programme
+that plays on the principal's receivers but also reaches other communes is counted and listed, under
+`SHARED_TITLE` rather than its own title (as in the schedule).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from controller.policy import Right, require
 from controller.scheduling import Inventory, load_programmes, local
 
 from .context import Ctx
-from .programmes import scope, window
+from .programmes import SHARED_TITLE, masked_programmes, scope, window
 
 PLAN_ITEM = re.compile(r"^p(\d+)-")
 
@@ -148,6 +150,12 @@ def broadcast_report(ctx: Ctx, *, commune: str | None = None, month: str | None 
     planned_until = min(end, now)
     programmes = load_programmes(ctx.session, inv)  # approved only: a draft plans nothing
     plans = schedules.compile_plans(programmes, rids, start, planned_until) if planned_until > start else {}
+    # Drafts too: a programme played earlier may be one now (its title is shown only where it reaches).
+    masked = masked_programmes(ctx.who, inv, load_programmes(ctx.session, inv, drafts=True))
+
+    def title(pid: int, own: str) -> str:
+        return SHARED_TITLE if pid in masked else own
+
     played = _played(ctx, rids, start, end)
 
     per_prog: dict[tuple[str, int], dict[str, Any]] = {}
@@ -162,7 +170,8 @@ def broadcast_report(ctx: Ctx, *, commune: str | None = None, month: str | None 
         c["receivers"] += 1
         missing = False
         for slot in plan.slots:
-            p = per_prog.setdefault((code, slot.programme_id), _programme_row(code, slot.programme_id, slot.title))
+            p = per_prog.setdefault((code, slot.programme_id),
+                                    _programme_row(code, slot.programme_id, title(slot.programme_id, slot.title)))
             p["occurrences"].add(slot.occurrence)
             minutes = slot.item.duration_s / 60
             if (slot.occurrence, slot.index) not in air[(code, slot.programme_id)]:
@@ -177,8 +186,8 @@ def broadcast_report(ctx: Ctx, *, commune: str | None = None, month: str | None 
             if event != "finished":
                 missing = True
                 missed.append(MissedItem(receiver_id=rid, commune=code, programme_id=slot.programme_id,
-                                         title=slot.title, item_id=slot.item_id, start=local(slot.start),
-                                         outcome=event or "no report", reason=reason))
+                                         title=title(slot.programme_id, slot.title), item_id=slot.item_id,
+                                         start=local(slot.start), outcome=event or "no report", reason=reason))
         c["receivers_missing_items"] += missing
     # Played plan items that today's programmes no longer plan (edited, deleted or back to draft since) still
     # count as played.
@@ -188,7 +197,7 @@ def broadcast_report(ctx: Ctx, *, commune: str | None = None, month: str | None 
         if not m or not seconds or rid not in inv.receivers:
             continue
         code, pid = inv.receivers[rid], int(m.group(1))
-        p = per_prog.setdefault((code, pid), _programme_row(code, pid, titles.get(pid, "")))
+        p = per_prog.setdefault((code, pid), _programme_row(code, pid, title(pid, titles.get(pid, ""))))
         p["played_receiver_minutes"] += seconds / 60
         if code in per_commune:
             per_commune[code]["played_receiver_minutes"] += seconds / 60

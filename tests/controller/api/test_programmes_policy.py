@@ -26,6 +26,7 @@ from controller.services.accounts import issue_token
 from schedules import TZ
 from tests.controller.api.test_programmes import add_bulletin, at
 
+MASKED = "Chương trình chung của huyện/xã khác"  # a programme reaching other communes, as they see it
 OPERATOR = ["content:read", "content:write", "receivers:read"]  # cán bộ xã
 LEADER = [*OPERATOR, "content:approve"]  # lãnh đạo xã
 
@@ -195,6 +196,116 @@ def test_leak_schedule_and_report_of_another_commune_are_hidden(bed: Bed) -> Non
     assert bed.call("operator", "GET", f"/programmes/{kot['id']}").status_code == 404
     assert bed.call("operator", "PATCH", f"/programmes/{kot['id']}", json={"title": "x"}).status_code == 404
     assert bed.call("operator", "DELETE", f"/programmes/{kot['id']}").status_code == 404
+
+
+def _shared_programme(bed: Bed) -> tuple[dict[str, Any], int]:
+    """The district's programme reaching a tra-son group and tra-kot, playing tra-kot's bulletin, with its
+    group's id."""
+    group = bed.call("admin", "POST", "/receiver-groups", json={"name": "Loa chợ Trà Sơn",
+                                                                "receivers": bed.receivers["tra-son"][:2]})
+    assert group.status_code == 201, group.text
+    made = bed.programme("admin", "KOT-SECRET", at(9), bulletin="tra-kot",
+                         targets={"groups": [group.json()["id"]], "communes": ["tra-kot"]})
+    assert made.status_code == 201, made.text
+    return made.json(), group.json()["id"]
+
+
+def test_leak_schedule_masks_programmes_reaching_other_communes(bed: Bed) -> None:
+    """LEAK: a programme of the district reaching a tra-son group and tra-kot showed its title and its
+    tra-kot bulletin's title in the tra-son operator's schedule (while GET /programmes listed 0 for it and
+    the bulletin was 404). It still shows — it plays on tra-son's receivers, the slot is taken — but
+    masked, with only tra-son among its communes."""
+    shared, _ = _shared_programme(bed)
+    own = bed.programme("admin", "Trà Sơn", at(10)).json()
+    assert bed.call("operator", "GET", "/programmes").json()["count"] == 1  # only its own
+    rows = bed.call("operator", "GET", "/schedule", params={"from": at(0), "to": at(23, 59)}).json()["data"]
+    by_id = {r["programme_id"]: r for r in rows}
+    assert set(by_id) == {shared["id"], own["id"]}
+    masked = by_id[shared["id"]]
+    assert "KOT-SECRET" not in str(rows) and "Trà Kót" not in str(rows)
+    assert masked["title"] == MASKED and masked["item"]["title"] is None and masked["item"]["id"] is None
+    assert masked["communes"] == ["tra-son"] and masked["receivers"] == 2
+    assert masked["priority"] == "normal" and masked["item"]["duration_s"] == 120
+    assert masked["start"] == at(9) and masked["end"] > masked["start"]
+    assert by_id[own["id"]]["title"] == "Trà Sơn"  # its own programme as ever
+    # The district sees it whole.
+    whole = bed.call("admin", "GET", "/schedule", params={"from": at(0), "to": at(23, 59)}).json()["data"]
+    row = next(r for r in whole if r["programme_id"] == shared["id"])
+    assert row["title"] == "KOT-SECRET" and row["item"]["title"] == "Bản tin Trà Kót"
+    assert row["communes"] == ["tra-kot", "tra-son"]
+
+
+def test_leak_schedule_hides_the_title_of_another_communes_item(bed: Bed) -> None:
+    """LEAK: a programme of the district reaching only tra-son but playing tra-kot's bulletin showed that
+    bulletin's title in the schedule and in GET /programmes (the bulletin itself is 404 to tra-son)."""
+    made = bed.programme("admin", "Bản tin mượn", at(9), bulletin="tra-kot")
+    assert made.status_code == 201, made.text
+    pid = made.json()["id"]
+    rows = bed.call("operator", "GET", "/schedule", params={"from": at(0), "to": at(23, 59)}).json()["data"]
+    assert [r["title"] for r in rows] == ["Bản tin mượn"] and rows[0]["item"]["title"] is None
+    shown = bed.call("operator", "GET", f"/programmes/{pid}").json()
+    assert shown["items"][0]["title"] is None and "Trà Kót" not in str(shown)
+    assert bed.call("admin", "GET", f"/programmes/{pid}").json()["items"][0]["title"] == "Bản tin Trà Kót"
+
+
+def test_leak_report_masks_programmes_reaching_other_communes(bed: Bed) -> None:
+    """LEAK: the broadcast report (JSON and CSV) named every programme planned on the principal's
+    receivers, those reaching other communes too."""
+    shared, _ = _shared_programme(bed)
+    with Session(bed.engine) as s:  # as though it had been running since yesterday
+        row = s.get(Programme, shared["id"])
+        assert row is not None
+        row.start, row.rrule = row.start - dt.timedelta(days=2), "FREQ=DAILY"
+        s.add(row)
+        s.commit()
+    window = {"from": (dt.datetime.now(TZ) - dt.timedelta(days=2)).isoformat(), "to": dt.datetime.now(TZ).isoformat()}
+    report = bed.call("operator", "GET", "/reports/broadcast", params=window)
+    assert report.status_code == 200, report.text
+    body = report.json()
+    assert "KOT-SECRET" not in report.text
+    programmes = [p for p in body["programmes"] if p["programme_id"] == shared["id"]]
+    assert programmes and all(p["title"] == MASKED and p["commune"] == "tra-son" for p in programmes)
+    assert programmes[0]["planned_minutes"] > 0
+    assert body["missed"] and all(m["title"] == MASKED for m in body["missed"])
+    for part in ("summary", "missed"):
+        table = bed.call("operator", "GET", "/reports/broadcast", params={**window, "format": "csv", "part": part})
+        assert table.status_code == 200 and "KOT-SECRET" not in table.text and MASKED in table.text
+    district = bed.call("admin", "GET", "/reports/broadcast", params=window).json()
+    assert {p["title"] for p in district["programmes"]} == {"KOT-SECRET"}
+
+
+def test_leak_group_in_use_names_only_the_principals_programmes(bed: Bed) -> None:
+    """LEAK: deleting its own group answered a tra-son operator with the title of the district's programme
+    reaching tra-kot that uses it ('used by programme(s) #1 "KOT-SECRET"')."""
+    shared, gid = _shared_programme(bed)
+    r = bed.call("operator", "DELETE", f"/receiver-groups/{gid}")
+    assert r.status_code == 409 and "KOT-SECRET" not in r.text and f"#{shared['id']}" not in r.text
+    assert "1 programme of another commune" in r.json()["detail"]
+    own = bed.programme("admin", "Chợ Trà Sơn", at(11), targets={"groups": [gid]}).json()
+    r = bed.call("operator", "DELETE", f"/receiver-groups/{gid}")
+    assert r.status_code == 409 and f'#{own["id"]} "Chợ Trà Sơn"' in r.json()["detail"]
+    assert "and 1 programme of another commune" in r.json()["detail"] and "KOT-SECRET" not in r.text
+    r = bed.call("admin", "DELETE", f"/receiver-groups/{gid}")  # the district is told everything
+    assert r.status_code == 409 and "KOT-SECRET" in r.text and "Chợ Trà Sơn" in r.text
+
+
+def test_leak_a_group_name_of_another_commune_is_not_confirmed(bed: Bed) -> None:
+    """LEAK: creating a group named as another commune's (invisible) group answered 409 '... exists
+    already', confirming the name. Names stay unique; the refusal no longer says why."""
+    kot = bed.call("admin", "POST", "/receiver-groups", json={"name": "Loa chợ Trà Kót",
+                                                              "receivers": bed.receivers["tra-kot"][:2]})
+    assert kot.status_code == 201
+    r = bed.call("operator", "POST", "/receiver-groups", json={"name": "Loa chợ Trà Kót",
+                                                               "receivers": bed.receivers["tra-son"][:1]})
+    detail = r.json()["detail"]
+    assert r.status_code == 409 and "exist" not in detail and "commune" not in detail and "choose another" in detail
+    own = bed.call("operator", "POST", "/receiver-groups", json={"name": "Loa chợ Trà Sơn",
+                                                                 "receivers": bed.receivers["tra-son"][:1]})
+    assert own.status_code == 201
+    again = bed.call("operator", "POST", "/receiver-groups", json={"name": "Loa chợ Trà Sơn",
+                                                                   "receivers": bed.receivers["tra-son"][:1]})
+    assert again.status_code == 409 and "exists already" in again.json()["detail"]  # its own: said plainly
+    assert bed.call("admin", "GET", "/receiver-groups").json()["count"] == 2
 
 
 # -------------------------------------------------------------------------------------- emergency class
