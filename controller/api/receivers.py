@@ -34,7 +34,8 @@ def update_receiver(rid: str, body: ReceiverUpdate, ctx: ReceiversController) ->
 
 @router.post("/{rid}/volume", response_model=CommandOutcome)
 async def set_volume(rid: str, body: VolumeRequest, ctx: ReceiversController) -> CommandOutcome:
-    """Send a signed `set-volume` and wait (bounded by TT_COMMAND_TIMEOUT_S) for the receiver's answer."""
+    """Send a signed `set-volume` and wait (bounded by TT_COMMAND_TIMEOUT_S) for the receiver's answer. While an
+    emergency plays on the receiver this needs the emergency right too (as do self-test and restart)."""
     return await receivers.set_volume(ctx, rid, body)
 
 

@@ -26,7 +26,7 @@ from sqlmodel import col, func, select
 from controller.content import media_url
 from controller.db.models import Commune, PlayPublic, PlayRecord, PlaysPublic, Programme, Receiver, utcnow
 from controller.errors import Forbidden, Invalid
-from controller.policy import Right
+from controller.policy import Right, require
 from receivers.protocol import INLINE_AUDIO_MAX, MediaRef, Play, Stop, Target
 
 from .content import usable_content
@@ -115,7 +115,7 @@ async def play(ctx: Ctx, rid: str, body: PlayRequest) -> PlaySent:
 # ------------------------------------------------------------------------------------------- stop
 
 
-def silences_emergency(ctx: Ctx, rid: str, body: StopRequest) -> bool:
+def _silences_emergency(ctx: Ctx, rid: str, body: StopRequest) -> bool:
     """Whether this stop could cut an emergency-class item on receiver `rid`."""
     if body.priority is not None:
         return body.priority == "emergency"
@@ -139,7 +139,7 @@ async def stop(ctx: Ctx, rid: str, body: StopRequest) -> CommandOutcome:
     that is not online (it may be back before the command expires)."""
     action = "receiver.stop"
     controlled_receiver(ctx, rid, action)
-    if not ctx.who.has(Right.EMERGENCY) and silences_emergency(ctx, rid, body):
+    if not ctx.who.has(Right.EMERGENCY) and _silences_emergency(ctx, rid, body):
         raise Forbidden("Stopping an emergency-class item, or everything, needs the 'emergency:trigger' right; "
                         "give a class (normal, priority) or another item.", who=ctx.who, action=action)
     command = Stop.new(Target.receiver(rid), ctx.settings.command_ttl_s, item_id=body.item_id,
@@ -160,6 +160,7 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
 def list_plays(ctx: Ctx, page: Page, *, commune: str | None = None, receiver: str | None = None,
                event: Literal["started", "finished", "cut", "failed", "missed"] | None = None,
                start: dt.datetime | None = None, end: dt.datetime | None = None) -> PlaysPublic:
+    require(ctx.who, Right.RECEIVERS_READ, "play.list")
     q = (select(PlayRecord, Commune.code)
          .join(Receiver, Receiver.id == PlayRecord.receiver_id)  # type: ignore[arg-type]
          .join(Commune, Commune.id == Receiver.commune_id))  # type: ignore[arg-type]

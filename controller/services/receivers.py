@@ -3,10 +3,14 @@
 - `list_receivers`, `get_receiver`, `update_receiver`: status rows (`ReceiverPublic`), limited to the
   principal's communes — a receiver elsewhere is left out of lists and answered as absent (`Hidden`).
 - `set_volume`, `self_test`, `restart_agent`: one signed command to one receiver, answered by its
-  acknowledgement (`CommandOutcome`); `command` is the shared path, also used by `plays.stop`.
+  acknowledgement (`CommandOutcome`); `command_one` is the shared path, also used by `plays.stop`. While an
+  emergency plays (or is still to play) on the receiver (`Tracker.in_emergency`), each of the three would
+  silence or cut it — a volume of 0, a tone over it, an agent restarting — so they need the emergency right
+  then (`Forbidden` otherwise).
 - `controlled_receiver`: the receiver a command may go to (receivers:control in its commune).
 - `create_enrolment_code` (admin, in the receiver's commune), `enrol` (no principal: the one-time code is the
-  credential) and `receiver_plan` (no principal: the receiver's own id and broker password).
+  credential) and `receiver_plan` (no principal: the receiver's own id and broker password; a verified pair is
+  remembered for a few minutes, forgotten at once when the receiver is enrolled with a new password).
   Their refusals are not the access policy's: they are audited here, naming the receiver, and raised as
   `CredentialRefused` so the API's refusal handler does not write them twice.
 
@@ -33,8 +37,8 @@ from controller.db.enrolment import EnrolmentCodePublic
 from controller.db.models import Commune, Receiver, ReceiverPublic, ReceiversPublic, ReceiverStatus, Village
 from controller.enrolment import BrokerFilesError, Refused, create_code
 from controller.enrolment import enrol as use_code
-from controller.errors import DomainError, NotFound, Unavailable
-from controller.policy import Right, require_in
+from controller.errors import DomainError, Forbidden, NotFound, Unavailable
+from controller.policy import Right, require, require_in
 from controller.ports import CommandNotSent
 from receivers.protocol import Ack, Command, Plan, RestartAgent, SelfTest, SetVolume, Target
 from receivers.protocol.enrolment import EnrolAnswer
@@ -124,6 +128,7 @@ def controlled_receiver(ctx: Ctx, rid: str, action: str) -> ReceiverPublic:
 
 def list_receivers(ctx: Ctx, page: Page, *, commune: str | None = None, village: str | None = None,
                    status: Literal["online", "offline"] | None = None) -> ReceiversPublic:
+    require(ctx.who, Right.RECEIVERS_READ, "receiver.list")
     q = _query()
     if commune:
         q = q.where(Commune.code == commune)
@@ -163,24 +168,40 @@ def update_receiver(ctx: Ctx, rid: str, body: ReceiverUpdate) -> ReceiverPublic:
 async def set_volume(ctx: Ctx, rid: str, body: VolumeRequest) -> CommandOutcome:
     """A signed `set-volume`, answered (within TT_COMMAND_TIMEOUT_S) by the receiver's acknowledgement."""
     command = SetVolume.new(Target.receiver(rid), ctx.settings.command_ttl_s, volume=body.volume)
-    return await command_one(ctx, rid, command, "receiver.volume", detail=f"volume={body.volume}")
+    return await command_one(ctx, rid, command, "receiver.volume", detail=f"volume={body.volume}",
+                             during_emergency="changing its volume")
 
 
 async def self_test(ctx: Ctx, rid: str) -> CommandOutcome:
     command = SelfTest.new(Target.receiver(rid), ctx.settings.command_ttl_s)
-    return await command_one(ctx, rid, command, "receiver.self-test", timeout=ctx.settings.command_timeout_s + 5)
+    return await command_one(ctx, rid, command, "receiver.self-test", timeout=ctx.settings.command_timeout_s + 5,
+                             during_emergency="a self-test (a tone over it)")
 
 
 async def restart_agent(ctx: Ctx, rid: str) -> CommandOutcome:
     command = RestartAgent.new(Target.receiver(rid), ctx.settings.command_ttl_s)
-    return await command_one(ctx, rid, command, "receiver.restart-agent")
+    return await command_one(ctx, rid, command, "receiver.restart-agent",
+                             during_emergency="restarting its agent (which cuts it)")
+
+
+def refuse_during_emergency(ctx: Ctx, rid: str, action: str, what: str) -> None:
+    """`Forbidden` if an emergency plays (or is still to play) on receiver `rid` and `ctx.who` lacks the
+    emergency right: `what` (a volume change, a self-test, a restart) would silence or cut it."""
+    if ctx.tracker is not None and ctx.tracker.in_emergency(rid) and not ctx.who.has(Right.EMERGENCY):
+        raise Forbidden(f"Receiver {rid!r} is playing an emergency; {what} now needs the '{Right.EMERGENCY}' "
+                        "right.", who=ctx.who, action=action)
 
 
 async def command_one(ctx: Ctx, rid: str, command: Command, action: str, *, detail: str = "",
-                      timeout: float | None = None, only_online: bool = True) -> CommandOutcome:
+                      timeout: float | None = None, only_online: bool = True,
+                      during_emergency: str | None = None) -> CommandOutcome:
     """Send `command` to receiver `rid` (receivers:control in its commune) and wait for its answer. With
-    `only_online`, a receiver not online is not sent anything (`no_answer`, saying why)."""
+    `only_online`, a receiver not online is not sent anything (`no_answer`, saying why). With
+    `during_emergency` (what the command does, for the refusal), an emergency playing there needs the emergency
+    right as well (`refuse_during_emergency`)."""
     receiver = controlled_receiver(ctx, rid, action)
+    if during_emergency is not None:
+        refuse_during_emergency(ctx, rid, action, during_emergency)
     bridge = ctx.require_bridge()
     wait = timeout or ctx.settings.command_timeout_s
     outcome: str
@@ -201,8 +222,12 @@ async def command_one(ctx: Ctx, rid: str, command: Command, action: str, *, deta
 
 
 async def request(ctx: Ctx, command: Command, wait: float, action: str, rid: str) -> Ack | None:
-    """`bridge.request`, with a broker that cannot be reached (`CommandNotSent`) made `Unavailable` (audited
-    as failed)."""
+    """`bridge.request` of `command` to receiver `rid` (receivers:control in its commune, checked again here:
+    callers check first, with their own refusals), with a broker that cannot be reached (`CommandNotSent`)
+    made `Unavailable` (audited as failed)."""
+    if command.target != Target.receiver(rid):
+        raise ValueError(f"command for {command.target}, not for receiver {rid!r}")
+    controlled_receiver(ctx, rid, action)
     try:
         return await ctx.require_bridge().request(command, ctx.who.actor, wait)
     except CommandNotSent as e:
@@ -245,6 +270,7 @@ def enrol(session: Session, engine: Engine, settings: Settings, public_key: str,
         raise Unavailable(f"The controller cannot enrol receivers right now ({e}). The code was not used; tell "
                           "the operator.") from None
     config = done.config
+    forget_verified(config.receiver_id)  # the old password must not fetch the plan any more
     audit_log.record(engine, f"enrolment-code:{done.created_by}", "receiver.enrol", "ok", target=config.receiver_id,
                      detail=f"new MQTT password issued; {where}" + "".join(f"; warning: {w}" for w in config.warnings),
                      address=address)
@@ -252,14 +278,22 @@ def enrol(session: Session, engine: Engine, settings: Settings, public_key: str,
 
 
 REMEMBER_S = 300.0
-_verified: dict[tuple[str, str], float] = {}  # (receiver id, sha256 of password) → verified at (monotonic)
+# (receiver id, sha256 of password) → (the stored hash it was verified against, verified at (monotonic))
+_verified: dict[tuple[str, str], tuple[str, float]] = {}
+
+
+def forget_verified(rid: str) -> None:
+    """Forget every remembered password of receiver `rid` (it has just been given a new one)."""
+    for key in [k for k in _verified if k[0] == rid]:
+        _verified.pop(key, None)
 
 
 def check_receiver_credentials(engine: Engine, rid: str, username: str | None, password: str | None,
                                address: str | None = None) -> None:
     """Receiver `rid` itself, by its id and broker password (HTTP Basic), or `ReceiverUnauthenticated` (401,
     audited as `plan.fetch`). A good pair is remembered for a few minutes, so a fleet polling together costs
-    one PBKDF2 each."""
+    one PBKDF2 each — but only while the receiver's stored password is the one it was verified against:
+    a new password (enrolment here, forgotten at once; `provision` from the command line) ends it."""
 
     def refuse(message: str) -> ReceiverUnauthenticated:
         audit_log.record(engine, f"receiver:{username if username is not None else 'anonymous'}", "plan.fetch",
@@ -270,15 +304,18 @@ def check_receiver_credentials(engine: Engine, rid: str, username: str | None, p
         raise refuse("A receiver fetches its plan with its own id and password (HTTP Basic).")
     if not secrets.compare_digest(username, rid):
         raise refuse("A receiver may fetch only its own plan.")
-    key = (rid, hashlib.sha256(password.encode()).hexdigest())
-    if time.monotonic() - _verified.get(key, -REMEMBER_S) < REMEMBER_S:
-        return
     with Session(engine) as s:
         row = s.get(Receiver, rid)
         stored = row.mqtt_password_hash if row else None
-    if stored is None or not verify_password(password, stored):
+    if stored is None:
         raise refuse("Wrong receiver id or password.")
-    _verified[key] = time.monotonic()
+    key = (rid, hashlib.sha256(password.encode()).hexdigest())
+    remembered = _verified.get(key)
+    if remembered is not None and remembered[0] == stored and time.monotonic() - remembered[1] < REMEMBER_S:
+        return
+    if not verify_password(password, stored):
+        raise refuse("Wrong receiver id or password.")
+    _verified[key] = (stored, time.monotonic())
 
 
 def receiver_plan(engine: Engine, runner: Runner | None, rid: str, username: str | None, password: str | None,

@@ -19,10 +19,15 @@ from sqlmodel import Session, select
 from controller.app import create_app
 from controller.bridge_memory import InMemoryBridge
 from controller.config import Settings
-from controller.db.models import AuditEntry, Bulletin, Commune, MediaFile, PlayRecord, utcnow
+from controller.db.models import AuditEntry, Bulletin, Commune, MediaFile, PlayRecord, Receiver, utcnow
+from controller.emergencies import Live, Tracker
+from controller.errors import Forbidden
 from controller.inventory import apply_seed, load_seed
-from controller.provision import ensure_signing_key
+from controller.policy import Principal, Right
+from controller.provision import ensure_signing_key, issue_receiver_password
+from controller.services import plays, receivers
 from controller.services.accounts import issue_token
+from controller.services.context import Ctx, Page
 
 HOME, ELSEWHERE = "tra-bui", "tra-ka"
 RID, OTHER_RID = "tra-bui-thon-1-1", "tra-ka-thon-1-1"
@@ -54,6 +59,17 @@ class World:
             s.commit()
             assert b.id is not None
             return b.id
+
+    @property
+    def tracker(self) -> Tracker:
+        return self.client.app.state.tracker  # type: ignore[attr-defined]
+
+    def emergency(self, eid: str, *rids: str, minutes: float = 10) -> Live:
+        """An emergency the tracker follows (as `services.emergencies` leaves it), pending on `rids`."""
+        live = Live(eid, [f"cmd-{eid}"], utcnow() + dt.timedelta(minutes=minutes), {}, {}, {},
+                    {rid: ("pending", None) for rid in rids})
+        self.tracker.add(live)
+        return live
 
     def audit(self, action: str) -> list[AuditEntry]:
         with Session(self.engine) as s:
@@ -198,3 +214,86 @@ def test_plan_refusals_are_audited_with_the_receiver(world: World) -> None:
         ("receiver:anonymous", RID, "refused"), (f"receiver:{OTHER_RID}", RID, "refused"),
         (f"receiver:{RID}", RID, "refused")]
     assert world.audit("auth.refused") == []  # once each, not again by the API's refusal handler
+
+
+def test_an_emergency_is_not_silenced_by_volume_restart_or_self_test(world: World) -> None:
+    # LEAK (security review, receivers item 1): with only receivers:control, `volume 0` answered `applied`
+    # while an emergency played on the receiver, and `restart` / `self-test` cut it; each was sent before this
+    # change.
+    control = world.token(["receivers:read", "receivers:control"], [HOME])
+    live = world.emergency("e1", RID)
+    for path, body in (("volume", {"volume": 0}), ("restart", None), ("self-test", None)):
+        r = world.client.post(f"/api/v1/receivers/{RID}/{path}", json=body, headers=control)
+        assert r.status_code == 403, (path, r.text)
+        assert "playing an emergency" in r.json()["detail"] and "emergency:trigger" in r.json()["detail"]
+    assert world.bridge.commands() == []
+    refused = [e for a in ("receiver.volume", "receiver.restart-agent", "receiver.self-test") for e in world.audit(a)]
+    assert [e.outcome for e in refused] == ["refused"] * 3 and all(e.address for e in refused)
+    # Another commune's receiver stays absent (not "in an emergency"), even while one plays there.
+    world.emergency("e2", OTHER_RID)
+    r = world.client.post(f"/api/v1/receivers/{OTHER_RID}/volume", json={"volume": 0}, headers=control)
+    assert r.status_code == 404
+
+    duty = world.token(["receivers:control", "emergency:trigger"], [HOME])  # the emergency right may
+    r = world.client.post(f"/api/v1/receivers/{RID}/volume", json={"volume": 50}, headers=duty)
+    assert r.status_code == 200 and r.json()["outcome"] == "applied"
+
+    live.set(RID, ("playing", None))
+    assert world.tracker.in_emergency(RID)
+    live.set(RID, ("done", None))  # over on this receiver: receivers:control again
+    assert not world.tracker.in_emergency(RID)
+    r = world.client.post(f"/api/v1/receivers/{RID}/volume", json={"volume": 0}, headers=control)
+    assert r.status_code == 200 and r.json()["outcome"] == "applied"
+    world.emergency("e3", RID).cancelled = True
+    world.emergency("e4", RID, minutes=-1)  # expired
+    assert not world.tracker.in_emergency(RID)
+    assert world.client.post(f"/api/v1/receivers/{RID}/restart", headers=control).status_code == 200
+    assert [c.kind for c in world.bridge.commands()] == ["set-volume", "set-volume", "restart-agent"]
+
+
+def test_the_list_services_check_their_own_right(world: World) -> None:
+    # LEAK (security review, receivers item 2): `list_receivers` and `list_plays` relied on the route's check;
+    # called directly (as the staff UI will), they answered a principal without receivers:read.
+    nobody = Principal("user", 99, "khach", frozenset({Right.CONTENT_READ}), None)
+    reader = Principal("user", 98, "xem", frozenset({Right.RECEIVERS_READ}), frozenset({HOME}))
+    settings = world.client.app.state.settings  # type: ignore[attr-defined]
+    with Session(world.engine) as s:
+        for call in (lambda c: receivers.list_receivers(c, Page()), lambda c: plays.list_plays(c, Page())):
+            with pytest.raises(Forbidden):
+                call(Ctx(s, nobody, settings, world.engine))
+            assert call(Ctx(s, reader, settings, world.engine)).count >= 0
+        assert {r.commune for r in receivers.list_receivers(Ctx(s, reader, settings, world.engine), Page()).data} \
+            == {HOME}
+
+
+def test_a_new_password_ends_the_remembered_old_one_at_once(tmp_path: Path) -> None:
+    # LEAK (security review, receivers item 3): a verified id/password pair was remembered for 300 s and not
+    # forgotten on re-enrolment, so a stolen old password fetched the plan for up to 5 minutes after it.
+    settings = Settings(data_dir=tmp_path, mqtt_url="mqtt://controller:pw@10.0.0.5:1883")
+    with TestClient(create_app(settings, with_bridge=False)) as client:
+        engine = client.app.state.engine  # type: ignore[attr-defined]
+        with Session(engine) as s:
+            apply_seed(s, load_seed(settings.seed_file))
+            admin = {"Authorization": "Bearer " + issue_token(s, "t", ["admin"])[1]}
+        url = f"/api/v1/receivers/{RID}/plan"
+
+        def enrol() -> str:
+            code = client.post(f"/api/v1/receivers/{RID}/enrolment", headers=admin).json()["code"]
+            r = client.post("/api/v1/enrol", json={"code": code})
+            assert r.status_code == 200, r.text
+            return str(r.json()["password"])
+
+        old = enrol()
+        assert client.get(url, auth=(RID, old)).status_code != 401  # verified, and remembered
+        new = enrol()
+        r = client.get(url, auth=(RID, old))
+        assert r.status_code == 401 and r.json()["detail"] == "Wrong receiver id or password."
+        assert client.get(url, auth=(RID, new)).status_code != 401
+        # A password issued from the command line (`truyenthanh provision`, another process) ends it too.
+        with Session(engine) as s:
+            receiver = s.get(Receiver, RID)
+            assert receiver is not None
+            issue_receiver_password(receiver)
+            s.add(receiver)
+            s.commit()
+        assert client.get(url, auth=(RID, new)).status_code == 401
