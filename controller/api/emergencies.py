@@ -14,10 +14,14 @@ import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Header, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Header, Request, UploadFile
+from fastapi.security.utils import get_authorization_scheme_param
 from fastapi.sse import EventSourceResponse, ServerSentEvent
+from sqlmodel import Session
 
+from controller.policy import Principal
 from controller.services import emergencies
+from controller.services.accounts import principal_for_token
 from controller.services.emergencies import (
     EmergenciesPublic,
     EmergencyCreate,
@@ -28,7 +32,7 @@ from controller.services.emergencies import (
 )
 
 from .bulletins import receive_upload
-from .deps import EmergencyTrigger, PageDep
+from .deps import EmergencyTrigger, PageDep, client_address
 
 router = APIRouter(prefix="/emergencies", tags=["emergencies"])
 
@@ -65,9 +69,17 @@ def get_emergency(eid: str, ctx: EmergencyTrigger) -> EmergencyPublic:
     return emergencies.get_emergency(ctx, eid)
 
 
-async def subscription(eid: str, ctx: EmergencyTrigger) -> AsyncIterator[Subscription]:
-    """Checked and subscribed before the stream starts, so a refusal is still an HTTP status."""
-    sub = await emergencies.subscribe(ctx, eid)
+async def subscription(eid: str, ctx: EmergencyTrigger, request: Request) -> AsyncIterator[Subscription]:
+    """Checked and subscribed before the stream starts, so a refusal is still an HTTP status. While it
+    streams, the same bearer token is authenticated again at every batch and keepalive (a revoked or expired
+    token, a disabled owner or a narrower role ends the stream)."""
+    _, token = get_authorization_scheme_param(request.headers.get("Authorization"))
+    address = client_address(request)
+
+    def reauthenticate(session: Session) -> Principal:
+        return principal_for_token(session, token, address)
+
+    sub = await emergencies.subscribe(ctx, eid, reauthenticate)
     try:
         yield sub
     finally:
@@ -79,7 +91,8 @@ async def subscription(eid: str, ctx: EmergencyTrigger) -> AsyncIterator[Subscri
                              "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
 async def emergency_events(sub: Annotated[Subscription, Depends(subscription)]) -> AsyncIterator[ServerSentEvent]:
     """`snapshot` first (as GET), then `progress` events — the receivers that changed since the last one
-    (`changes`: receiver, commune, status, reason) and the new `totals` — then `end`."""
+    (`changes`: receiver, commune, status, reason) and the new `totals` — then `end`. If the token stops
+    being valid, or may no longer see this emergency, `end` comes at once with a `reason`."""
     try:
         async for event in sub.events():
             if event.kind == "keepalive":

@@ -10,7 +10,9 @@ emergency, updates the one it references (cancels it, sends the new one) or canc
 The policy is the emergencies' (`services.emergencies`): the alert's communes must be within the principal's,
 and an `Update` or `Cancel` may cancel only emergencies the principal could cancel itself. Every check —
 those of the referenced emergencies and, for an `Update`, those of the new one (its audio made too) — is
-passed before anything is cancelled. Every alert, accepted or refused, is audited as `cap.receive`.
+passed before anything is cancelled. The text is read with the built-in and district abbreviations only (a
+commune's list is its operators' to change; they must not change what a warning says). Every alert, accepted
+or refused, is audited as `cap.receive`.
 See docs/CAP.md.
 """
 
@@ -38,7 +40,6 @@ from .emergencies import (
     duplicate,
     expiry,
     launch,
-    only_commune,
     reached,
     refusals_audited,
     resolve,
@@ -133,7 +134,7 @@ async def receive_alert(ctx: Ctx, raw: bytes) -> CapAnswer:
         check_rate(ctx)
         inv = Inventory.load(ctx.session)
         targets = {"communes": sorted(communes)}
-        receivers = resolve(ctx, inv, targets, RECEIVE)
+        receivers = resolve(ctx, inv, targets, RECEIVE, named=False)  # the alert's areas, not a probe
         if alert.status in ("Test", "Exercise"):
             testers = set(ctx.session.exec(select(Receiver.id).where(col(Receiver.accepts_tests).is_(True))))
             receivers &= testers
@@ -142,7 +143,7 @@ async def receive_alert(ctx: Ctx, raw: bytes) -> CapAnswer:
                               "(accepts_tests)")
         text = caplib.text_to_read(info)
         expires_at = expiry(ctx, info.expires)
-        spoken = spoken_text(ctx.session, text, only_commune(inv, receivers))
+        spoken = spoken_text(ctx.session, text, None)  # built-in and district lists: no commune's operator
         media = await asyncio.to_thread(speech_media, ctx.engine, ctx.settings, ctx.require_media(), spoken)
     # Everything checked and the audio made: now the update replaces what it references.
     for row in referenced:

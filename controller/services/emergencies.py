@@ -13,11 +13,16 @@
 The policy: reading, triggering and cancelling all need the emergency right. An emergency belongs to every
 commune it reached; a principal sees, follows and cancels it only if all of them are within its communes
 (otherwise `Hidden`, 404); lists leave the others out. One aimed at every receiver (`all`) is the district's:
-unrestricted principals only. Stored content is used if the principal may see it, drafts included (the
-emergency right is the approval). Text goes through the spoken-text rules of the single targeted commune (the
-district's list when several), and the text actually spoken is answered and audited. Every trigger, cancel
-and refusal is audited (`emergency.trigger`, `emergency.cancel`); the refusals of the policy itself
-(`Forbidden`, `Hidden`) by the face that caught them.
+unrestricted principals only. A commune-limited principal's targets are checked against its communes before
+they are resolved: a commune, village or receiver outside them is answered as one that does not exist
+(`Hidden`, 404), so targets cannot probe what exists elsewhere. Stored content is used if the principal may
+see it, drafts included (the emergency right is the approval). Text is read with the built-in and district
+abbreviations only — never a commune's list, which a commune operator may change, so no operator can change
+what an emergency says — and the text actually spoken is answered and audited. A live stream re-checks its
+principal (the token re-authenticated, the emergency still visible to it) at every batch and keepalive, and
+ends (`end` with a `reason`) once it fails. Every trigger, cancel and refusal is audited (`emergency.trigger`,
+`emergency.cancel`, `emergency.read`); the refusals of the policy itself (`Forbidden`, `Hidden`) by the face
+that caught them.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -61,13 +66,14 @@ from controller.errors import (
     Unavailable,
     Unsupported,
 )
-from controller.policy import Right, require
+from controller.policy import Principal, Right, require
 from controller.ports import CommandNotSent
 from controller.scheduling import Inventory, ScheduleError, local
 from receivers.protocol import INLINE_AUDIO_MAX, MediaRef, Play, Stop, Target
 
 from .content import spoken_text, usable_content
 from .context import Ctx, Page
+from .programmes import _targets_within
 
 TRIGGER, CANCEL, READ = "emergency.trigger", "emergency.cancel", "emergency.read"
 SSE_BATCH_S = 0.1  # a thousand receivers answer within a second: one event per batch of changes
@@ -252,30 +258,34 @@ def expiry(ctx: Ctx, value: dt.datetime | None) -> dt.datetime:
     return value
 
 
-def resolve(ctx: Ctx, inv: Inventory, targets: dict[str, Any], action: str = TRIGGER) -> frozenset[str]:
-    """The receivers `targets` names, all within the principal's communes."""
+def resolve(ctx: Ctx, inv: Inventory, targets: dict[str, Any], action: str = TRIGGER, *,
+            named: bool = True) -> frozenset[str]:
+    """The receivers `targets` names, all within the principal's communes. `named`: the principal chose the
+    targets, so for a commune-limited one each named commune, village and receiver is checked against its
+    communes BEFORE anything is resolved, and one outside them is answered exactly as one that does not exist
+    (`Hidden`): the answer reveals nothing of the other communes. (A CAP alert's communes come from its
+    geocodes, not from the principal: those outside are refused naming them, `Forbidden`.)"""
+    who = ctx.who
+    if who.communes is not None and targets.get("all"):
+        raise Forbidden(f"{who.kind.title()} {who.name!r} is limited to some communes: it may not send an "
+                        "emergency to every receiver; name the communes.", who=who, action=action)
+    wanted = {k: v for k, v in targets.items() if v}
+    if named:
+        _targets_within(ctx, inv, wanted, action)
     try:
-        receivers = inv.resolve({k: v for k, v in targets.items() if v})
+        receivers = inv.resolve(wanted)
     except ScheduleError as e:
         raise Invalid(str(e)) from None
     if not receivers:
         raise Invalid("The targets name no receiver.")
-    who = ctx.who
     if who.communes is not None:
-        if targets.get("all"):
-            raise Forbidden(f"{who.kind.title()} {who.name!r} is limited to some communes: it may not send an "
-                            "emergency to every receiver; name the communes.", who=who, action=action)
         outside = sorted(inv.communes_of(receivers) - who.communes)
+        if outside and named:  # cannot happen after `_targets_within`; refused without naming anything
+            raise Hidden("No such targets.", who=who, action=action)
         if outside:
             raise Forbidden(f"{who.kind.title()} {who.name!r} may not send emergencies to commune(s) "
                             f"{', '.join(outside)}.", who=who, action=action)
     return receivers
-
-
-def only_commune(inv: Inventory, receivers: frozenset[str]) -> str | None:
-    """The commune whose spoken-text rules apply: the one targeted, or None (the district's) for several."""
-    communes = inv.communes_of(receivers)
-    return next(iter(communes)) if len(communes) == 1 else None
 
 
 def reached(session: Session, row: Emergency) -> frozenset[str] | None:
@@ -348,7 +358,9 @@ async def trigger(ctx: Ctx, body: EmergencyCreate, idempotency_key: str | None =
         expires_at = expiry(ctx, body.expires_at)
         spoken: str | None = None
         if body.text is not None:
-            spoken = spoken_text(ctx.session, body.text, only_commune(inv, receivers))
+            # Built-in and district abbreviations only: a commune's list is its operators' to change, and
+            # they must not change what an emergency says (the district list is the admin's).
+            spoken = spoken_text(ctx.session, body.text, None)
             media = await asyncio.to_thread(speech_media, ctx.engine, settings, ctx.require_media(), spoken)
             title, source = body.text.strip()[:80], "text"
         else:
@@ -509,19 +521,28 @@ class StreamEvent:
     data: Any = None
 
 
+Reauthenticate = Callable[[Session], Principal]
+"""The caller's principal as of now, read on the given session (e.g. its bearer token authenticated again);
+raises a `Refusal` (`Unauthenticated`…) once it no longer holds (revoked, expired, owner disabled)."""
+
+
 @dataclass
 class Subscription:
-    """An emergency's snapshot and, while it runs, its changes as they come (`events`). `close` when done."""
+    """An emergency's snapshot and, while it runs, its changes as they come (`events`). `close` when done.
+    `allowed` is asked before every batch, keepalive and the end: None while the principal may still follow the
+    emergency, else why not (the stream then ends)."""
 
     snapshot: EmergencyPublic
     engine: Any
     tracker: Tracker | None
     live: Live | None
     queue: asyncio.Queue[dict[str, Any]]
+    allowed: Callable[[], str | None] = lambda: None
 
     async def events(self) -> AsyncIterator[StreamEvent]:
         """`snapshot` (as GET), then `progress` — the receivers that changed since the last one (`changes`:
-        receiver, commune, status, reason) and the new `totals` — then `end`; `keepalive` when quiet."""
+        receiver, commune, status, reason) and the new `totals` — then `end`; `keepalive` when quiet. Once the
+        principal may no longer follow it, `end` with the `reason` and nothing more."""
         eid, live, queue = self.snapshot.id, self.live, self.queue
         yield StreamEvent("snapshot", self.snapshot)
         if live is None:
@@ -531,14 +552,23 @@ class Subscription:
             try:
                 first = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
             except TimeoutError:
+                if (reason := await asyncio.to_thread(self.allowed)) is not None:
+                    yield StreamEvent("end", {"id": eid, "reason": reason})
+                    return
                 yield StreamEvent("keepalive")
                 continue
             await asyncio.sleep(SSE_BATCH_S)
             changes = [first]
             while not queue.empty():
                 changes.append(queue.get_nowait())
+            if (reason := await asyncio.to_thread(self.allowed)) is not None:
+                yield StreamEvent("end", {"id": eid, "reason": reason})
+                return
             yield StreamEvent("progress", {"changes": [{k: v for k, v in c.items() if k != "totals"} for c in changes],
                                            "totals": changes[-1]["totals"]})
+        if (reason := await asyncio.to_thread(self.allowed)) is not None:
+            yield StreamEvent("end", {"id": eid, "reason": reason})
+            return
         final = await asyncio.to_thread(self._final)
         yield StreamEvent("end", {"id": eid, "totals": final.totals})
 
@@ -553,8 +583,27 @@ class Subscription:
             self.live.queues.discard(self.queue)
 
 
-async def subscribe(ctx: Ctx, eid: str) -> Subscription:
-    """Checked before anything streams: the emergency must be visible to the principal."""
+def still_allowed(ctx: Ctx, eid: str, reauthenticate: Reauthenticate) -> Callable[[], str | None]:
+    """A check for a long-lived stream: on a fresh session, the principal again (`reauthenticate`) and the
+    emergency still visible to it (the right held, every commune it reached within its communes). None while
+    both hold; else the reason, and the end of the stream is audited as a refused `emergency.read`."""
+
+    def check() -> str | None:
+        with Session(ctx.engine) as s:
+            try:
+                who = reauthenticate(s)
+                visible_emergency(replace(ctx, session=s, who=who), eid, Right.EMERGENCY, READ)
+            except (Refusal, NotFound) as e:
+                ctx.audit(READ, "refused", target=eid, detail=f"event stream ended: {e.message}")
+                return e.message
+        return None
+
+    return check
+
+
+async def subscribe(ctx: Ctx, eid: str, reauthenticate: Reauthenticate) -> Subscription:
+    """Checked before anything streams: the emergency must be visible to the principal; and again, with the
+    principal re-authenticated by `reauthenticate`, while it streams (see `Subscription.allowed`)."""
     row = visible_emergency(ctx, eid, Right.EMERGENCY, READ)
     live = ctx.tracker.live.get(eid) if ctx.tracker is not None else None
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -568,7 +617,7 @@ async def subscribe(ctx: Ctx, eid: str) -> Subscription:
         raise
     finally:
         ctx.session.close()  # a stream may last an hour: hold no connection meanwhile
-    return Subscription(snapshot, ctx.engine, ctx.tracker, live, queue)
+    return Subscription(snapshot, ctx.engine, ctx.tracker, live, queue, still_allowed(ctx, eid, reauthenticate))
 
 
 # ------------------------------------------------------------------------------------------ cancel

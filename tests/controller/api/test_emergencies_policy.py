@@ -2,21 +2,28 @@
 principal whose communes hold every commune it reached; lists leave the others out; a CAP `Cancel` or `Update`
 checks the communes of what it references before cancelling anything; content used by an emergency must be
 visible (drafts are fine: the emergency right is the approval); the text actually spoken follows the
-targeted commune's abbreviations and is answered and audited.
+built-in and district abbreviations only (never a commune's list) and is answered and audited; an open event
+stream ends once its token no longer holds; targets outside the principal's communes look like unknown ones.
 
-Each test named `test_leak_…` failed before the service layer (the leak it closes is in its docstring)."""
+Each test named `test_leak_…` failed before the service layer or before the security review's fixes (the
+leak it closes is in its docstring)."""
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
 from sqlmodel import Session, select
 
-from controller.db.models import Abbreviation, AuditEntry, Bulletin, Commune, Emergency
+from controller.db.models import Abbreviation, AuditEntry, Bulletin, Commune, Emergency, User
+from controller.services import emergencies as emergency_service
 from controller.services.accounts import issue_token
 from tests.conftest import Api
 
-from .test_emergencies import TEXT, audits, cap, post_cap
+from .test_emergencies import TEXT, audits, cap, commune_receivers, post_cap
 
 # What an emergency-duty officer of one commune holds (the role `emergency_duty`, as a token).
 DUTY = ["emergency:trigger", "receivers:read", "content:read"]
@@ -176,25 +183,170 @@ def test_leak_another_communes_bulletin_cannot_be_used_but_a_draft_can(api: Api,
     assert r.json()["spoken_text"] is None  # a recording
 
 
-def test_spoken_text_follows_the_targeted_commune_and_is_audited(api: Api) -> None:
+def test_spoken_text_ignores_the_targeted_communes_list_and_is_audited(api: Api) -> None:
+    """An emergency is read with the built-in and district lists only, even aimed at one commune that has its
+    own expansion; the text actually spoken is answered and audited."""
     with Session(api.client.app.state.engine) as s:  # type: ignore[attr-defined]
         nu_id = s.exec(select(Commune.id).where(Commune.code == "tra-nu")).one()
         s.add(Abbreviation(abbr="TTX", commune_id=None, expansion="trung tâm xã", updated_by="test"))
         s.add(Abbreviation(abbr="TTX", commune_id=nu_id, expansion="thôn Trà Nú", updated_by="test"))
         s.commit()
     text = "Bà con TTX khẩn trương sơ tán."
+    district = "Bà con trung tâm xã khẩn trương sơ tán."  # the district's list, not tra-nu's
     one = api.post("/api/v1/emergencies", json={"text": text, "targets": {"communes": ["tra-nu"]},
                                                 "request_id": "ttx-1"}).json()
-    assert one["spoken_text"] == "Bà con thôn Trà Nú khẩn trương sơ tán."
+    assert one["spoken_text"] == district
     several = api.post("/api/v1/emergencies", json={"text": text, "targets": {"communes": ["tra-nu", "tra-kot"]}})
-    assert several.json()["spoken_text"] == "Bà con trung tâm xã khẩn trương sơ tán."  # the district's list
+    assert several.json()["spoken_text"] == district
     again = api.post("/api/v1/emergencies", json={"text": text, "targets": {"communes": ["tra-nu"]},
                                                   "request_id": "ttx-1"}).json()
     assert again["duplicate"] is True and again["spoken_text"] == one["spoken_text"]
     with Session(api.client.app.state.engine) as s:  # type: ignore[attr-defined]
         entry = s.exec(select(AuditEntry).where(AuditEntry.target == one["id"],
                                                 AuditEntry.action == "emergency.trigger")).one()
-    assert "spoken: 'Bà con thôn Trà Nú khẩn trương sơ tán.'" in (entry.detail or "")
+    assert f"spoken: {district!r}" in (entry.detail or "")
+
+
+def test_leak_a_commune_operator_cannot_change_what_an_emergency_says(api: Api) -> None:
+    """Leak: a commune operator (content:write in its commune) set `được` → `không được` in the commune's
+    list, and an emergency to that commune "Bà con được về nhà." was read "Bà con không được về nhà.": the
+    emergency text went through the single targeted commune's list. Neither text nor CAP uses it now."""
+    operator = token(api, "canbo-tra-nu", ["tra-nu"], ["content:read", "content:write"])
+    r = api.client.put("/api/v1/abbreviations/được", json={"expansion": "không được", "commune": "tra-nu"},
+                       headers=operator)
+    assert r.status_code in (200, 201), r.text  # its own commune's list is its to change
+    said = api.post("/api/v1/emergencies", json={"text": "Bà con được về nhà.",
+                                                 "targets": {"communes": ["tra-nu"]}}).json()["spoken_text"]
+    assert "không" not in said and "được về nhà" in said, said
+    # A CAP alert for that commune alone is read the district's way too.
+    geocode = "<geocode><valueName>MaDVHC</valueName><value>{}</value></geocode>"
+    only_nu = {geocode.format(code): "" for code in ("20932", "20917", "20920")}
+    only_nu[geocode.format("20929")] = geocode.format("20905")  # Trà Nú
+    status, alert = post_cap(api, cap("flash-flood-alert.xml", **only_nu,
+                                      **{"<description>": "<description>Bà con được về nhà. "}))
+    assert status == 202 and alert["receivers"] == commune_receivers(api, "tra-nu"), alert
+    assert "được về nhà" in alert["spoken_text"] and "không được" not in alert["spoken_text"], alert
+
+
+def sse(lines: list[str]) -> list[tuple[str, dict]]:
+    """(event, data) of the SSE lines read so far."""
+    out, kind = [], ""
+    for line in lines:
+        if line.startswith("event: "):
+            kind = line[7:]
+        elif line.startswith("data: "):
+            out.append((kind, json.loads(line[6:])))
+    return out
+
+
+def follow_until_end(stream: Iterator[str], act: Callable[[], None], seconds: float = 15) -> list[tuple[str, dict]]:
+    """Read the stream's lines; `act()` once the snapshot is in; return the events up to the end, failing if no end
+    comes within `seconds` (keepalives keep the reading loop turning meanwhile)."""
+    lines: list[str] = []
+    acted = False
+    deadline = time.monotonic() + seconds
+    for line in stream:
+        lines.append(line)
+        events = sse(lines)
+        if events and not acted:
+            act()
+            acted = True
+        if events and events[-1][0] == "end":
+            return events
+        assert time.monotonic() < deadline, f"the stream did not end: {events}"
+    raise AssertionError(f"the stream closed without an end: {sse(lines)}")
+
+
+@pytest.mark.parametrize("how", ["revoke", "disable", "demote", "move"])
+def test_leak_an_open_event_stream_ends_when_its_principal_no_longer_holds(
+        api: Api, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """Leak: `GET /emergencies/{id}/events` was checked once, when it opened; revoking its token, disabling
+    its owner, demoting the owner or moving it to another commune left it streaming progress for the rest of
+    the emergency (up to hours). Now it ends — `end` with a reason, then closed — at the next batch or
+    keepalive."""
+    monkeypatch.setattr(emergency_service, "KEEPALIVE_S", 0.2)  # quiet here: no receiver is running
+    engine = api.client.app.state.engine  # type: ignore[attr-defined]
+    if how == "revoke":
+        with Session(engine) as s:
+            row, secret = issue_token(s, "truc-tra-nu", DUTY, ["tra-nu"])
+            tid = row.id
+        duty = {"Authorization": f"Bearer {secret}"}
+    else:
+        made = api.post("/api/v1/users", json={"username": "truc.tra-nu", "display_name": "Trực Trà Nú",
+                                               "password": "mat-khau-dai-du-123", "role": "emergency_duty",
+                                               "communes": ["tra-nu"]})
+        assert made.status_code == 201, made.text
+        uid = made.json()["id"]
+        with Session(engine) as s:
+            owner = s.get(User, uid)
+            secret = issue_token(s, "truc-tra-nu", DUTY, ["tra-nu"], owner=owner)[1]
+        duty = {"Authorization": f"Bearer {secret}"}
+    eid = trigger(api, {"communes": ["tra-nu"]}, duty)
+
+    def take_away() -> None:
+        if how == "revoke":
+            r = api.client.delete(f"/api/v1/tokens/{tid}", headers=api.headers)
+        elif how == "disable":
+            r = api.client.patch(f"/api/v1/users/{uid}", json={"disabled": True}, headers=api.headers)
+        elif how == "demote":  # a role without the emergency right
+            r = api.client.patch(f"/api/v1/users/{uid}", json={"role": "viewer"}, headers=api.headers)
+        else:  # its communes changed to another: the emergency is no longer within them
+            r = api.client.patch(f"/api/v1/users/{uid}", json={"communes": ["tra-kot"]}, headers=api.headers)
+        assert r.status_code in (200, 204), r.text
+
+    with api.client.stream("GET", f"/api/v1/emergencies/{eid}/events", headers=duty) as stream:
+        assert stream.status_code == 200
+        events = follow_until_end(stream.iter_lines(), take_away)
+    kinds = [k for k, _ in events]
+    assert kinds == ["snapshot", "end"], kinds  # no progress after the principal lost it
+    assert events[-1][1]["reason"] and "totals" not in events[-1][1]
+    ended = [a for a in audits(api, "emergency.read", "refused") if a.target == eid]
+    assert ended and "event stream ended" in (ended[0].detail or "")
+
+
+def test_leak_an_open_event_stream_sends_no_progress_after_the_token_is_revoked(api: Api) -> None:
+    """Leak (as above, with progress to send): after the revocation, a cancel by the district still streamed
+    every receiver's change to the revoked token; now the stream ends at that batch, before sending it."""
+    with Session(api.client.app.state.engine) as s:  # type: ignore[attr-defined]
+        row, secret = issue_token(s, "truc-tra-nu", DUTY, ["tra-nu"])
+        tid = row.id
+    duty = {"Authorization": f"Bearer {secret}"}
+    eid = trigger(api, {"communes": ["tra-nu"]}, duty)
+
+    def revoke_then_cancel() -> None:
+        assert api.client.delete(f"/api/v1/tokens/{tid}", headers=api.headers).status_code == 204
+        assert api.post(f"/api/v1/emergencies/{eid}/cancel").status_code == 200
+
+    with api.client.stream("GET", f"/api/v1/emergencies/{eid}/events", headers=duty) as stream:
+        events = follow_until_end(stream.iter_lines(), revoke_then_cancel)
+    assert [k for k, _ in events] == ["snapshot", "end"] and "revoked" in events[-1][1]["reason"], events
+
+
+@pytest.mark.parametrize("targets", [{"receivers": ["tra-bui-thon-1-1"]}, {"receivers": ["no-such-rx"]},
+                                     {"communes": ["tra-bui"]}, {"communes": ["no-such-commune"]},
+                                     {"villages": ["tra-bui/thon-1"]}, {"villages": ["nowhere/thon-9"]}])
+@pytest.mark.parametrize("upload", [False, True])
+def test_leak_targets_outside_the_communes_look_like_unknown_ones(
+        api: Api, tmp_path: Path, targets: dict, upload: bool) -> None:
+    """Leak: for a commune-limited token, a receiver (commune, village) of another commune was refused 403
+    naming that commune while an unknown one was 422 "No receiver …": the answer told what exists elsewhere
+    (and where). Both are now 404 "No <kind> '<name>'." — checked before anything is resolved."""
+    nu = token(api, "truc-tra-nu", ["tra-nu"])
+    if upload:
+        from tests.samples import make
+
+        wav = make(tmp_path / "canh-bao.wav", seconds=2)
+        with wav.open("rb") as f:
+            r = api.client.post("/api/v1/emergencies/upload", headers=nu, files={"file": ("canh-bao.wav", f)},
+                                data={"targets": json.dumps(targets)})
+    else:
+        r = api.client.post("/api/v1/emergencies", json={"text": TEXT, "targets": targets}, headers=nu)
+    kind, [name] = next((k, v) for k, v in targets.items())
+    noun = {"receivers": "receiver", "communes": "commune", "villages": "village"}[kind]
+    assert r.status_code == 404 and r.json() == {"detail": f"No {noun} {name!r}."}, r.text
+    # `all` stays refused outright for a commune-limited token.
+    r = api.client.post("/api/v1/emergencies", json={"text": TEXT, "targets": {"all": True}}, headers=nu)
+    assert r.status_code == 403
 
 
 def test_cap_text_is_spoken_with_the_district_list_and_answered(api: Api) -> None:
