@@ -203,6 +203,7 @@ class Runner:
         self.compiled_at: dt.datetime | None = None
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._lock = asyncio.Lock()
         self.notified = 0  # sync-schedule commands sent, for tests and the benchmark
         self._fetched: dict[str, tuple[str, dt.datetime]] = {}  # receiver → (version, when), not yet written
@@ -212,6 +213,11 @@ class Runner:
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
+        # The flag as well as the cancel: on Python 3.11 `asyncio.wait_for` can swallow a cancellation that
+        # arrives as the awaited event is set (gh-86296), and the loop would run on while stop() waits for it
+        # (seen once as an application shutdown that never ended).
+        self._stopping = True
+        self._changed.set()
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -223,12 +229,14 @@ class Runner:
 
     async def _loop(self) -> None:
         next_refresh = time.monotonic() + self.settings.schedule.refresh_s
-        while True:
+        while not self._stopping:
             try:
                 await asyncio.wait_for(self._changed.wait(), FETCHED_FLUSH_S)
                 await asyncio.sleep(0.05)  # let a burst of edits land together
             except TimeoutError:
                 pass
+            if self._stopping:
+                return
             try:
                 await asyncio.to_thread(self.flush_fetched)
             except Exception:
