@@ -25,6 +25,7 @@ from controller.db.models import Abbreviation, Commune, utcnow
 from controller.errors import Forbidden, Hidden, Invalid, NotFound
 from controller.policy import Right, require
 
+from .communes import commune_named
 from .context import Ctx, Page
 
 # Words that turn a sentence around; matching is case-sensitive, so their capitalised forms are refused too.
@@ -79,12 +80,7 @@ def _list_to_change(ctx: Ctx, code: str | None, action: str) -> Commune | None:
             raise Forbidden("The district's abbreviation list is changed by district admins only: name your "
                             "commune (\"commune\": \"…\") to change its own list.", who=ctx.who, action=action)
         return None
-    if not ctx.who.may_touch(code):
-        raise Hidden(f"No commune {code!r}.", who=ctx.who, action=action)
-    commune = ctx.session.exec(select(Commune).where(Commune.code == code)).first()
-    if commune is None:
-        raise Invalid(f"No commune with code {code!r}.")
-    return commune
+    return commune_named(ctx, code, action)  # for a named commune, seeing it and changing its list go together
 
 
 def _abbr(abbr: str) -> str:

@@ -12,7 +12,7 @@ from sqlalchemy import case
 from sqlmodel import col, func, select
 
 from controller.db.models import Commune, CommunePublic, CommunesPublic, Receiver, ReceiverStatus, Village
-from controller.errors import NotFound
+from controller.errors import Hidden, Invalid, NotFound
 from controller.policy import Right, require, require_district
 
 from .context import Ctx, Page
@@ -71,3 +71,16 @@ def update_commune(ctx: Ctx, code: str, body: CommuneUpdate) -> CommunePublic:
     ctx.session.refresh(commune)
     ctx.audit(action, target=code, detail=f"approval_required: {before} → {commune.approval_required}")
     return _rows(ctx, [commune])[0]
+
+
+def commune_named(ctx: Ctx, code: str | None, action: str) -> Commune | None:
+    """The commune `code` names (None: the district). Outside the principal's communes it is `Hidden` (404),
+    known or not, so a limited principal learns nothing about the others; unknown, `Invalid` (422)."""
+    if code is None:
+        return None
+    if not ctx.who.may_see(code):
+        raise Hidden(f"No commune {code!r}.", who=ctx.who, action=action)
+    commune = ctx.session.exec(select(Commune).where(Commune.code == code)).first()
+    if commune is None:
+        raise Invalid(f"No commune with code {code!r}.")
+    return commune

@@ -52,6 +52,7 @@ from controller.errors import Conflict, Forbidden, Hidden, Invalid, NotFound, Un
 from controller.policy import Principal, Right, require
 
 from .abbreviations import abbreviations_for
+from .communes import commune_named
 from .context import Ctx, Page
 
 ContentModel = Bulletin | Announcement
@@ -125,19 +126,6 @@ def preview_text(ctx: Ctx, body: PreviewRequest) -> PreviewPublic:
 
 
 # ------------------------------------------------------------------------------ communes and approval
-
-
-def commune_named(ctx: Ctx, code: str | None, action: str) -> Commune | None:
-    """The commune `code` names (None: the district). Outside the principal's communes it is `Hidden` (404),
-    known or not, so a limited principal learns nothing about the others; unknown, `Invalid` (422)."""
-    if code is None:
-        return None
-    if not ctx.who.may_see(code):
-        raise Hidden(f"No commune {code!r}.", who=ctx.who, action=action)
-    commune = ctx.session.exec(select(Commune).where(Commune.code == code)).first()
-    if commune is None:
-        raise Invalid(f"No commune with code {code!r}.")
-    return commune
 
 
 def _publishing_in(ctx: Ctx, code: str | None, action: str) -> Commune | None:
