@@ -33,7 +33,7 @@ from controller.provision import (
 from controller.services.accounts import hash_token, issue_token
 from receivers.protocol import Topics
 
-from .ports import free_port, port_free, wait_port
+from .ports import free_port, port_free, stop_child, wait_port
 
 
 def ensure_demo_token(session: Session, path: Path, base_url: str) -> tuple[str, bool]:
@@ -112,9 +112,5 @@ Press Ctrl-C to stop everything.
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
     finally:
         for child in reversed(children):  # fleet first, then the broker
-            child.terminate()
-            try:
-                child.wait(15)
-            except subprocess.TimeoutExpired:
-                child.kill()
+            stop_child(child, 15)
         print("truyenthanh demo stopped.", flush=True)

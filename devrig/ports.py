@@ -1,4 +1,5 @@
-"""Local TCP ports for the rig: is a port free, pick a free one, wait until something listens.
+"""Local TCP ports for the rig: is a port free, pick a free one, wait until something listens; and
+`stop_child`, how the rig stops the processes it started.
 
 Used by the demo launcher, the test bed, the tests and the benchmarks; the controller and the agent
 never need them (they are told their ports by their settings).
@@ -37,3 +38,15 @@ def wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = 
                 return
         time.sleep(0.1)
     raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
+
+
+def stop_child(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
+    """Stop a child process of the rig: SIGTERM (it shuts down cleanly), SIGKILL after `grace_s`."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

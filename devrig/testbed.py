@@ -34,7 +34,7 @@ from controller.provision import (
 from firmware_sim.fleet import load_fleet_file
 from receivers.protocol import Topics
 
-from .ports import free_port, wait_port
+from .ports import free_port, stop_child, wait_port
 
 
 class BrokerUnavailable(RuntimeError):
@@ -49,13 +49,7 @@ class Broker:
     directory: Path
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_child(self.proc)
 
     def log(self) -> str:
         path = self.directory / "broker.log"

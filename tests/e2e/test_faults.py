@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from devrig.ports import stop_child
 from firmware_sim.netproxy import LinkProxy
 from tests.conftest import FleetThread, LiveController, wait_for
 from tests.e2e.test_playback import events, plays, sink, source_pcm, start_agent, upload
@@ -75,13 +76,8 @@ class AgentProcess:
         self.proc.wait()
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc:
+            stop_child(self.proc)
 
     def played(self) -> list[dict[str, Any]]:
         path = self.settings.state_dir / "played.jsonl"
