@@ -20,6 +20,7 @@ from controller.db.models import AuditEntry, Bulletin, MediaFile, Programme
 from controller.inventory import apply_seed, load_seed
 from controller.services.accounts import issue_token
 from schedules import TZ
+from tests.conftest import wait_for
 
 TOMORROW = (dt.datetime.now(TZ) + dt.timedelta(days=1)).date()
 
@@ -219,7 +220,14 @@ def test_a_receiver_fetches_its_own_signed_plan(client: TestClient) -> None:
     assert entry.media.url.startswith("/media/") and entry.duration_s == 600
     again = client.get(url, auth=(rid, "mat-khau-cum-loa"), headers={"If-None-Match": r.headers["etag"]})
     assert again.status_code == 304 and not again.content
+    # The runner's own loop writes fetched versions in batches too: whichever flush took the batch, wait for
+    # its write rather than read once (a one-shot read lost that race once in CI).
     runner.flush_fetched()
-    with Session(client.app.state.engine) as s:  # type: ignore[attr-defined]
-        state = s.get(ReceiverPlanState, rid)
-        assert state is not None and state.fetched_version == plan.version == state.version
+
+    def fetched() -> ReceiverPlanState | None:
+        with Session(client.app.state.engine) as s:  # type: ignore[attr-defined]
+            got = s.get(ReceiverPlanState, rid)
+            return got if got is not None and got.fetched_version is not None else None
+
+    state = wait_for(fetched, 10, "the fetched plan version written")
+    assert state.fetched_version == plan.version == state.version
