@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.engine import Engine
 
 from audio.store import MediaStore
@@ -54,9 +54,14 @@ def create_app(settings: Settings, *, with_bridge: bool = True, bridge: BridgeFa
         app.state.tracker = Tracker(engine, app.state.bridge)
         await app.state.tracker.start()
         await app.state.runner.start()
+        fleet_view = getattr(app.state, "fleet_view", None)  # the staff UI's live counts (controller.ui.live)
+        if fleet_view is not None:
+            await fleet_view.start(engine)
         try:
             yield
         finally:
+            if fleet_view is not None:
+                await fleet_view.stop()
             await app.state.runner.stop()
             await app.state.tracker.stop()
             if app.state.bridge:
@@ -75,8 +80,17 @@ def create_app(settings: Settings, *, with_bridge: bool = True, bridge: BridgeFa
         port: CommandPort | None = app.state.bridge
         return {"status": "ok", "mqtt": "connected" if port is not None and port.connected else "down"}
 
-    @app.get("/", include_in_schema=False)
-    def landing() -> HTMLResponse:
-        return HTMLResponse(LANDING)
+    if settings.ui.enabled:
+        from controller.ui import mount  # NiceGUI: imported only by a controller that serves the UI
+
+        mount(app, settings)
+
+        @app.get("/", include_in_schema=False)
+        def to_the_ui() -> RedirectResponse:
+            return RedirectResponse("/ui/")
+    else:
+        @app.get("/", include_in_schema=False)
+        def landing() -> HTMLResponse:
+            return HTMLResponse(LANDING)
 
     return app

@@ -75,6 +75,22 @@ class EmergencySettings(BaseModel):
     cap_geocodes: Path | None = Field(default=None, description="geocode → commune table (TOML); default: built in")
 
 
+class UiSettings(BaseModel):
+    """The staff web UI (NiceGUI, mounted at /ui on the controller)."""
+
+    enabled: bool = Field(default=True, description="mount the staff web UI (tests of the API alone turn it off)")
+    session_hours: float = Field(default=12.0, gt=0, description="a signed-in session ends after this long unused")
+    session_max_days: float = Field(default=7.0, gt=0, description="and at the latest this long after signing in")
+    login_failures: int = Field(default=5, ge=1, description="failed logins allowed per window, per name and per address")
+    login_window_min: float = Field(default=15.0, gt=0)
+    cookie_secure: bool | None = Field(default=None, description="Secure cookies; default: when the request is HTTPS")
+    # The map's background tiles, e.g. "https://tile.example.org/{z}/{x}/{y}.png"; none by default (nothing is
+    # fetched from the internet): the map then shows the district's outline and the receivers only.
+    map_tiles_url: str | None = None
+    map_tiles_attribution: str = ""
+    dashboard_refresh_s: float = Field(default=1.0, gt=0, description="how often the live views refresh")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TT_", env_nested_delimiter="__", extra="ignore")
 
@@ -105,6 +121,7 @@ class Settings(BaseSettings):
     audio: AudioSettings = AudioSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     emergency: EmergencySettings = EmergencySettings()
+    ui: UiSettings = UiSettings()
 
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> Settings:

@@ -16,11 +16,16 @@ if TYPE_CHECKING:
 class DomainError(Exception):
     status: ClassVar[int] = 400
 
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None, detail: Any = None) -> None:
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None, detail: Any = None,
+                 code: str | None = None, params: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.headers = headers
         self.detail = detail if detail is not None else message
+        # For faces that speak another language (the staff UI): what happened, as a key of their texts
+        # (`errors.<code>` in controller/ui/locale), and the values it names.
+        self.code = code
+        self.params = params or {}
 
 
 class Invalid(DomainError):

@@ -8,6 +8,7 @@ process, which then stops them in order: fleet (each agent says `stopped`), then
 from __future__ import annotations
 
 import json
+import secrets
 import os
 import signal
 import subprocess
@@ -20,7 +21,7 @@ from sqlmodel import Session, select
 from controller.app import create_app
 from controller.config import Settings
 from controller.db import make_engine, migrate
-from controller.db.models import ApiToken, Commune, Receiver
+from controller.db.models import ApiToken, Commune, Receiver, User
 from controller.inventory import apply_seed, load_seed
 from controller.provision import (
     broker_accounts,
@@ -30,21 +31,46 @@ from controller.provision import (
     write_broker_files,
     write_private,
 )
-from controller.services.accounts import hash_token, issue_token
+from controller.errors import Unauthenticated
+from controller.services.accounts import UserCreate, add_user, authenticate, hash_password, hash_token, issue_token
 from receivers.protocol import Topics
 
 from .ports import free_port, port_free, stop_child, wait_port
 
 
+DEMO_ADMIN = "quantri"
+
+
 def ensure_demo_token(session: Session, path: Path, base_url: str) -> tuple[str, bool]:
     """The admin token from `path` if it is still valid, else a new one written there."""
-    if path.exists():
-        token = json.loads(path.read_text()).get("token", "")
-        if session.exec(select(ApiToken).where(ApiToken.token_hash == hash_token(token))).first():
-            return token, False
-    token = issue_token(session, "demo-admin", ["admin"], created_by="demo")[1]
-    write_private(path, json.dumps({"token": token, "url": base_url, "scopes": ["admin"]}, indent=1).encode())
-    return token, True
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    token = saved.get("token", "")
+    new = not session.exec(select(ApiToken).where(ApiToken.token_hash == hash_token(token))).first()
+    if new:
+        token = issue_token(session, "demo-admin", ["admin"], created_by="demo")[1]
+    ui = ensure_demo_admin(session, saved.get("ui"), base_url)
+    write_private(path, json.dumps({"token": token, "url": base_url, "scopes": ["admin"], "ui": ui},
+                                   indent=1, ensure_ascii=False).encode())
+    return token, new
+
+
+def ensure_demo_admin(session: Session, saved: dict[str, str] | None, base_url: str) -> dict[str, str]:
+    """The staff UI's demo district admin (`quantri`), with the password saved before if it still signs in,
+    else a new random one."""
+    password = (saved or {}).get("password", "")
+    try:
+        authenticate(session, DEMO_ADMIN, password)
+    except Unauthenticated:
+        password = secrets.token_urlsafe(12)
+        user = session.exec(select(User).where(User.username == DEMO_ADMIN)).first()
+        if user is None:
+            add_user(session, UserCreate(username=DEMO_ADMIN, display_name="Quản trị huyện (demo)", password=password,
+                                         role="district_admin"), created_by="demo")
+        else:
+            user.password_hash, user.disabled = hash_password(password), False
+            session.add(user)
+            session.commit()
+    return {"url": f"{base_url}/ui/", "username": DEMO_ADMIN, "password": password}
 
 
 def run_demo(settings: Settings) -> None:
@@ -61,6 +87,7 @@ def run_demo(settings: Settings) -> None:
         added = apply_seed(session, load_seed(settings.seed_file))
         communes = len(session.exec(select(Commune)).all())
         token, new_token = ensure_demo_token(session, data / "demo-credentials.json", base_url)
+        ui_login = json.loads((data / "demo-credentials.json").read_text())["ui"]
         topics = Topics(settings.mqtt_base)
         if settings.mqtt_url:
             broker_note = f"external broker {settings.mqtt.host}:{settings.mqtt.port}"
@@ -96,6 +123,8 @@ def run_demo(settings: Settings) -> None:
 
     print(f"""
 truyenthanh demo
+  staff web UI    {ui_login["url"]}
+                  sign in as {ui_login["username"]} / {ui_login["password"]}  (district admin)
   controller      {base_url}   (API docs: {base_url}/docs)
   broker          {broker_note}
   database        {settings.db_url}

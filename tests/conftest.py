@@ -50,6 +50,9 @@ from receivers.agent import Agent, AgentSettings
 from receivers.protocol.messages import Ack, Availability, PlayEvent, ReceiverState, Telemetry
 
 T = TypeVar("T")
+# In-process controllers of the tests serve the API only: NiceGUI's UI can be mounted once per process. The
+# UI's tests (tests/ui) run a whole controller, UI included, in a process of its own.
+os.environ["TT_UI__ENABLED"] = "0"
 REQUIRE_MOSQUITTO = os.environ.get("TT_REQUIRE_MOSQUITTO") == "1"
 TEST_SETTINGS: dict[str, Any] = {"status_flush_s": 0.1, "command_timeout_s": 5.0}
 # Skips for want of a part of the machine, each counted in one line at the end of the run:

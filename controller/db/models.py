@@ -33,6 +33,8 @@ class Village(SQLModel, table=True):
     commune_id: int = Field(foreign_key="commune.id", index=True)
     code: str = Field(max_length=63)
     name: str
+    lat: float | None = None  # WGS 84, for the staff UI's map; None: not known
+    lon: float | None = None
 
 
 class Receiver(SQLModel, table=True):
@@ -45,6 +47,8 @@ class Receiver(SQLModel, table=True):
     # Receives CAP alerts of status Test / Exercise (a test loudspeaker at the district office, say).
     accepts_tests: bool = False
     created_at: dt.datetime = Field(default_factory=utcnow)
+    lat: float | None = None  # WGS 84, for the staff UI's map; None: not known
+    lon: float | None = None
 
 
 class ReceiverStatus(SQLModel, table=True):
@@ -62,6 +66,15 @@ class ReceiverStatus(SQLModel, table=True):
     keepalive_s: int | None = None  # declared by the agent; silence for 1.5× this means offline
 
 
+class ReceiverStatusEvent(SQLModel, table=True):
+    """One change of a receiver's availability (its status history, shown on the receiver's page)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    receiver_id: str = Field(foreign_key="receiver.id", index=True)
+    availability: str  # online | offline | stopped
+    at: dt.datetime = Field(default_factory=utcnow, index=True)
+
+
 class User(SQLModel, table=True):
     """A person who works on the system (a district admin, a commune operator, …)."""
 
@@ -75,6 +88,20 @@ class User(SQLModel, table=True):
     last_login_at: dt.datetime | None = None
     created_by: str = "cli"
     created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class WebSession(SQLModel, table=True):
+    """A person signed in to the staff web UI. The browser holds a random token in an HttpOnly cookie; this
+    row holds only its SHA-256, so a copy of the database cannot be used to sign in."""
+
+    id: str = Field(primary_key=True, max_length=64)  # sha256 hex of the cookie's token
+    user_id: int = Field(foreign_key="user.id", index=True)
+    csrf: str  # the token every form post of this session must carry
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    last_seen_at: dt.datetime = Field(default_factory=utcnow)
+    expires_at: dt.datetime
+    address: str | None = None
+    user_agent: str | None = Field(default=None, max_length=300)
 
 
 class ApiToken(SQLModel, table=True):
@@ -190,6 +217,10 @@ class Bulletin(ContentBase, table=True):
     created_at: dt.datetime = Field(default_factory=utcnow)
     approved_by: str | None = None  # None: a draft, which cannot be played or scheduled
     approved_at: dt.datetime | None = None
+    # Sent back by an approver (duyệt tin: trả lại) with a comment the author reads; cleared on approval.
+    returned_by: str | None = None
+    returned_at: dt.datetime | None = None
+    returned_comment: str | None = Field(default=None, max_length=1000)
 
 
 class Announcement(ContentBase, table=True):
@@ -214,6 +245,10 @@ class Announcement(ContentBase, table=True):
     created_at: dt.datetime = Field(default_factory=utcnow)
     approved_by: str | None = None
     approved_at: dt.datetime | None = None
+    # Sent back by an approver (duyệt tin: trả lại) with a comment the author reads; cleared on approval.
+    returned_by: str | None = None
+    returned_at: dt.datetime | None = None
+    returned_comment: str | None = Field(default=None, max_length=1000)
 
 
 class ContentPublic(SQLModel):
@@ -231,6 +266,10 @@ class ContentPublic(SQLModel):
     approved: bool = True
     approved_by: str | None = None
     approved_at: dt.datetime | None = None
+    # Sent back by an approver (duyệt tin: trả lại) with a comment the author reads; cleared on approval.
+    returned_by: str | None = None
+    returned_at: dt.datetime | None = None
+    returned_comment: str | None = Field(default=None, max_length=1000)
 
 
 class BulletinPublic(ContentPublic):
@@ -350,6 +389,10 @@ class Programme(ProgrammeBase, table=True):
     updated_at: dt.datetime | None = None
     approved_by: str | None = None  # None: a draft, not placed on any receiver's plan
     approved_at: dt.datetime | None = None
+    # Sent back by an approver (duyệt tin: trả lại) with a comment the author reads; cleared on approval.
+    returned_by: str | None = None
+    returned_at: dt.datetime | None = None
+    returned_comment: str | None = Field(default=None, max_length=1000)
 
 
 class ReceiverGroup(SQLModel, table=True):

@@ -75,7 +75,8 @@ def _check_communes(session: Session, codes: frozenset[str] | None) -> None:
 
 def _check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD:
-        raise Invalid(f"A password needs at least {MIN_PASSWORD} characters.")
+        raise Invalid(f"A password needs at least {MIN_PASSWORD} characters.", code="password_short",
+                      params={"min": MIN_PASSWORD})
 
 
 # -------------------------------------------------------------------------------------------- users
@@ -198,6 +199,11 @@ def update_user(ctx: Ctx, uid: int, body: UserUpdate) -> UserPublic:
         _check_password(body.password)
         user.password_hash = hash_password(body.password)
         changed.append("password reset")
+    if body.disabled or body.password is not None or body.role is not None or body.all_communes \
+            or body.communes is not None:
+        from .sessions import end_sessions  # sessions imports this module
+
+        end_sessions(ctx.session, uid)  # signed in under the old rights: signs in again
     ctx.session.add(user)
     ctx.session.commit()
     ctx.session.refresh(user)
