@@ -81,7 +81,8 @@ class UiSettings(BaseModel):
     enabled: bool = Field(default=True, description="mount the staff web UI (tests of the API alone turn it off)")
     session_hours: float = Field(default=12.0, gt=0, description="a signed-in session ends after this long unused")
     session_max_days: float = Field(default=7.0, gt=0, description="and at the latest this long after signing in")
-    login_failures: int = Field(default=5, ge=1, description="failed logins allowed per window, per name and per address")
+    login_failures: int = Field(default=5, ge=1, description="failed sign-ins allowed per window, per user name")
+    login_failures_per_address: int = Field(default=20, ge=1, description="and per client address")
     login_window_min: float = Field(default=15.0, gt=0)
     cookie_secure: bool | None = Field(default=None, description="Secure cookies; default: when the request is HTTPS")
     # The map's background tiles, e.g. "https://tile.example.org/{z}/{x}/{y}.png"; none by default (nothing is

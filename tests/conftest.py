@@ -64,6 +64,7 @@ MISSING_PARTS = [
     ("no agent wheelhouse", "no agent wheelhouse — `make agent-wheelhouse` to run them"),
     ("no size-limited disk", "no size-limited disk could be made here (needs root and a loop device)"),
     ("needs root", "not running as root"),
+    ("chromium not installed", "no Chromium on this machine — `apt-get install chromium` to run them"),
 ]
 
 

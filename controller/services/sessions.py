@@ -36,8 +36,8 @@ class LoginThrottle:
     """Failed sign-ins per user name and per address in a sliding window: past the limit, sign-in is refused
     (429) until the oldest failure leaves the window — even with the right password, so guessing stops."""
 
-    def __init__(self, limit: int, window_s: float) -> None:
-        self.limit, self.window_s = limit, window_s
+    def __init__(self, per_name: int, per_address: int, window_s: float) -> None:
+        self.per_name, self.per_address, self.window_s = per_name, per_address, window_s
         self._failures: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
@@ -51,8 +51,11 @@ class LoginThrottle:
         """Seconds until a sign-in under `keys` may be tried again (0: now)."""
         now = time.monotonic()
         with self._lock:
-            waits = [q[0] + self.window_s - now for k in keys if len(q := self._recent(k, now)) >= self.limit]
+            waits = [q[0] + self.window_s - now for k in keys if len(q := self._recent(k, now)) >= self._limit(k)]
         return max(waits, default=0.0)
+
+    def _limit(self, key: str) -> int:
+        return self.per_address if key.startswith("addr:") else self.per_name
 
     def failed(self, keys: list[str]) -> None:
         now = time.monotonic()
@@ -94,7 +97,7 @@ def sign_in(engine: Engine, ui: UiSettings, throttle: LoginThrottle, username: s
             throttle.failed(keys)
             audit.record(engine, f"anonymous:{username[:64]}", "ui.login", "refused", address=address)
             raise
-        throttle.succeeded(keys)
+        throttle.succeeded(keys[:1])  # not the address: signing in to an own account must not reset it
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         now = utcnow()
         expires = now + dt.timedelta(hours=ui.session_hours)

@@ -28,7 +28,8 @@ def mount(app: FastAPI, settings: Settings) -> None:
     from . import auth, live, pages  # noqa: F401  # pages registers every page
 
     host.attach(app)
-    app.state.login_throttle = LoginThrottle(settings.ui.login_failures, settings.ui.login_window_min * 60)
+    app.state.login_throttle = LoginThrottle(settings.ui.login_failures, settings.ui.login_failures_per_address,
+                                            settings.ui.login_window_min * 60)
     app.state.fleet_view = live.FleetView(settings.ui.dashboard_refresh_s)
     app.include_router(auth.router)
     app.add_middleware(auth.LoginCsrfCookie, settings=settings)
