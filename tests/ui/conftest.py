@@ -63,6 +63,8 @@ class UiWorld:
 @pytest.fixture(scope="session")
 def ui_world() -> Iterator[UiWorld]:
     if not os.path.exists(CHROMIUM):
+        if os.environ.get("TT_REQUIRE_CHROMIUM") == "1":
+            pytest.fail(f"{CHROMIUM} not found — TT_REQUIRE_CHROMIUM=1 forbids skipping the browser tests")
         pytest.skip("chromium not installed")
     root = Path(tempfile.mkdtemp(prefix="tt-ui-"))  # Mosquitto, which drops to its own user, reads in here
     os.chmod(root, 0o755)
