@@ -12,6 +12,10 @@ Acknowledgements also resolve the waiter of the request that sent the command (`
 
 Bad input (unknown topic, malformed JSON, unknown kind, a kind on the wrong topic, an unknown receiver) is
 logged and counted in `rejected`, and ingest goes on.
+
+Every change of a receiver's availability (online / offline / stopped) is also written as a
+`ReceiverStatusEvent` — its status history — in the same transaction as the status rows: the flush already
+reads the availability it is about to change, so the history costs one more bulk INSERT per batch.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, select
 
 from controller.config import Settings
-from controller.db.models import CommandRecord, PlayRecord, Receiver, ReceiverStatus
+from controller.db.models import CommandRecord, PlayRecord, Receiver, ReceiverStatus, ReceiverStatusEvent
 from receivers.protocol import (
     Ack,
     Availability,
@@ -208,6 +212,7 @@ class BridgeBase:
                     .where(col(ReceiverStatus.receiver_id).in_(list(batch.fields)))).all())
                 inserts: list[dict[str, Any]] = []
                 updates: list[dict[str, Any]] = []
+                changes: list[dict[str, Any]] = []
                 for rid, values in batch.fields.items():
                     row = {"receiver_id": rid, **values}
                     if "availability" not in values and "last_seen" in values and current.get(rid) == "offline":
@@ -215,10 +220,15 @@ class BridgeBase:
                         # (After a last will, a receiver is only heard from again once it said "online".)
                         row.update(availability="online", availability_at=values["last_seen"])
                     (updates if rid in current else inserts).append(row)
+                    if "availability" in row and row["availability"] != current.get(rid):
+                        changes.append({"receiver_id": rid, "availability": row["availability"],
+                                        "at": row.get("availability_at") or utcnow()})
                 if inserts:
                     s.exec(insert(ReceiverStatus), params=inserts)
                 if updates:
                     s.exec(update(ReceiverStatus), params=updates)
+                if changes:
+                    s.exec(insert(ReceiverStatusEvent), params=changes)
             if batch.plays:
                 # A receiver re-sends an event whose broker acknowledgement it did not see: count it once.
                 s.exec(insert_ignoring_duplicates(self.engine, PlayRecord), params=batch.plays)
@@ -251,6 +261,8 @@ class BridgeBase:
             if silent:
                 s.exec(update(ReceiverStatus).where(col(ReceiverStatus.receiver_id).in_(silent))
                        .values(availability="offline", availability_at=now))
+                s.exec(insert(ReceiverStatusEvent),
+                       params=[{"receiver_id": rid, "availability": "offline", "at": now} for rid in silent])
                 s.commit()
                 log.info("bridge: silent for 1.5 × keepalive, now offline: %s", ", ".join(silent[:20]))
 

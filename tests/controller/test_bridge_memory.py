@@ -14,10 +14,22 @@ from sqlmodel import Session, col, select
 
 from controller.bridge import Bridge
 from controller.bridge_memory import InMemoryBridge
-from controller.db.models import CommandRecord, Receiver, ReceiverStatus
+from controller.db.models import CommandRecord, Receiver, ReceiverStatus, ReceiverStatusEvent
 from controller.ports import CommandNotSent, CommandPort
 from controller.provision import ensure_signing_key
-from receivers.protocol import Ack, Availability, Ping, Play, SelfTest, SetVolume, Stop, Target, Verifier, utcnow
+from receivers.protocol import (
+    Ack,
+    Availability,
+    Ping,
+    Play,
+    SelfTest,
+    SetVolume,
+    Stop,
+    Target,
+    Telemetry,
+    Verifier,
+    utcnow,
+)
 from tests.conftest import Api, Seeded
 
 T = TypeVar("T")
@@ -204,3 +216,40 @@ def test_an_emergency_is_sent_again_to_a_receiver_back_online(api: Api) -> None:
     assert resent() == [f"receiver:{rid}"]
     again = next(s for s in api.bridge.sent if s.resent)
     assert again.payload == next(s for s in api.bridge.sent if s.kind == "play" and not s.resent).payload
+
+
+def test_each_change_of_availability_is_written_to_the_status_history_once(seeded: Seeded) -> None:
+    rid, other = receivers(seeded)
+
+    async def body(bridge: InMemoryBridge) -> None:
+        await bridge.bring_online(rid, other, keepalive_s=30)
+        await bridge.deliver(rid, Availability(status="online", at=utcnow()))  # no change: no event
+        await bridge.deliver(rid, Telemetry(at=utcnow(), uptime_s=5))
+        await bridge.deliver(other, Availability(status="stopped", at=utcnow()))
+        await bridge.deliver(other, Availability(status="online", at=utcnow()))
+
+    run(seeded, body)
+    assert history(seeded, rid) == ["online"]
+    assert history(seeded, other) == ["online", "stopped", "online"]
+
+
+def test_a_cut_link_leaves_an_offline_event_in_the_status_history(seeded: Seeded) -> None:
+    rid, other = receivers(seeded)
+
+    async def body(bridge: InMemoryBridge) -> None:
+        await bridge.bring_online(rid, keepalive_s=1)  # then silence: its link is cut without a last will
+        await bridge.bring_online(other, keepalive_s=30)
+        deadline = time.monotonic() + 10
+        while history(seeded, rid) != ["online", "offline"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        await bridge.deliver(rid, Telemetry(at=utcnow(), uptime_s=9))  # heard again: back online
+
+    run(seeded, body)
+    assert history(seeded, rid) == ["online", "offline", "online"]
+    assert history(seeded, other) == ["online"]
+
+
+def history(seeded: Seeded, rid: str) -> list[str]:
+    with Session(seeded.engine) as s:
+        return list(s.exec(select(ReceiverStatusEvent.availability).where(ReceiverStatusEvent.receiver_id == rid)
+                           .order_by(col(ReceiverStatusEvent.at), col(ReceiverStatusEvent.id))))
