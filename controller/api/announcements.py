@@ -15,7 +15,7 @@ from controller.db.models import AnnouncementPublic, AnnouncementsPublic
 from controller.services import abbreviations as abbr_service
 from controller.services import content
 from controller.services.abbreviations import AbbreviationPublic, AbbreviationPut, AbbreviationsPublic
-from controller.services.content import AnnouncementCreate, PreviewPublic, PreviewRequest
+from controller.services.content import AnnouncementCreate, PreviewPublic, PreviewRequest, ReturnRequest
 
 from .deps import ContentApprover, ContentReader, ContentWriter, PageDep
 
@@ -52,6 +52,12 @@ def get_announcement(aid: int, ctx: ContentReader) -> AnnouncementPublic:
 def approve_announcement(aid: int, ctx: ContentApprover) -> AnnouncementPublic:
     """Approve a draft (duyệt tin) so it can be played and scheduled; approving it again changes nothing."""
     return content.approve_announcement(ctx, aid)
+
+
+@router.post("/{aid}/return", response_model=AnnouncementPublic)
+def return_announcement(aid: int, body: ReturnRequest, ctx: ContentApprover) -> AnnouncementPublic:
+    """Send a draft back to its author with a comment (duyệt tin: trả lại); it stays a draft."""
+    return content.return_announcement(ctx, aid, body.comment)
 
 
 @router.delete("/{aid}", status_code=204)

@@ -16,7 +16,7 @@ from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from controller.db.models import BulletinPublic, BulletinsPublic
 from controller.errors import Invalid, TooLarge
 from controller.services import content
-from controller.services.content import BulletinUpload
+from controller.services.content import BulletinUpload, ReturnRequest
 
 from .deps import ContentApprover, ContentReader, ContentWriter, PageDep
 
@@ -78,6 +78,12 @@ def get_bulletin(bid: int, ctx: ContentReader) -> BulletinPublic:
 def approve_bulletin(bid: int, ctx: ContentApprover) -> BulletinPublic:
     """Approve a draft (duyệt tin) so it can be played and scheduled; approving it again changes nothing."""
     return content.approve_bulletin(ctx, bid)
+
+
+@router.post("/{bid}/return", response_model=BulletinPublic)
+def return_bulletin(bid: int, body: ReturnRequest, ctx: ContentApprover) -> BulletinPublic:
+    """Send a draft back to its author with a comment (duyệt tin: trả lại); it stays a draft."""
+    return content.return_bulletin(ctx, bid, body.comment)
 
 
 @router.delete("/{bid}", status_code=204)

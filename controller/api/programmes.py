@@ -13,6 +13,7 @@ from fastapi import APIRouter, Response
 from controller.db.models import ProgrammeCreate, ProgrammePublic, ProgrammesPublic, ProgrammeUpdate
 from controller.scheduling import local as local  # re-exported: emergencies and CAP read it from here
 from controller.services import programmes as service
+from controller.services.content import ReturnRequest
 
 from .deps import ContentApprover, ContentReader, ContentWriter, PageDep
 
@@ -58,6 +59,12 @@ def resume_programme(ident: int, ctx: ContentWriter) -> ProgrammePublic:
 def approve_programme(ident: int, ctx: ContentApprover) -> ProgrammePublic:
     """Put a draft on air (the approver covers every commune it reaches)."""
     return service.approve_programme(ctx, ident)
+
+
+@router.post("/{ident}/return", response_model=ProgrammePublic)
+def return_programme(ident: int, body: ReturnRequest, ctx: ContentApprover) -> ProgrammePublic:
+    """Send a draft back to its author with a comment; it stays a draft (an edit or approval clears it)."""
+    return service.return_programme(ctx, ident, body.comment)
 
 
 @router.delete("/{ident}", status_code=204, response_class=Response)

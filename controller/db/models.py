@@ -484,6 +484,10 @@ class ProgrammePublic(SQLModel):
     approved: bool  # False: a draft (duyệt tin), on no receiver's plan until approved
     approved_by: str | None = None
     approved_at: dt.datetime | None = None  # Asia/Ho_Chi_Minh
+    # Sent back by an approver (duyệt tin: trả lại) with a comment the author reads; cleared on approval or edit.
+    returned_by: str | None = None
+    returned_at: dt.datetime | None = None  # Asia/Ho_Chi_Minh
+    returned_comment: str | None = None
 
 
 class ProgrammesPublic(SQLModel):

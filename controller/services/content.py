@@ -1,14 +1,17 @@
 """The content library: bulletins (bản tin) and announcements (thông báo), their approval (duyệt tin), the text
 that will actually be spoken, and the staff's abbreviation lists.
 
-- Shapes: `BulletinUpload`, `AnnouncementCreate`, `PreviewRequest` / `PreviewPublic`; the public rows are
-  `BulletinPublic` / `AnnouncementPublic` (`controller.db.models`), with `approved`, `approved_by`, `approved_at`.
+- Shapes: `BulletinUpload`, `AnnouncementCreate`, `ReturnRequest`, `PreviewRequest` / `PreviewPublic`; the
+  public rows are `BulletinPublic` / `AnnouncementPublic` (`controller.db.models`), with `approved`,
+  `approved_by`, `approved_at` and `returned_by`, `returned_at`, `returned_comment`.
 - Bulletins and announcements: `create_bulletin`, `create_announcement`, `list_bulletins`, `list_announcements`,
   `get_bulletin`, `get_announcement`, `delete_bulletin`, `delete_announcement`, `preview_text`.
 - Approval: content made by a commune operator is a draft until someone who `may_approve` it approves it
   (`approve_bulletin`, `approve_announcement`; a commune leader or the district for a commune's content, the
-  district for district-wide content). Content made by someone who may approve it, or in a commune whose
-  `approval_required` is off, is approved at once. Nothing edits content after it is made.
+  district for district-wide content), or sends it back with a comment its author reads (`return_bulletin`,
+  `return_announcement`: `returned_by/_at/_comment`; it stays a draft, and approval clears them). Content
+  made by someone who may approve it, or in a commune whose `approval_required` is off, is approved at once.
+  Nothing edits content after it is made.
 - Abbreviations: `controller.services.abbreviations` (the district's list and each commune's own).
 
 Shared with the other domains (these signatures are relied on):
@@ -92,6 +95,10 @@ class AnnouncementCreate(BaseModel):
         return v
 
 
+class ReturnRequest(BaseModel):
+    comment: str = Field(description="why the draft is sent back, for its author (required, ≤ 1000 characters)")
+
+
 class PreviewRequest(BaseModel):
     text: str
     commune: str | None = Field(default=None, description="read with this commune's own abbreviations too")
@@ -165,6 +172,7 @@ def _approve(ctx: Ctx, kind: Kind, ident: int) -> BulletinPublic | AnnouncementP
                         who=ctx.who, action=action)
     if content.approved_at is None:  # approving twice changes nothing: the first approval stands
         content.approved_by, content.approved_at = ctx.who.actor, utcnow()
+        content.returned_by = content.returned_at = content.returned_comment = None
         ctx.session.add(content)
         ctx.session.commit()
         ctx.session.refresh(content)
@@ -184,6 +192,52 @@ def approve_announcement(ctx: Ctx, ident: int) -> AnnouncementPublic:
     return out
 
 
+MAX_RETURN_COMMENT = 1000
+
+
+def return_comment(comment: str) -> str:
+    """The approver's comment on what it sends back: required, at most `MAX_RETURN_COMMENT` characters."""
+    text = (comment or "").strip()
+    if not text:
+        raise Invalid("Say why it is sent back: the comment is empty.", code="return_comment_required")
+    if len(text) > MAX_RETURN_COMMENT:
+        raise Invalid(f"The comment is {len(text)} characters long; the limit is {MAX_RETURN_COMMENT}.",
+                      code="return_comment_long", params={"max": MAX_RETURN_COMMENT})
+    return text
+
+
+def _send_back(ctx: Ctx, kind: Kind, ident: int, comment: str) -> BulletinPublic | AnnouncementPublic:
+    """Send a draft back to its author with a comment (who may: whoever may approve it). It stays a draft."""
+    action = f"{kind}.return"
+    require(ctx.who, Right.CONTENT_APPROVE, action)
+    content, media, commune = _find(ctx, kind, ident, action)
+    code = commune.code if commune else None
+    if not may_approve(ctx.who, code):
+        raise Forbidden(f"The {kind} {ident} is district-wide: it is judged by a district-wide approver.",
+                        who=ctx.who, action=action)
+    text = return_comment(comment)
+    if content.approved_at is not None:
+        raise Conflict(f"The {kind} {ident} is approved already: only a draft can be sent back.",
+                       code="return_approved")
+    content.returned_by, content.returned_at, content.returned_comment = ctx.who.actor, utcnow(), text
+    ctx.session.add(content)
+    ctx.session.commit()
+    ctx.session.refresh(content)
+    ctx.audit(action, target=str(ident), detail=f"{content.title} ({code or 'district-wide'}): {text}")
+    return _public(content, media, code)
+
+
+def return_bulletin(ctx: Ctx, ident: int, comment: str) -> BulletinPublic:
+    out = _send_back(ctx, "bulletin", ident, comment)
+    assert isinstance(out, BulletinPublic)
+    return out
+
+
+def return_announcement(ctx: Ctx, ident: int, comment: str) -> AnnouncementPublic:
+    out = _send_back(ctx, "announcement", ident, comment)
+    assert isinstance(out, AnnouncementPublic)
+    return out
+
 # --------------------------------------------------------------------------------- public shapes
 
 
@@ -200,7 +254,8 @@ def _public(content: ContentModel, m: MediaFile, code: str | None) -> BulletinPu
         loudness_before=content.loudness_before, loudness_after=content.loudness_after,
         true_peak_after=m.true_peak_dbtp, media_url=media_url(m.sha256), created_by=content.created_by,
         created_at=content.created_at, approved=content.approved_at is not None, approved_by=content.approved_by,
-        approved_at=content.approved_at)
+        approved_at=content.approved_at, returned_by=content.returned_by, returned_at=content.returned_at,
+        returned_comment=content.returned_comment)
     if isinstance(content, Bulletin):
         return BulletinPublic(**common, source_filename=content.source_filename,
                               source_format=content.source_format, trimmed_s=content.trimmed_s)

@@ -2,7 +2,8 @@
 the receiver groups they can target; the schedule view of what will play where.
 
 - Programmes: `create_programme`, `list_programmes`, `get_programme`, `edit_programme` (also
-  `pause_programme` / `resume_programme`), `delete_programme`, `approve_programme`.
+  `pause_programme` / `resume_programme`), `delete_programme`, `approve_programme`, `return_programme` (a
+  draft sent back to its author with a comment; approving or editing it clears that).
 - Receiver groups: `create_group`, `list_groups`, `delete_group`.
 - The schedule: `schedule` (every occurrence in a window, placed as the receivers will play it), `window`.
 
@@ -68,7 +69,7 @@ from controller.scheduling import (
     to_value,
 )
 
-from .content import usable_content
+from .content import return_comment, usable_content
 from .context import Ctx, Page
 
 NEXT_SHOWN = 5
@@ -144,7 +145,8 @@ def _public(row: Programme, value: schedules.Programme, inv: Inventory, index: d
         next=[local(t) for t in upcoming], created_by=row.created_by, created_at=local(row.created_at),
         updated_by=row.updated_by, updated_at=local(row.updated_at) if row.updated_at else None,
         approved=row.approved_at is not None, approved_by=row.approved_by,
-        approved_at=local(row.approved_at) if row.approved_at else None)
+        approved_at=local(row.approved_at) if row.approved_at else None, returned_by=row.returned_by,
+        returned_at=local(row.returned_at) if row.returned_at else None, returned_comment=row.returned_comment)
 
 
 def _one(ctx: Ctx, row: Programme) -> ProgrammePublic:
@@ -275,7 +277,10 @@ def _approves(ctx: Ctx, row: Programme, communes: set[str]) -> bool:
 
 
 def _stamp(row: Programme, who: Principal | None) -> None:
+    """Approved by `who`, or a draft (None) awaiting approval; either way a new judgement: any earlier
+    sending back is cleared."""
     row.approved_by, row.approved_at = (who.actor, utcnow()) if who else (None, None)
+    row.returned_by = row.returned_at = row.returned_comment = None
 
 
 # --------------------------------------------------------------------------------------- programmes
@@ -395,6 +400,25 @@ def approve_programme(ctx: Ctx, ident: int) -> ProgrammePublic:
     ctx.session.refresh(row)
     ctx.audit(action, target=str(ident), detail=row.title)
     ctx.plans_changed()
+    return _one(ctx, row)
+
+
+def return_programme(ctx: Ctx, ident: int, comment: str) -> ProgrammePublic:
+    """Send a draft back to its author with a comment (who may: whoever may approve it). It stays a draft;
+    an edit or an approval clears the comment."""
+    action = "programme.return"
+    inv = Inventory.load(ctx.session)
+    row, communes = _find(ctx, inv, ident, action)
+    require_all_in(ctx.who, Right.CONTENT_APPROVE, communes, action, f"programme {ident}")
+    text = return_comment(comment)
+    if row.approved_at is not None:
+        raise Conflict(f"The programme {ident} is approved already: only a draft can be sent back.",
+                       code="return_approved")
+    row.returned_by, row.returned_at, row.returned_comment = ctx.who.actor, utcnow(), text
+    ctx.session.add(row)
+    ctx.session.commit()
+    ctx.session.refresh(row)
+    ctx.audit(action, target=str(ident), detail=f"{row.title}: {text}")
     return _one(ctx, row)
 
 
