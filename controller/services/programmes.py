@@ -6,6 +6,9 @@ the receiver groups they can target; the schedule view of what will play where.
   draft sent back to its author with a comment; approving or editing it clears that).
 - Receiver groups: `create_group`, `list_groups`, `delete_group`.
 - The schedule: `schedule` (every occurrence in a window, placed as the receivers will play it), `window`.
+- Before saving: `check_programme`, a dry run of a create or an edit (a clash is a `Conflict` coded
+  `programme_clash`, with the values the staff UI names it by).
+
 
 The policy, applied here for every face:
 - A principal sees a programme only when all the communes it reaches are its own; every target it names
@@ -260,8 +263,24 @@ def _checked(ctx: Ctx, row: Programme, action: str) -> tuple[schedules.Programme
     # Only approved programmes are on air, so only they can clash (drafts are proposals).
     clash = schedules.find_clash(value, [p for p in load_programmes(ctx.session, inv) if p.id != row.id], now, horizon)
     if clash is not None:
-        raise Conflict(clash.describe())
+        raise _clash_error(ctx, inv, clash)
     return value, communes
+
+
+def _clash_error(ctx: Ctx, inv: Inventory, clash: schedules.Clash) -> Conflict:
+    """The clash as the API says it (naming the other programme, the receivers and the times) and, for the
+    staff UI, as code `programme_clash` with the values it names: the other programme (`SHARED_TITLE` when
+    the principal may not see it whole), its first overlapping occurrence (local), the receivers shared."""
+    other = clash.other
+    masked = bool(masked_programmes(ctx.who, inv, [other]))
+    at = clash.other_at.astimezone(schedules.TZ)
+    communes = sorted(inv.communes_of(clash.receivers))
+    names = dict(ctx.session.exec(select(Commune.code, Commune.name).where(col(Commune.code).in_(communes))).all())
+    return Conflict(clash.describe(), code="programme_clash", params={
+        "other": SHARED_TITLE if masked else other.title, "other_id": None if masked else other.id,
+        "time": f"{at:%H:%M}", "end": f"{at + clash.other_duration:%H:%M}", "date": f"{at:%d/%m/%Y}",
+        "weekday": at.weekday(), "at": at.isoformat(), "receivers": len(clash.receivers),
+        "communes": ", ".join(names.get(c, c) for c in communes)})
 
 
 def _approves(ctx: Ctx, row: Programme, communes: set[str]) -> bool:
@@ -301,6 +320,23 @@ def create_programme(ctx: Ctx, body: ProgrammeCreate) -> ProgrammePublic:
     if approved:
         ctx.plans_changed()
     return _one(ctx, row)
+
+
+def check_programme(ctx: Ctx, body: ProgrammeCreate | ProgrammeUpdate, ident: int | None = None) -> None:
+    """A dry run of `create_programme` (with `ident`, of `edit_programme`): raises what saving `body` would
+    raise — a clash as the `Conflict` coded `programme_clash` — and saves and audits nothing. The staff UI
+    shows a clash with it before anything is saved."""
+    action = "programme.create" if ident is None else "programme.edit"
+    require(ctx.who, Right.CONTENT_WRITE, action)
+    if ident is None:
+        if not isinstance(body, ProgrammeCreate):
+            raise Invalid("A new programme needs every field of ProgrammeCreate.")
+        candidate = Programme(title=body.title, items=[], targets={}, start=utcnow(), created_by=ctx.who.actor)
+    else:
+        row, _ = _find(ctx, Inventory.load(ctx.session), ident, action)
+        candidate = Programme.model_validate(row.model_dump())
+    _apply(candidate, body.model_dump(exclude_unset=isinstance(body, ProgrammeUpdate)))
+    _checked(ctx, candidate, action)
 
 
 def list_programmes(ctx: Ctx, page: Page, *, commune: str | None = None, paused: bool | None = None,
