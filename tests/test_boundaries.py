@@ -73,9 +73,15 @@ RULES = (
     Rule("the simulator never imports the controller or the rig",
          ("firmware_sim",), forbidden=("controller", "devrig")),
     Rule("the core knows no HTTP: services, the policy and the domain errors never import the web framework "
-         "or the faces (api/), so the API and the staff UI share them as they are",
+         "or the faces (api/, ui/), so the API and the staff UI share them as they are",
          ("controller/services", "controller/policy.py", "controller/errors.py"),
-         forbidden=("fastapi", "starlette", "controller.api")),
+         forbidden=("fastapi", "starlette", "controller.api", "controller.ui", "nicegui")),
+    Rule("only the staff UI imports NiceGUI: the rest of the controller runs without it",
+         tuple(f"controller/{p.name}" for p in sorted((ROOT / "controller").iterdir())
+               if p.name not in ("ui", "__pycache__")), forbidden=("nicegui", "controller.ui"),
+         allow=frozenset({("controller/app.py", "controller.ui")})),  # create_app mounts it
+    Rule("the staff UI reaches the core through the services, never through the API's routes",
+         ("controller/ui",), forbidden=("controller.api",)),
 )
 
 # Pure functions in modules that also do I/O. Their bodies may not use a name the module bound to an I/O

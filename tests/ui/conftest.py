@@ -12,8 +12,8 @@ browser context and makes what it changes with names of its own, so the tests do
 from __future__ import annotations
 
 import json
-import shutil
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
