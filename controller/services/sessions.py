@@ -154,7 +154,7 @@ def sign_out(engine: Engine, token: str | None, actor: str, address: str | None)
     if not token:
         return
     with Session(engine) as session:
-        session.exec(delete(WebSession).where(col(WebSession.id) == hash_token(token)))  # type: ignore[call-overload]
+        session.exec(delete(WebSession).where(col(WebSession.id) == hash_token(token)))
         session.commit()
     audit.record(engine, actor, "ui.logout", "ok", address=address)
 
@@ -164,7 +164,7 @@ def end_sessions(session: Session, user_id: int, keep: str | None = None) -> Non
     query = delete(WebSession).where(col(WebSession.user_id) == user_id)
     if keep is not None:
         query = query.where(col(WebSession.id) != keep)
-    session.exec(query)  # type: ignore[call-overload]
+    session.exec(query)
 
 
 def change_own_password(ctx: Ctx, session_id: str, current_password: str, new_password: str) -> None:

@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from controller.db.models import Commune, Receiver, ReceiverStatus, Village
 
@@ -58,7 +58,7 @@ class Snapshot:
 
 def read_fleet(engine: Engine) -> tuple[dict[str, ReceiverLive], list[CommuneCounts]]:
     with Session(engine) as s:
-        communes = {c.id: c for c in s.exec(select(Commune).order_by(Commune.id))}
+        communes = {c.id: c for c in s.exec(select(Commune).order_by(col(Commune.id)))}
         villages = {v.id: v for v in s.exec(select(Village))}
         statuses = {st.receiver_id: st for st in s.exec(select(ReceiverStatus))}
         receivers: dict[str, ReceiverLive] = {}

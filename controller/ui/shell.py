@@ -113,7 +113,7 @@ class Staff:
 
     def act(self, fn: Callable[..., Any], what: str | None = None) -> Callable[..., Awaitable[None]]:
         """`fn` as an event handler: run it (awaiting it if it is a coroutine); a failure is shown, not raised."""
-        name = what or getattr(fn, "__name__", "action")
+        name = str(what or getattr(fn, "__name__", "action"))
 
         async def handler(*args: Any) -> None:
             try:
