@@ -87,10 +87,12 @@ def _abbr(abbr: str) -> str:
     """The abbreviation as text is matched (NFC), refused when it is not one word or is a word of negation."""
     word = unicodedata.normalize("NFC", abbr.strip())
     if not word or len(word) > MAX_ABBR or any(ch.isspace() for ch in word):
-        raise Invalid(f"An abbreviation is one word of at most {MAX_ABBR} characters.")
+        raise Invalid(f"An abbreviation is one word of at most {MAX_ABBR} characters.", code="abbr_one_word",
+                      params={"max": MAX_ABBR})
     if word.casefold() in NEGATIONS:
         raise Invalid(f"{word!r} is a word of negation ({', '.join(sorted(NEGATIONS))}): it is never remapped, "
-                      "since reading it otherwise reverses what a notice says.")
+                      "since reading it otherwise reverses what a notice says.", code="abbr_negation",
+                      params={"word": word})
     return word
 
 

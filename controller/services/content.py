@@ -5,7 +5,8 @@ that will actually be spoken, and the staff's abbreviation lists.
   public rows are `BulletinPublic` / `AnnouncementPublic` (`controller.db.models`), with `approved`,
   `approved_by`, `approved_at` and `returned_by`, `returned_at`, `returned_comment`.
 - Bulletins and announcements: `create_bulletin`, `create_announcement`, `list_bulletins`, `list_announcements`,
-  `get_bulletin`, `get_announcement`, `delete_bulletin`, `delete_announcement`, `preview_text`.
+  `get_bulletin`, `get_announcement`, `delete_bulletin`, `delete_announcement`, `preview_text`;
+  `listen_announcement`: an announcement made to be heard before it is saved, and not kept.
 - Approval: content made by a commune operator is a draft until someone who `may_approve` it approves it
   (`approve_bulletin`, `approve_announcement`; a commune leader or the district for a commune's content, the
   district for district-wide content), or sends it back with a comment its author reads (`return_bulletin`,
@@ -25,6 +26,7 @@ Shared with the other domains (these signatures are relied on):
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,8 +36,8 @@ from typing import Any, Literal, overload
 from pydantic import BaseModel, Field, field_validator
 from sqlmodel import Session, col, func, select
 
-from audio.ingest import IngestError
-from audio.tts import TtsUnavailable
+from audio.ingest import IngestError, ingest
+from audio.tts import TtsEngine, TtsUnavailable
 from audio.vi_text import normalize
 from controller.content import broadcast_format, engines, ingest_error, make_media, media_url, speak
 from controller.db.models import (
@@ -238,6 +240,7 @@ def return_announcement(ctx: Ctx, ident: int, comment: str) -> AnnouncementPubli
     assert isinstance(out, AnnouncementPublic)
     return out
 
+
 # --------------------------------------------------------------------------------- public shapes
 
 
@@ -389,36 +392,89 @@ def create_bulletin(ctx: Ctx, form: BulletinUpload, receive: Callable[[Path], Pa
     return _public(bulletin, media, commune.code if commune else None)
 
 
-def create_announcement(ctx: Ctx, body: AnnouncementCreate) -> AnnouncementPublic:
-    """Read `body.text` (normalised with the commune's abbreviations) aloud, with its chimes and repeats.
-    Google's engine unreachable: the offline engine reads it and `note` says so. Blocking (TTS, ffmpeg)."""
-    action = "announcement.create"
-    settings = ctx.settings
-    _text_limit(ctx, body.text)
-    available = engines(settings.audio)
-    requested = body.engine or settings.audio.default_engine
+def _engine_and_voice(ctx: Ctx, body: AnnouncementCreate) -> tuple[str, str]:
+    available = engines(ctx.settings.audio)
+    requested = body.engine or ctx.settings.audio.default_engine
     if requested not in available:
         raise Invalid(f"Unknown engine {requested!r}: choose one of {', '.join(available)}.")
     voice = body.voice or available[requested].voices[0]
     if voice not in available[requested].voices:
         raise Invalid(f"Engine {requested!r} has no voice {voice!r}: "
                       f"choose one of {', '.join(available[requested].voices)}.")
+    return requested, voice
+
+
+def _speak(ctx: Ctx, requested: str, voice: str, text: str, body: AnnouncementCreate,
+           composed: Path) -> tuple[TtsEngine, str, str | None]:
+    """Speech of `text` laid out as `body` asks into `composed`: (the engine that read it, its voice, a note
+    when Google could not be reached and the offline engine read it instead)."""
+    available = engines(ctx.settings.audio)
+    cache = ctx.settings.data_dir / "tts-cache"
+    try:
+        speak(available[requested], text, voice, cache, composed, body)
+        return available[requested], voice, None
+    except TtsUnavailable as e:
+        if requested == "offline":
+            raise Unavailable(f"Text-to-speech is not available on this controller: {e}") from None
+    engine = available["offline"]
+    speak(engine, text, engine.voices[0], cache, composed, body)
+    return engine, engine.voices[0], ("Google TTS could not be reached; the offline engine read this "
+                                      "announcement instead.")
+
+
+@dataclass(frozen=True)
+class Listening:
+    """An announcement made to be heard and not kept (`listen_announcement`)."""
+
+    path: Path  # broadcast-ready MP3; the caller deletes it
+    normalized_text: str
+    engine: str
+    voice: str
+    note: str | None
+    duration_s: float
+    loudness_before: float
+    loudness_after: float
+
+
+def listen_announcement(ctx: Ctx, body: AnnouncementCreate, directory: Path) -> Listening:
+    """What `create_announcement(ctx, body)` would make, as an MP3 file in `directory`, without keeping
+    anything (no library item, no stored audio, no audit row): for listening before saving. Checked like
+    making it (the right to write, in a commune of the principal's). Blocking (TTS, ffmpeg)."""
+    action = "announcement.listen"
+    _text_limit(ctx, body.text)
+    requested, voice = _engine_and_voice(ctx, body)
+    commune = _publishing_in(ctx, body.commune, action)
+    text = spoken_text(ctx.session, body.text, commune.code if commune else None)
+    with tempfile.TemporaryDirectory(dir=directory, prefix=".work-") as work:
+        composed = Path(work) / "announcement.wav"
+        engine, voice, note = _speak(ctx, requested, voice, text, body, composed)
+        fd, name = tempfile.mkstemp(dir=directory, prefix="listen-", suffix=".mp3")
+        os.close(fd)
+        try:
+            result = ingest(composed, Path(name), broadcast_format(ctx.settings.audio), trim_silence=False)
+        except BaseException as e:
+            Path(name).unlink(missing_ok=True)
+            if isinstance(e, IngestError):
+                raise ingest_error(e) from None
+            raise
+    return Listening(path=Path(name), normalized_text=text, engine=engine.name, voice=voice, note=note,
+                     duration_s=result.duration_s, loudness_before=result.loudness_before,
+                     loudness_after=result.loudness_after)
+
+
+def create_announcement(ctx: Ctx, body: AnnouncementCreate) -> AnnouncementPublic:
+    """Read `body.text` (normalised with the commune's abbreviations) aloud, with its chimes and repeats.
+    Google's engine unreachable: the offline engine reads it and `note` says so. Blocking (TTS, ffmpeg)."""
+    action = "announcement.create"
+    settings = ctx.settings
+    _text_limit(ctx, body.text)
+    requested, voice = _engine_and_voice(ctx, body)
     commune = _publishing_in(ctx, body.commune, action)
     text = spoken_text(ctx.session, body.text, commune.code if commune else None)
     store = ctx.require_media()
-    note = None
     with tempfile.TemporaryDirectory(dir=store.root, prefix=".work-") as work:
         composed = Path(work) / "announcement.wav"
-        engine = available[requested]
-        try:
-            speak(engine, text, voice, settings.data_dir / "tts-cache", composed, body)
-        except TtsUnavailable as e:
-            if requested == "offline":
-                raise Unavailable(f"Text-to-speech is not available on this controller: {e}") from None
-            note = "Google TTS could not be reached; the offline engine read this announcement instead."
-            engine = available["offline"]
-            voice = engine.voices[0]
-            speak(engine, text, voice, settings.data_dir / "tts-cache", composed, body)
+        engine, voice, note = _speak(ctx, requested, voice, text, body, composed)
         try:
             media, result = make_media(ctx.session, store, composed, broadcast_format(settings.audio),
                                        trim_silence=False)
@@ -459,7 +515,7 @@ def _delete(ctx: Ctx, kind: Kind, ident: int) -> None:
             names = f"{len(using)}"
         message = f"This {kind} is used by programme(s) {names}: remove it from them (or delete them) first."
         ctx.audit(action, "refused", target=str(ident), detail=message)
-        raise Conflict(message)
+        raise Conflict(message, code="content_in_use", params={"count": len(using)})
     ctx.session.delete(content)
     ctx.session.commit()
     used = sum(ctx.session.exec(select(func.count()).select_from(m).where(m.media_sha256 == media.sha256)).one()
