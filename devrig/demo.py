@@ -8,8 +8,8 @@ process, which then stops them in order: fleet (each agent says `stopped`), then
 from __future__ import annotations
 
 import json
-import secrets
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -22,6 +22,7 @@ from controller.app import create_app
 from controller.config import Settings
 from controller.db import make_engine, migrate
 from controller.db.models import ApiToken, Commune, Receiver, User
+from controller.errors import Unauthenticated
 from controller.inventory import apply_seed, load_seed
 from controller.provision import (
     broker_accounts,
@@ -31,12 +32,10 @@ from controller.provision import (
     write_broker_files,
     write_private,
 )
-from controller.errors import Unauthenticated
 from controller.services.accounts import UserCreate, add_user, authenticate, hash_password, hash_token, issue_token
 from receivers.protocol import Topics
 
 from .ports import free_port, port_free, stop_child, wait_port
-
 
 DEMO_ADMIN = "quantri"
 
