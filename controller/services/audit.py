@@ -1,5 +1,6 @@
 """The audit log: every broadcast-affecting action and every refusal, with who, what, from where and the
-outcome. `record` writes one row in its own transaction; `entries` lists them for district admins."""
+outcome. `record` writes one row in its own transaction; `entries` lists them for district admins (filtered by
+action, outcome, actor and period)."""
 
 from __future__ import annotations
 
@@ -40,8 +41,11 @@ class AuditEntriesPublic(SQLModel):
 
 
 def entries(ctx: Ctx, page: Page, *, action: str | None = None, outcome: str | None = None,
-            actor: str | None = None) -> AuditEntriesPublic:
-    """Newest first. District admins only: the log names every commune's actions."""
+            actor: str | None = None, actor_part: str | None = None, start: dt.datetime | None = None,
+            end: dt.datetime | None = None) -> AuditEntriesPublic:
+    """Newest first. District admins only: the log names every commune's actions. `action` matches from its
+    start ("programme." for every programme action), `actor` exactly, `actor_part` anywhere in the actor
+    (a username, say); `start` ≤ at < `end`."""
     from controller.policy import Right, require_district
 
     require_district(ctx.who, Right.ADMIN, "audit.read")
@@ -52,6 +56,12 @@ def entries(ctx: Ctx, page: Page, *, action: str | None = None, outcome: str | N
         q = q.where(AuditEntry.outcome == outcome)
     if actor:
         q = q.where(AuditEntry.actor == actor)
+    if actor_part:
+        q = q.where(col(AuditEntry.actor).contains(actor_part))
+    if start is not None:
+        q = q.where(AuditEntry.at >= start.astimezone(dt.UTC))
+    if end is not None:
+        q = q.where(AuditEntry.at < end.astimezone(dt.UTC))
     count = ctx.session.exec(select(func.count()).select_from(q.subquery())).one()
     rows = ctx.session.exec(page.apply(q.order_by(col(AuditEntry.id).desc()))).all()
     return AuditEntriesPublic(data=[AuditEntryPublic.model_validate(r, from_attributes=True) for r in rows],

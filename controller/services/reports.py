@@ -215,12 +215,11 @@ def broadcast_csv(report: BroadcastReport, part: Literal["summary", "missed"], m
     after the month asked for, or the period's local dates."""
     rows: list[BaseModel] = list(report.programmes) if part == "summary" else list(report.missed)
     buf = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(type(rows[0]).model_fields))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: v.isoformat() if isinstance(v, dt.datetime) else v
-                             for k, v in row.model_dump().items()})
+    # The header even with no rows: a spreadsheet (or a script) still reads which columns the report has.
+    writer = csv.DictWriter(buf, fieldnames=list((ProgrammeMinutes if part == "summary" else MissedItem).model_fields))
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in row.model_dump().items()})
     period = month or f"{report.from_:%Y%m%d}-{report.to:%Y%m%d}"
     name = f"bao-cao-phat-thanh-{period}{'-bo-lo' if part == 'missed' else ''}.csv"
     return CsvFile(name, "\ufeff" + buf.getvalue())
