@@ -11,10 +11,10 @@ import schedules
 from controller.ui.recurrence import Recurrence, build, describe, parse
 from schedules import TZ
 
-START = dt.datetime(2026, 12, 14, 6, 0, tzinfo=TZ)  # a Monday
+MONDAY = dt.date(2026, 12, 14)
 
 
-def at(hour: int, minute: int = 0, day: dt.date = START.date()) -> dt.datetime:
+def at(hour: int, minute: int = 0, day: dt.date = MONDAY) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(hour, minute), TZ)
 
 
