@@ -1,0 +1,54 @@
+"""Bản đồ: every receiver the person sees is a marker coloured by its live status, with a popup linking to its
+page; nothing is fetched from any host but the controller (no tile server by default)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from .conftest import UiWorld, sign_in
+from .test_dashboard import cut
+
+GREEN, STOPPED = "#21ba45", "#616161"
+
+
+def test_the_map_shows_every_receiver_and_fetches_only_from_the_controller(page: Any, ui_world: UiWorld) -> None:
+    hosts: set[str] = set()
+    page.on("request", lambda r: hosts.add(urlsplit(r.url).netloc))
+    sign_in(page, ui_world, "admin", next_path="/ui/ban-do")
+    markers = page.locator("path.tt-rx")
+    markers.first.wait_for()
+    assert markers.count() == len(ui_world.receivers())
+    page.get_by_text("Xã Trà Nú", exact=True).wait_for()  # the communes are named without a background map
+    page.wait_for_load_state("networkidle")
+    assert hosts == {urlsplit(ui_world.url).netloc}, hosts
+    # A marker's popup leads to its receiver.
+    rid = ui_world.receivers("tra-nu")[0]
+    page.locator(f"path.tt-rx-{rid}").dispatch_event("click")  # markers of a village overlap
+    popup = page.get_by_test_id(f"popup-{rid}")
+    popup.wait_for()
+    popup.get_by_role("link").click()
+    page.wait_for_url(f"**/ui/cum-loa/{rid}")
+    page.get_by_test_id("receiver-name").wait_for()
+
+
+def test_a_commune_operator_sees_only_their_communes_markers(page: Any, ui_world: UiWorld) -> None:
+    sign_in(page, ui_world, "op-bui", next_path="/ui/ban-do")
+    markers = page.locator("path.tt-rx")
+    markers.first.wait_for()
+    bui = ui_world.receivers("tra-bui")
+    assert markers.count() == len(bui)
+    assert {m.get_attribute("class").split("tt-rx-")[1].split()[0] for m in markers.all()} == set(bui)
+
+
+def test_a_marker_changes_colour_when_its_receiver_goes_away(page: Any, ui_world: UiWorld) -> None:
+    rid = ui_world.receivers("tra-nu")[5]
+    sign_in(page, ui_world, "leader-nu", next_path="/ui/ban-do")
+    marker = page.locator(f"path.tt-rx-{rid}")
+    marker.wait_for()
+    page.wait_for_function(f"document.querySelector('path.tt-rx-{rid}').getAttribute('fill') === '{GREEN}'")
+    with cut(ui_world, rid):
+        page.wait_for_function(
+            f"document.querySelector('path.tt-rx-{rid}').getAttribute('fill') === '{STOPPED}'", timeout=15_000)
+    page.wait_for_function(
+        f"document.querySelector('path.tt-rx-{rid}').getAttribute('fill') === '{GREEN}'", timeout=20_000)
