@@ -13,6 +13,8 @@ those of the referenced emergencies and, for an `Update`, those of the new one (
 passed before anything is cancelled. The text is read with the built-in and district abbreviations only (a
 commune's list is its operators' to change; they must not change what a warning says). Every alert, accepted
 or refused, is audited as `cap.receive`.
+`list_alerts(ctx, page)`: the alerts that became emergencies (the emergencies with a CAP source), newest first,
+as far as the principal sees those emergencies.
 See docs/CAP.md.
 """
 
@@ -33,7 +35,7 @@ from controller.policy import Right, require
 from controller.scheduling import Inventory, local
 
 from .content import spoken_text
-from .context import Ctx
+from .context import Ctx, Page
 from .emergencies import (
     Prepared,
     check_rate,
@@ -44,6 +46,7 @@ from .emergencies import (
     refusals_audited,
     resolve,
     stop,
+    visible_ids,
 )
 
 RECEIVE = "cap.receive"
@@ -67,6 +70,40 @@ class CapAnswer(BaseModel):
     duplicate: bool | None = None
     unknown_geocodes: list[str] = Field(default_factory=list, description="area geocodes not mapped to a commune")
     area_desc: str | None = None
+
+
+class CapAlertPublic(BaseModel):
+    """An alert that became an emergency, as it is stored with it."""
+
+    emergency_id: str
+    sender: str
+    identifier: str
+    sent: dt.datetime | None
+    status: str | None = Field(description="Actual, Test or Exercise")
+    headline: str = Field(description="the alert's headline, else its event (the emergency's title)")
+    area_desc: str | None
+    received_at: dt.datetime
+    expires_at: dt.datetime
+    cancelled_at: dt.datetime | None
+
+
+class CapAlertsPublic(BaseModel):
+    data: list[CapAlertPublic]
+    count: int
+
+
+def list_alerts(ctx: Ctx, page: Page) -> CapAlertsPublic:
+    """The CAP alerts that arrived and became emergencies, newest first; like the emergencies, only those
+    that reached nothing but the principal's communes."""
+    require(ctx.who, Right.EMERGENCY, "emergency.read")
+    ids = visible_ids(ctx, col(Emergency.cap_identifier).is_not(None))
+    shown = page.slice(ids)
+    rows = {e.id: e for e in ctx.session.exec(select(Emergency).where(col(Emergency.id).in_(shown)))}
+    return CapAlertsPublic(count=len(ids), data=[CapAlertPublic(
+        emergency_id=e.id, sender=e.cap_sender or "", identifier=e.cap_identifier or "",
+        sent=local(e.cap_sent) if e.cap_sent else None, status=e.cap_status, headline=e.title,
+        area_desc=e.area_desc, received_at=local(e.created_at), expires_at=local(e.expires_at),
+        cancelled_at=local(e.cancelled_at) if e.cancelled_at else None) for e in (rows[i] for i in shown)])
 
 
 def _parse(ctx: Ctx, raw: bytes) -> caplib.CapAlert:

@@ -8,7 +8,11 @@
 - `trigger(ctx, body)`, `trigger_upload(ctx, form, path, filename)`: the checks (idempotency, the rate limit,
   targets within the principal's communes, expiry, content it may use), then `launch`: the fast path —
   sign one play command per target topic, record, publish, answer.
-- `list_emergencies`, `get_emergency`, `subscribe` (a snapshot and a live `Subscription`), `cancel_emergency`.
+- `preview(ctx, body)`: what a trigger would send — the text as read out, the receivers and communes reached —
+  checked the same way, nothing sent (`EmergencyPreview`: the staff UI's confirmation). `read_aloud` is how an
+  emergency's text is read, for both.
+- `list_emergencies`, `get_emergency`, `subscribe` (a snapshot and a live `Subscription`), `cancel_emergency`;
+  `visible_ids`, the emergencies a principal may see (for `services.cap`'s list of alerts too).
 
 The policy: reading, triggering and cancelling all need the emergency right. An emergency belongs to every
 commune it reached; a principal sees, follows and cancels it only if all of them are within its communes
@@ -137,6 +141,20 @@ class EmergencyTriggered(BaseModel):
     duration_s: float | None
     spoken_text: str | None = Field(description="the text as it is actually read out (None: a recording)")
     duplicate: bool = Field(default=False, description="the same request_id was seen before: nothing new sent")
+
+
+class EmergencyPreview(BaseModel):
+    """What a trigger would send (`preview`): the confirmation read before an emergency goes out."""
+
+    title: str
+    source: str = Field(description="text, bulletin or announcement")
+    spoken_text: str | None = Field(description="the text as the loudspeakers will read it (None: a recording)")
+    duration_s: float | None = Field(description="the content's audio; None for text (its audio is made on sending)")
+    receivers: list[str]
+    communes: list[str] = Field(description="the communes it reaches")
+    repeat: int
+    volume: int
+    expires_at: dt.datetime
 
 
 class Totals(BaseModel):
@@ -342,6 +360,40 @@ def duplicate(ctx: Ctx, request_id: str | None) -> EmergencyTriggered | None:
                               spoken_text=known.spoken_text, duplicate=True)
 
 
+def read_aloud(session: Session, text: str) -> str:
+    """`text` as an emergency reads it out: with the built-in and district abbreviations only. A commune's list
+    is its operators' to change, and they must not change what an emergency says (the district list is the
+    admin's)."""
+    return spoken_text(session, text, None)
+
+
+def _what(ctx: Ctx, body: EmergencyCreate) -> tuple[str, str, str | None, MediaFile | None]:
+    """(title, source, the text as read out or None for a recording, the audio or None while it is still to be
+    made from that text) of a request, its content checked as one the principal may use."""
+    if body.text is not None:
+        return body.text.strip()[:80], "text", read_aloud(ctx.session, body.text), None
+    content, media, _ = usable_content(ctx, bulletin_id=body.bulletin_id, announcement_id=body.announcement_id,
+                                       action=TRIGGER, allow_draft=True)
+    source = "bulletin" if body.bulletin_id is not None else "announcement"
+    return content.title, source, content.normalized_text if isinstance(content, Announcement) else None, media
+
+
+def preview(ctx: Ctx, body: EmergencyCreate) -> EmergencyPreview:
+    """What `trigger(ctx, body)` would send, checked as it checks it (the right, the targets, the expiry, the
+    content), with nothing sent, recorded or audited: the confirmation a person reads before sending."""
+    require(ctx.who, Right.EMERGENCY, TRIGGER)
+    settings = ctx.settings.emergency
+    inv = Inventory.load(ctx.session)
+    receivers = resolve(ctx, inv, body.targets.model_dump())
+    expires_at = expiry(ctx, body.expires_at)
+    title, source, spoken, media = _what(ctx, body)
+    return EmergencyPreview(title=body.title or title, source=source, spoken_text=spoken,
+                            duration_s=media.duration_s if media else None, receivers=sorted(receivers),
+                            communes=sorted(inv.communes_of(receivers)), repeat=body.repeat or settings.repeat,
+                            volume=body.volume if body.volume is not None else settings.volume,
+                            expires_at=local(expires_at))
+
+
 async def trigger(ctx: Ctx, body: EmergencyCreate, idempotency_key: str | None = None) -> EmergencyTriggered:
     """An emergency from text (read by the offline engine after the chime), a bulletin or an announcement."""
     require(ctx.who, Right.EMERGENCY, TRIGGER)
@@ -356,19 +408,10 @@ async def trigger(ctx: Ctx, body: EmergencyCreate, idempotency_key: str | None =
         targets = body.targets.model_dump()
         receivers = resolve(ctx, inv, targets)
         expires_at = expiry(ctx, body.expires_at)
-        spoken: str | None = None
-        if body.text is not None:
-            # Built-in and district abbreviations only: a commune's list is its operators' to change, and
-            # they must not change what an emergency says (the district list is the admin's).
-            spoken = spoken_text(ctx.session, body.text, None)
+        title, source, spoken, media = _what(ctx, body)
+        if media is None:
+            assert spoken is not None
             media = await asyncio.to_thread(speech_media, ctx.engine, settings, ctx.require_media(), spoken)
-            title, source = body.text.strip()[:80], "text"
-        else:
-            content, media, _ = usable_content(ctx, bulletin_id=body.bulletin_id, announcement_id=body.announcement_id,
-                                               action=TRIGGER, allow_draft=True)
-            title = content.title
-            source = "bulletin" if body.bulletin_id is not None else "announcement"
-            spoken = content.normalized_text if isinstance(content, Announcement) else None
     return await launch(ctx, inv, Prepared(
         title=body.title or title, text=body.text, spoken=spoken, source=source, bulletin_id=body.bulletin_id,
         receivers=receivers, targets=targets, repeat=body.repeat or settings.emergency.repeat,
@@ -494,18 +537,26 @@ def get_emergency(ctx: Ctx, eid: str) -> EmergencyPublic:
     return progress(ctx.session, ctx.engine, ctx.tracker, row)
 
 
-def list_emergencies(ctx: Ctx, page: Page) -> EmergenciesPublic:
-    """Newest first; a commune-limited principal sees those that reached only its communes."""
-    require(ctx.who, Right.EMERGENCY, READ)
-    s, communes = ctx.session, ctx.who.communes
-    q = select(Emergency.id, Emergency.targets).order_by(col(Emergency.created_at).desc(), col(Emergency.id))
+def visible_ids(ctx: Ctx, *where: Any) -> list[str]:
+    """The ids of the emergencies (those matching `where`) that reached only the principal's communes, newest
+    first."""
+    communes = ctx.who.communes
+    q = (select(Emergency.id, Emergency.targets).where(*where)
+         .order_by(col(Emergency.created_at).desc(), col(Emergency.id)))
     if communes is not None:
         outside = (select(EmergencyReceiver.emergency_id)
                    .join(Receiver, col(Receiver.id) == EmergencyReceiver.receiver_id, isouter=True)
                    .join(Commune, col(Commune.id) == Receiver.commune_id, isouter=True)
                    .where(or_(col(Commune.code).is_(None), col(Commune.code).not_in(communes))))
         q = q.where(col(Emergency.id).not_in(outside))
-    ids = [eid for eid, targets in s.exec(q) if communes is None or not targets.get("all")]
+    return [eid for eid, targets in ctx.session.exec(q) if communes is None or not targets.get("all")]
+
+
+def list_emergencies(ctx: Ctx, page: Page) -> EmergenciesPublic:
+    """Newest first; a commune-limited principal sees those that reached only its communes."""
+    require(ctx.who, Right.EMERGENCY, READ)
+    s = ctx.session
+    ids = visible_ids(ctx)
     shown = page.slice(ids)
     rows = {e.id: e for e in s.exec(select(Emergency).options(defer(Emergency.payloads))  # type: ignore[arg-type]
                                     .where(col(Emergency.id).in_(shown)))}
