@@ -28,6 +28,7 @@ from controller.services.content import MAX_RETURN_COMMENT, may_approve
 from .. import paths
 from ..fmt import date_vi, datetime_vi, duration_vi
 from ..i18n import t
+from ..recurrence import describe
 from ..shell import Staff, staff_page
 
 MINE = paths.APPROVAL + "/cua-toi"  # the author's own drafts, for those who may not approve
@@ -151,14 +152,6 @@ def _content_body(row: BulletinPublic | AnnouncementPublic) -> None:
             "text-caption text-grey-7")
 
 
-def _describe_when(p: ProgrammePublic) -> str:
-    try:
-        from ..recurrence import describe  # the schedule page's words for a rule
-    except ImportError:  # pragma: no cover  # built alongside: the rule itself until it is there
-        return f"{datetime_vi(p.start)}" + (f" · {p.rrule}" if p.rrule else "")
-    return describe(p.rrule, p.start)
-
-
 def _describe_targets(p: ProgrammePublic, names: dict[str, str]) -> list[str]:
     tg = p.targets
     lines = []
@@ -179,7 +172,7 @@ def _describe_targets(p: ProgrammePublic, names: dict[str, str]) -> list[str]:
 
 def _programme_body(p: ProgrammePublic, names: dict[str, str]) -> None:
     ui.label(t("approval.programme.when")).classes("text-caption text-grey-7")
-    ui.label(_describe_when(p)).classes("text-body2").props(f"data-testid=when-{p.id}")
+    ui.label(describe(p.rrule, p.start)).classes("text-body2").props(f"data-testid=when-{p.id}")
     period = " ".join(x for x in (t("approval.programme.valid_from", date=date_vi(p.valid_from)) if p.valid_from
                                   else "", t("approval.programme.valid_until", date=date_vi(p.valid_until))
                                   if p.valid_until else "") if x)
