@@ -207,3 +207,44 @@ def test_the_calendar_fits_a_phone(phone: Any, ui_world: UiWorld) -> None:
     phone.goto(f"{ui_world.url}{FORM}")
     phone.get_by_test_id("save").wait_for()
     assert phone.evaluate("document.documentElement.scrollWidth") <= 360
+
+
+def test_a_shifted_occurrence_is_marked_and_a_programme_is_edited_through_the_form(page: Any,
+                                                                                   ui_world: UiWorld) -> None:
+    tag = uid()
+    item = f"Tin nông nghiệp {tag}"
+    ident = announcement(ui_world, item)
+    common = {"items": [{"announcement_id": ident}], "targets": {"villages": ["tra-nu/thon-5"]},
+              "start": "2027-02-15T09:13:00+07:00"}
+    normal = ui_world.api.post("/api/v1/programmes", json={"title": f"Thường {tag}", **common})
+    urgent = ui_world.api.post("/api/v1/programmes", json={"title": f"Ưu tiên {tag}", "priority": "priority",
+                                                           **common})
+    assert normal.status_code == urgent.status_code == 201, (normal.text, urgent.text)
+    sign_in(page, ui_world, "leader-nu", next_path=SCHEDULE)
+    page.goto(f"{ui_world.url}{SCHEDULE}?tuan=2027-02-15&xa=tra-nu")
+    monday = day_box(page, "2027-02-15")
+    shifted = monday.get_by_test_id(f"occ-{normal.json()['id']}")
+    shifted.get_by_test_id("shifted").wait_for()
+    assert shifted.get_by_test_id("shifted").inner_text().startswith("dời ")
+    first = monday.get_by_test_id(f"occ-{urgent.json()['id']}")
+    assert first.get_by_text("Ưu tiên", exact=True).count() == 1 and first.get_by_test_id("shifted").count() == 0
+
+    # Edit the normal one: another time, every Monday; the calendar follows.
+    shifted.click()
+    page.wait_for_url(f"**/ui/lich-phat/chuong-trinh/{normal.json()['id']}")
+    assert page.get_by_test_id("title").input_value() == f"Thường {tag}"
+    assert page.get_by_test_id("start-time").input_value() == "09:13"
+    field(page, "start-time", "10:13")
+    pick(page, "repeat", "Hằng tuần")
+    weekdays(page, {0})
+    page.get_by_test_id("repeat-text").get_by_text("Thứ Hai hằng tuần lúc 10:13").wait_for()
+    page.get_by_test_id("clash-status").get_by_text("Không trùng lịch").wait_for()
+    page.get_by_test_id("save").click()
+    page.wait_for_url(re.compile(r"^http://[^/]+/ui/lich-phat\?tuan=2027-02-15&xa=tra-nu"))
+    moved = day_box(page, "2027-02-15").get_by_test_id(f"occ-{normal.json()['id']}")
+    moved.get_by_text("10:13–10:").wait_for()
+    assert moved.get_by_test_id("shifted").count() == 0
+    page.get_by_test_id("next-week").click()
+    day_box(page, "2027-02-22").get_by_test_id(f"occ-{normal.json()['id']}").wait_for()
+    for p in (normal, urgent):
+        ui_world.api.delete(f"/api/v1/programmes/{p.json()['id']}")

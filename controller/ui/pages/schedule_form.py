@@ -282,8 +282,9 @@ async def programme_page(staff: Staff, pid: str, xa: str | None = None) -> None:
             choices.items.setdefault(f"{i.kind}:{i.id}", i.title or t("schedule.untitled_item"))
     else:
         tomorrow = dt.datetime.now(TZ).date() + dt.timedelta(days=1)
+        only = list(choices.communes) if len(choices.communes) == 1 else []  # a commune's own staff: theirs
         form = Form(start_date=f"{tomorrow:%d/%m/%Y}", weekdays=[tomorrow.weekday()],
-                    communes=[xa] if xa in choices.communes else [])
+                    communes=[xa] if xa and xa in choices.communes else only)
     state: dict[str, Any] = {"dirty": True, "checking": False}
 
     def changed(*_: Any) -> None:
