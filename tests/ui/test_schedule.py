@@ -195,7 +195,11 @@ def test_an_operators_programme_waits_for_approval_and_drafts_are_pointed_out(pa
     assert saved["approved"] is False
     card = page.get_by_test_id(f"programme-{saved['id']}")
     card.get_by_test_id("status").get_by_text("Chờ duyệt").wait_for()
-    assert day_box(page, "2027-02-09").get_by_text(title).count() == 0  # a draft is on no receiver's plan
+    # The calendar shows when it would play, marked as waiting (it is on no receiver's plan).
+    day_box(page, "2027-02-09").get_by_test_id(f"occ-{saved['id']}").get_by_test_id("draft").wait_for()
+    placed = ui_world.api.get("/api/v1/schedule", params={"commune": "tra-nu", "from": "2027-02-09T00:00:00+07:00",
+                                                          "to": "2027-02-10T00:00:00+07:00"}).json()["data"]
+    assert saved["id"] not in {r["programme_id"] for r in placed}
     ui_world.api.delete(f"/api/v1/programmes/{saved['id']}")
 
 

@@ -1,5 +1,6 @@
 """Lịch phát: the week calendar of a commune (or of every commune the person sees) — what will play, placed as
-the receivers will play it, with shifted occurrences marked — and the programmes behind it, each with its
+the receivers will play it, with shifted occurrences marked, and drafts where they would play, marked as
+waiting for approval — and the programmes behind it, each with its
 recurrence in words and, for writers, edit, pause / resume and delete. The programme form is
 `schedule_form` (registered on import)."""
 
@@ -11,6 +12,7 @@ from typing import Any
 
 from nicegui import run, ui
 
+import schedules
 from controller.db.models import ProgrammePublic
 from controller.policy import Right
 from controller.services import programmes as service
@@ -40,6 +42,7 @@ class Occurrence:
     shifted_s: float
     receivers: int
     shared: bool  # another's programme that also plays here: shown, not opened
+    draft: bool = False  # awaiting approval: when it would play, on no receiver's plan yet
 
 
 @dataclass
@@ -92,11 +95,29 @@ def load_week(staff: Staff, commune: str | None, monday: dt.date) -> Week:
         programmes = service.list_programmes(ctx, PAGE, commune=commune).data
         names = commune_names(ctx)
     week = Week({monday + dt.timedelta(days=i): [] for i in range(7)}, programmes, names)
-    for o in occurrences(rows):
+    for o in sorted(occurrences(rows) + drafts(programmes, start, end), key=lambda o: (o.start, o.programme_id)):
         day = o.start.astimezone(TZ).date()
         if day in week.days:
             week.days[day].append(o)
     return week
+
+
+def drafts(programmes: list[ProgrammePublic], start: dt.datetime, end: dt.datetime) -> list[Occurrence]:
+    """When the drafts among `programmes` would play in [start, end) once approved (they are in no schedule:
+    the calendar shows them apart, unplaced)."""
+    out = []
+    for p in programmes:
+        if p.approved or p.paused:
+            continue
+        value = schedules.Programme(
+            id=p.id, title=p.title, items=(schedules.ContentItem("draft", "", p.duration_s, 0),),
+            receivers=frozenset(), start=p.start, rrule=p.rrule,
+            exdates=frozenset(dt.date.fromisoformat(d) for d in p.exdates), valid_from=p.valid_from,
+            valid_until=p.valid_until)
+        length = dt.timedelta(seconds=p.duration_s)
+        out += [Occurrence(p.id, p.title, p.priority, at, at + length, 0, p.receivers, False, draft=True)
+                for at in schedules.occurrences(value, start, end)]
+    return out
 
 
 def _shift_text(seconds: float) -> str:
@@ -108,13 +129,17 @@ def _shift_text(seconds: float) -> str:
 def _occurrence(staff: Staff, o: Occurrence) -> None:
     colour = PRIORITY_COLOURS.get(o.priority, "grey")
     opens = not o.shared and staff.who.has(Right.CONTENT_WRITE)
-    box = ui.column().classes(f"w-full gap-0 q-pa-xs rounded bg-{colour}-1 " + ("cursor-pointer" if opens else ""))
-    box.style(f"border-left: 4px solid {BORDERS.get(o.priority, '#888')}")
+    box = ui.column().classes(f"w-full gap-0 q-pa-xs rounded {'bg-grey-1' if o.draft else f'bg-{colour}-1'} "
+                              + ("cursor-pointer" if opens else ""))
+    box.style(f"border-left: 4px {'dashed' if o.draft else 'solid'} {BORDERS.get(o.priority, '#888')}")
     box.props(f"data-testid=occ-{o.programme_id}")
     with box:
         ui.label(f"{o.start.astimezone(TZ):%H:%M}–{o.end.astimezone(TZ):%H:%M}").classes("text-caption text-bold")
         ui.label(o.title).classes("text-body2 break-words")
         with ui.row().classes("gap-1 items-center"):
+            if o.draft:
+                ui.badge(t("schedule.status.draft"), color="amber-9").props("data-testid=draft").tooltip(
+                    t("schedule.draft_hint"))
             if o.priority != "normal":
                 ui.badge(t(f"schedule.priority.{o.priority}"), color=colour).props("outline")
             if o.shifted_s > 0:
