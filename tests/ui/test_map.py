@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from playwright.sync_api import expect
+
 from .conftest import UiWorld, sign_in
 from .test_dashboard import cut
 
@@ -17,8 +19,7 @@ def test_the_map_shows_every_receiver_and_fetches_only_from_the_controller(page:
     page.on("request", lambda r: hosts.add(urlsplit(r.url).netloc))
     sign_in(page, ui_world, "admin", next_path="/ui/ban-do")
     markers = page.locator("path.tt-rx")
-    markers.first.wait_for()
-    assert markers.count() == len(ui_world.receivers())
+    expect(markers).to_have_count(len(ui_world.receivers()), timeout=15_000)  # they arrive one by one
     page.get_by_text("Xã Trà Nú", exact=True).wait_for()  # the communes are named without a background map
     page.wait_for_load_state("networkidle")
     assert hosts == {urlsplit(ui_world.url).netloc}, hosts
@@ -35,9 +36,8 @@ def test_the_map_shows_every_receiver_and_fetches_only_from_the_controller(page:
 def test_a_commune_operator_sees_only_their_communes_markers(page: Any, ui_world: UiWorld) -> None:
     sign_in(page, ui_world, "op-bui", next_path="/ui/ban-do")
     markers = page.locator("path.tt-rx")
-    markers.first.wait_for()
     bui = ui_world.receivers("tra-bui")
-    assert markers.count() == len(bui)
+    expect(markers).to_have_count(len(bui), timeout=15_000)
     assert {m.get_attribute("class").split("tt-rx-")[1].split()[0] for m in markers.all()} == set(bui)
 
 

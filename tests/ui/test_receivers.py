@@ -88,6 +88,17 @@ def test_a_self_test_asks_first_then_says_it_passed(page: Any, ui_world: UiWorld
     wait_text(page.get_by_test_id("command-outcome"), "Tự kiểm tra đạt: cụm loa đã phát tiếng thử.", timeout=20)
 
 
+def test_a_restart_asks_first_and_the_receiver_comes_back(page: Any, ui_world: UiWorld) -> None:
+    rid = ui_world.receivers("tra-nu")[6]
+    sign_in(page, ui_world, "admin", next_path=f"/ui/cum-loa/{rid}")
+    page.get_by_test_id("restart").click()
+    page.get_by_test_id("restart-dialog").get_by_text("Nội dung đang phát sẽ bị ngắt").wait_for()
+    page.get_by_test_id("restart-confirm").click()
+    wait_text(page.get_by_test_id("command-outcome"), "Cụm loa đã nhận lệnh và đang khởi động lại phần mềm.",
+              timeout=20)
+    wait_text(page.get_by_test_id("receiver-status"), "Đang hoạt động", timeout=30)
+
+
 def test_the_status_history_records_a_stop_and_the_return(page: Any, ui_world: UiWorld) -> None:
     rid = ui_world.receivers("tra-nu")[4]
     sign_in(page, ui_world, "admin", next_path=f"/ui/cum-loa/{rid}")

@@ -151,6 +151,19 @@ def dashboard(staff: Staff) -> None:
             next_label.set_text(t("dashboard.next", title=next_row.title, start=datetime_vi(next_row.start))
                                 if next_row else t("dashboard.next_none"))
         unscheduled()
+        # Switch at the moment a programme starts or ends rather than up to a minute later.
+        now = dt.datetime.now(dt.UTC)
+        edges = [row.end if i == 0 else row.start for pair in found.values()
+                 for i, row in enumerate(pair) if row is not None]
+        wait = min(((e - now).total_seconds() for e in edges if e > now), default=SCHEDULE_EVERY_S)
+        if wait < SCHEDULE_EVERY_S - 1 and not shown.get("edge"):
+            shown["edge"] = True
+
+            async def at_edge() -> None:
+                shown["edge"] = False
+                await refresh_schedule()
+
+            ui.timer(wait + 0.5, at_edge, once=True)
 
     async def refresh_alarms() -> None:
         found = await background(staff, fleet_health.alarms)
