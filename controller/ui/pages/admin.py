@@ -102,9 +102,9 @@ def users(staff: Staff) -> None:
     names = _names(staff)
     with ui.row().classes("w-full items-center justify-between gap-2"):
         ui.label(t("admin.users_title")).classes("text-h5")
-        new = ui.button(t("admin.new_user"), icon="person_add").props("color=teal-8 data-testid=new-user")
+        new = ui.button(t("admin.new_user"), icon="person_add").props("no-caps color=teal-8 data-testid=new-user")
     search = ui.input(t("admin.search")).classes("w-full sm:w-72").props("outlined dense clearable")
-    box = ui.column().classes("w-full gap-2")
+    box = ui.element("div").classes("grid gap-2 w-full grid-cols-1 md:grid-cols-2 xl:grid-cols-3")
 
     def draw() -> None:
         with staff.ctx() as ctx:
@@ -136,15 +136,15 @@ def users(staff: Staff) -> None:
                 "text-caption text-grey-7")
             with ui.row().classes("gap-1"):
                 ui.button(t("admin.edit"), icon="edit", on_click=staff.act(lambda: edit(user), "edit user")).props(
-                    f"flat dense color=teal-8 data-testid=edit-{user.username}")
+                    f"flat dense no-caps color=teal-8 data-testid=edit-{user.username}")
                 ui.button(t("admin.reset"), icon="password",
                           on_click=staff.act(lambda: reset(user), "reset password")).props(
-                    f"flat dense color=teal-8 data-testid=reset-{user.username}")
+                    f"flat dense no-caps color=teal-8 data-testid=reset-{user.username}")
                 if not me:
                     label = t("admin.enable") if user.disabled else t("admin.disable")
                     ui.button(label, icon="lock_open" if user.disabled else "lock",
                               on_click=staff.act(lambda: toggle(user), "disable user")).props(
-                        f"flat dense color={'positive' if user.disabled else 'negative'} "
+                        f"flat dense no-caps color={'positive' if user.disabled else 'negative'} "
                         f"data-testid=toggle-{user.username}")
 
     def create() -> None:
@@ -268,8 +268,8 @@ def tokens(staff: Staff) -> None:
     names = _names(staff)
     with ui.row().classes("w-full items-center justify-between gap-2"):
         ui.label(t("admin.tokens_title")).classes("text-h5")
-        new = ui.button(t("admin.new_token"), icon="add").props("color=teal-8 data-testid=new-token")
-    box = ui.column().classes("w-full gap-2")
+        new = ui.button(t("admin.new_token"), icon="add").props("no-caps color=teal-8 data-testid=new-token")
+    box = ui.element("div").classes("grid gap-2 w-full grid-cols-1 md:grid-cols-2 xl:grid-cols-3")
 
     def draw() -> None:
         with staff.ctx() as ctx:
@@ -278,7 +278,7 @@ def tokens(staff: Staff) -> None:
         box.clear()
         with box:
             if not rows:
-                ui.label(t("admin.nothing_tokens")).classes("text-grey-7")
+                ui.label(t("admin.nothing_tokens")).classes("text-grey-7 col-span-full")
             for tok in reversed(rows):  # newest first
                 _token_card(tok, now)
 
@@ -299,7 +299,7 @@ def tokens(staff: Staff) -> None:
                 "text-caption text-grey-7")
             if state != "revoked":
                 ui.button(t("admin.revoke"), icon="block", on_click=staff.act(lambda: revoke(tok), "revoke token"))\
-                    .props(f"flat dense color=negative data-testid=revoke-{tok.id}")
+                    .props(f"flat dense no-caps color=negative data-testid=revoke-{tok.id}")
 
     def revoke(tok: TokenPublic) -> None:
         def apply() -> None:

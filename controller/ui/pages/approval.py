@@ -125,9 +125,10 @@ def _state_chip(row: Draft) -> None:
 
 def _header(item: Item, names: dict[str, str]) -> None:
     row = item.row
-    with ui.row().classes("items-center gap-2 w-full no-wrap"):
+    with ui.row().classes("items-center justify-between gap-2 w-full"):
         ui.badge(t(f"approval.kind.{item.kind}"), color="teal-8", outline=True)
-        ui.label(row.title).classes("text-subtitle1 font-bold break-all min-w-0").style("overflow-wrap:anywhere")
+        _state_chip(row)
+    ui.label(row.title).classes("text-subtitle1 font-bold w-full").style("overflow-wrap:break-word")
     if isinstance(row, ProgrammePublic):
         place = ", ".join(names.get(c, c) for c in row.communes)
     else:
@@ -158,7 +159,7 @@ def _describe_targets(p: ProgrammePublic, names: dict[str, str]) -> list[str]:
     if tg.get("all"):
         lines.append(t("approval.programme.all"))
     if tg.get("communes"):
-        lines.append(t("approval.programme.communes", names=", ".join(names.get(c, c) for c in tg["communes"])))
+        lines.append(", ".join(names.get(c, c) for c in tg["communes"]))
     if tg.get("villages"):
         lines.append(t("approval.programme.villages", names=", ".join(str(v) for v in tg["villages"])))
     if tg.get("groups"):
@@ -215,10 +216,8 @@ def _outcome(row: Draft) -> None:
 
 def _card(item: Item, names: dict[str, str], actions: Callable[[Item], None] | None) -> None:
     with ui.card().classes("w-full gap-2").props(f"data-testid=draft-{item.key}"):
-        with ui.row().classes("w-full items-start justify-between gap-2"):
-            with ui.column().classes("gap-1 min-w-0 col"):
-                _header(item, names)
-            _state_chip(item.row)
+        with ui.column().classes("gap-1 w-full"):
+            _header(item, names)
         if isinstance(item.row, ProgrammePublic):
             _programme_body(item.row, names)
         else:
@@ -265,10 +264,10 @@ def approval(staff: Staff) -> None:
     with ui.tabs().classes("w-full").props("align=left dense no-caps") as tabs:
         tab_waiting = ui.tab("waiting", t("approval.waiting", n=count_waiting)).props("data-testid=tab-waiting")
         tab_mine = ui.tab("mine", t("approval.mine", n=count_mine)).props("data-testid=tab-mine")
-    with ui.tab_panels(tabs, value=tab_waiting).classes("w-full bg-transparent"):
-        with ui.tab_panel(tab_waiting).classes("q-pa-none"):
+    with ui.tab_panels(tabs, value=tab_waiting).classes("w-full bg-transparent").props("keep-alive"):
+        with ui.tab_panel(tab_waiting).style("padding:0"):
             queue(staff, lambda n: tab_waiting.set_label(t("approval.waiting", n=n)))
-        with ui.tab_panel(tab_mine).classes("q-pa-none gap-3"):
+        with ui.tab_panel(tab_mine).classes("gap-3").style("padding:0"):
             _mine_list(staff)
 
 
@@ -318,9 +317,9 @@ def queue(staff: Staff, counted: Callable[[int], object]) -> None:
     def decide(item: Item) -> None:
         with ui.row().classes("w-full justify-end gap-2"):
             ui.button(t("approval.send_back"), icon="undo", on_click=staff.act(lambda: send_back(item), "send back"))\
-                .props(f"outline color=negative data-testid=return-{item.key}")
+                .props(f"outline no-caps color=negative data-testid=return-{item.key}")
             ui.button(t("approval.approve"), icon="check", on_click=staff.act(lambda: approve(item), "approve"))\
-                .props(f"color=positive data-testid=approve-{item.key}")
+                .props(f"no-caps color=positive data-testid=approve-{item.key}")
 
     draw()
 

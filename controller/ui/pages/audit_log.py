@@ -20,6 +20,7 @@ from ..shell import Staff, staff_page
 
 PAGE_SIZE = 50
 OUTCOMES = ("ok", "refused", "rejected", "no_answer")
+WIDE = {"target", "detail", "address"}
 
 
 def action_vi(action: str) -> str:
@@ -83,12 +84,12 @@ def audit_log(staff: Staff) -> None:
         start = _date_input(t("audit.start"), "audit-start")
         end = _date_input(t("audit.end"), "audit-end")
     with ui.row().classes("gap-2 items-center"):
-        apply = ui.button(t("audit.apply"), icon="filter_alt").props("color=teal-8 data-testid=audit-apply")
-        clear = ui.button(t("audit.clear")).props("flat")
+        apply = ui.button(t("audit.apply"), icon="filter_alt").props("no-caps color=teal-8 data-testid=audit-apply")
+        clear = ui.button(t("audit.clear")).props("flat no-caps")
         count = ui.label().classes("text-sm text-grey-8").props("data-testid=audit-count")
-    columns = [{"name": n, "label": t(f"audit.{k}"), "field": n, "align": "left"}
-               for n, k in (("at", "at"), ("actor", "actor"), ("action", "action"), ("outcome", "outcome"),
-                            ("target", "target"), ("detail", "detail"), ("address", "address"))]
+    wide = {"classes": "gt-xs", "headerClasses": "gt-xs"}  # a phone shows when, who, what and how it went
+    columns = [{"name": n, "label": t(f"audit.{n}"), "field": n, "align": "left", **(wide if n in WIDE else {})}
+               for n in ("at", "actor", "action", "outcome", "target", "detail", "address")]
     table = ui.table(columns=columns, rows=[], row_key="id").classes("w-full").props(
         "flat bordered dense wrap-cells hide-pagination :pagination='{rowsPerPage: 0}' data-testid=audit-table")
     table.add_slot("body-cell-outcome", r'''
@@ -99,6 +100,7 @@ def audit_log(staff: Staff) -> None:
     table.add_slot("body-cell-action", r'''
         <q-td :props="props">
           <div>{{ props.value }}</div><div class="text-caption text-grey-7">{{ props.row.code }}</div>
+          <div class="xs text-caption" style="white-space:normal">{{ props.row.target }} {{ props.row.detail }}</div>
         </q-td>''')
     pager = ui.pagination(1, 1, direction_links=True).props("max-pages=7 boundary-numbers")
     filters: dict[str, Any] = {}

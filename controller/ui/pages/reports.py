@@ -84,15 +84,16 @@ def _minutes(value: float) -> str:
 
 
 def chart_options(report: BroadcastReport, names: dict[str, str]) -> dict[str, Any]:
-    """The ECharts options: planned against played receiver-minutes, one pair of bars per commune."""
-    rows = report.communes
+    """The ECharts options: planned against played receiver-minutes, a pair of bars per commune, laid
+    across so that the communes' names read on a phone too."""
+    rows = list(reversed(report.communes))  # the first commune on top
     return {
-        "tooltip": {"trigger": "axis"},
-        "legend": {"data": [t("reports.planned"), t("reports.played")], "bottom": 0},
-        "grid": {"left": 48, "right": 12, "top": 16, "bottom": 64, "containLabel": False},
-        "xAxis": {"type": "category", "data": [names.get(c.commune, c.commune) for c in rows],
-                  "axisLabel": {"interval": 0, "rotate": 30 if len(rows) > 3 else 0, "fontSize": 10}},
-        "yAxis": {"type": "value"},
+        "tooltip": {"trigger": "axis", "axisPointer": {"type": "shadow"}},
+        "legend": {"data": [t("reports.planned"), t("reports.played")], "top": 0},
+        "grid": {"left": 8, "right": 16, "top": 32, "bottom": 8, "containLabel": True},
+        "yAxis": {"type": "category", "data": [names.get(c.commune, c.commune) for c in rows],
+                  "axisLabel": {"fontSize": 11}},
+        "xAxis": {"type": "value"},
         "series": [
             {"name": t("reports.planned"), "type": "bar", "color": "#90a4ae",
              "data": [round(c.planned_receiver_minutes, 1) for c in rows]},
@@ -100,6 +101,10 @@ def chart_options(report: BroadcastReport, names: dict[str, str]) -> dict[str, A
              "data": [round(c.played_receiver_minutes, 1) for c in rows]},
         ],
     }
+
+
+def chart_height(report: BroadcastReport) -> int:
+    return 80 + 44 * max(1, len(report.communes))
 
 
 def _item_vi(item_id: str) -> str:
@@ -124,8 +129,10 @@ def _plays_rows(plays: PlaysPublic) -> list[dict[str, Any]]:
             for p in plays.data]
 
 
-def _col(name: str, key: str, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "label": t(key), "field": name, "align": "left", **extra}
+def _col(name: str, key: str, *, wide: bool = False) -> dict[str, Any]:
+    """A table column; `wide`: shown from tablet width up only (a phone shows the columns that matter)."""
+    hidden = {"classes": "gt-xs", "headerClasses": "gt-xs"} if wide else {}
+    return {"name": name, "label": t(key), "field": name, "align": "left", **hidden}
 
 
 @staff_page(paths.REPORTS, Right.CONTENT_READ, "reports.title")
@@ -173,19 +180,20 @@ def reports(staff: Staff) -> None:
         with ui.row().classes("w-full gap-2"):
             ui.button(t("reports.download"), icon="download", on_click=staff.act(lambda: download("summary"),
                                                                                  "report csv")).props(
-                "color=teal-8 data-testid=report-csv")
+                "no-caps color=teal-8 data-testid=report-csv")
             ui.button(t("reports.download_missed"), icon="download",
                       on_click=staff.act(lambda: download("missed"), "report missed csv")).props(
-                "outline color=teal-8 data-testid=report-csv-missed")
+                "no-caps outline color=teal-8 data-testid=report-csv-missed")
         with ui.card().classes("w-full gap-2"):
             ui.label(t("reports.chart_title")).classes("text-subtitle1 font-bold")
             if not report.communes:
                 ui.label(t("reports.no_data")).classes("text-grey-7").props("data-testid=report-empty")
-            ui.echart(chart_options(report, names)).classes("w-full h-72").props("data-testid=report-chart")
-            columns = [_col("commune", "reports.commune"), _col("receivers", "reports.receivers"),
-                       _col("air", "reports.air"), _col("planned", "reports.planned"),
+            ui.echart(chart_options(report, names)).classes("w-full").style(
+                f"height:{chart_height(report)}px").props("data-testid=report-chart")
+            columns = [_col("commune", "reports.commune"), _col("receivers", "reports.receivers", wide=True),
+                       _col("air", "reports.air", wide=True), _col("planned", "reports.planned"),
                        _col("played", "reports.played"), _col("completion", "reports.completion"),
-                       _col("missing", "reports.missing_receivers")]
+                       _col("missing", "reports.missing_receivers", wide=True)]
             rows = [{"commune": names.get(c.commune, c.commune), "receivers": c.receivers,
                      "air": _minutes(c.planned_minutes), "planned": _minutes(c.planned_receiver_minutes),
                      "played": _minutes(c.played_receiver_minutes), "completion": _percent(c.completion_percent),
@@ -194,8 +202,8 @@ def reports(staff: Staff) -> None:
                 "flat dense wrap-cells data-testid=report-communes")
         if report.programmes:
             with ui.expansion(t("reports.programmes"), icon="list").classes("w-full bg-white rounded-borders"):
-                columns = [_col("title", "reports.programme"), _col("commune", "reports.commune"),
-                           _col("occurrences", "reports.occurrences"), _col("planned", "reports.planned"),
+                columns = [_col("title", "reports.programme"), _col("commune", "reports.commune", wide=True),
+                           _col("occurrences", "reports.occurrences", wide=True), _col("planned", "reports.planned"),
                            _col("played", "reports.played"), _col("completion", "reports.completion")]
                 rows = [{"id": f"{p.commune}-{p.programme_id}", "title": p.title,
                          "commune": names.get(p.commune, p.commune), "occurrences": p.occurrences,
@@ -212,7 +220,7 @@ def reports(staff: Staff) -> None:
                     ui.label(t("reports.missed_more", shown=MISSED_SHOWN, total=len(report.missed))).classes(
                         "text-caption")
                 columns = [_col("when", "reports.when"), _col("receiver", "reports.receiver"),
-                           _col("commune", "reports.commune"), _col("title", "reports.programme"),
+                           _col("commune", "reports.commune", wide=True), _col("title", "reports.programme"),
                            _col("outcome", "reports.outcome"), _col("reason", "reports.reason")]
                 ui.table(columns=columns, rows=_missed_rows(report.missed, names), row_key="id",
                          pagination=20).classes("w-full").props("flat dense wrap-cells data-testid=report-missed")
@@ -238,7 +246,7 @@ def reports(staff: Staff) -> None:
             if plays.count > PLAYS_SHOWN:
                 ui.label(t("reports.proof_more", shown=PLAYS_SHOWN, total=plays.count)).classes("text-caption")
             columns = [_col("when", "reports.when"), _col("event", "reports.event"), _col("item", "reports.item"),
-                       _col("position", "reports.position"), _col("priority", "reports.priority"),
+                       _col("position", "reports.position", wide=True), _col("priority", "reports.priority", wide=True),
                        _col("reason", "reports.reason")]
             ui.table(columns=columns, rows=_plays_rows(plays), row_key="id", pagination=20).classes("w-full").props(
                 "flat dense wrap-cells data-testid=proof-table")
