@@ -121,3 +121,20 @@ def test_who_lacks_the_right_gets_no_access(page: Any, ui_world: UiWorld, who: s
     sign_in(page, ui_world, who, next_path=path)
     page.get_by_test_id("no-access").wait_for()
     assert page.get_by_test_id("new-user").count() == 0 and page.get_by_test_id("new-token").count() == 0
+
+
+# ------------------------------------------------------------------------------ page logic, no browser
+
+
+def test_audit_actions_times_and_dates_as_staff_read_them() -> None:
+    import datetime as dt
+
+    from controller.ui.pages.audit_log import action_vi, parse_day, stamp
+
+    assert action_vi("programme.return") == "Chương trình · trả lại"
+    assert action_vi("ui.page:/nhat-ky") == "Giao diện · mở trang"
+    assert action_vi("something.new") == "something · new"  # unknown words as written
+    assert stamp(dt.datetime(2026, 12, 7, 17, 5, 9, tzinfo=dt.UTC)) == "08/12/2026 00:05:09"
+    assert parse_day("07/12/2026") == dt.date(2026, 12, 7) and parse_day(" ") is None
+    with pytest.raises(ValueError):
+        parse_day("2026-12-07")

@@ -50,3 +50,21 @@ def test_the_reports_page_fits_a_phone(phone: Any, ui_world: UiWorld) -> None:
     sign_in(phone, ui_world, "leader-nu", next_path=REPORTS)
     phone.get_by_test_id("report-chart").locator("canvas").first.wait_for(timeout=60_000)
     assert phone.evaluate("document.documentElement.scrollWidth") <= 360
+
+
+# ------------------------------------------------------------------------------ page logic, no browser
+
+
+def test_month_choices_and_reasons_read_in_vietnamese() -> None:
+    from controller.ui.pages.reports import month_bounds, months, reason_vi
+
+    assert list(months(dt.date(2027, 2, 10), 3).items()) == [
+        ("2027-02", "Tháng 02/2027"), ("2027-01", "Tháng 01/2027"), ("2026-12", "Tháng 12/2026")]
+    start, end = month_bounds("2026-12")
+    assert (start.isoformat(), end.isoformat()) == ("2026-12-01T00:00:00+07:00", "2027-01-01T00:00:00+07:00")
+    assert reason_vi("no report", None).startswith("Cụm loa không gửi báo cáo")
+    assert reason_vi("missed", "start at 2026-12-07T06:00:00+07:00 missed").startswith("Lỡ giờ phát")
+    assert reason_vi("cut", "pre-empted by emergency item em-1").startswith("Bị ngắt")
+    assert reason_vi("cut", "power cut or restart while playing").startswith("Mất điện")
+    assert reason_vi("failed", "audio not available: 404").startswith("Không tải được")
+    assert reason_vi("failed", "ALSA underrun") == "Lỗi khi phát: ALSA underrun"
