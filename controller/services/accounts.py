@@ -137,7 +137,8 @@ def add_user(session: Session, body: UserCreate, created_by: str) -> User:
     codes = None if ROLES[body.role].district else parse_communes(body.communes) if body.communes is not None else None
     _check_communes(session, codes)
     if session.exec(select(User).where(User.username == body.username)).first():
-        raise Conflict(f"The username {body.username!r} is taken.")
+        raise Conflict(f"The username {body.username!r} is taken.", code="username_taken",
+                       params={"username": body.username})
     user = User(username=body.username, display_name=body.display_name.strip() or body.username,
                 password_hash=hash_password(body.password), role=body.role, communes=_joined(codes),
                 created_by=created_by)
@@ -342,9 +343,11 @@ def create_token(ctx: Ctx, body: TokenCreate) -> TokenCreated:
                                  created_by=ctx.who.actor, expires_at=expires_at)
     except ValueError as e:
         message = str(e)[:1].upper() + str(e)[1:] + "."
-        if "more rights than its owner" in message or "does not work in" in message:
+        beyond = "more rights than its owner" in message or "does not work in" in message
+        if beyond:
             ctx.audit("token.create", "refused", target=body.name[:60], detail=message)
-        raise Invalid(message) from None
+        raise Invalid(message, code="token_beyond_owner" if beyond else None,
+                      params={"owner": owner.username if owner else ""}) from None
     ctx.audit("token.create", target=f"token:{row.id}:{row.name}",
               detail=f"scopes={row.scopes}; communes={row.communes or 'all'}; owner={body.owner or '-'}")
     created = _token_public(ctx.session, row, TokenCreated, token=token)
