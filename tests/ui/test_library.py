@@ -7,14 +7,23 @@ from __future__ import annotations
 import datetime as dt
 import random
 import re
+import socket
 import string
 from pathlib import Path
 from typing import Any
 
 import httpx
 from sqlmodel import Session, func, select
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
 
 from controller.db.models import Bulletin, MediaFile
+from controller.services.accounts import issue_token
+from controller.ui.upload_limit import MULTIPART_OVERHEAD, UploadLimit
 from schedules import TZ
 from tests.samples import make
 
@@ -157,3 +166,55 @@ def test_the_library_fits_a_phone(phone: Any, ui_world: UiWorld) -> None:
     phone.get_by_test_id("library-items").wait_for()
     phone.get_by_test_id("uploader").wait_for()
     assert phone.evaluate("document.documentElement.scrollWidth") <= 360
+
+
+def test_an_operator_reads_why_an_approver_sent_their_announcement_back(page: Any, ui_world: UiWorld) -> None:
+    title = unique("Tin bị trả lại")
+    with Session(ui_world.testbed.engine) as s:
+        token = issue_token(s, unique("op-nu-token"), ["content:read", "content:write"], ["tra-nu"],
+                            created_by="tests")[1]
+    made = ui_world.api.post("/api/v1/announcements", headers={"Authorization": f"Bearer {token}"}, timeout=120,
+                             json={"text": f"{title}.", "title": title, "commune": "tra-nu"}).json()
+    assert made["approved"] is False
+    r = ui_world.api.post(f"/api/v1/announcements/{made['id']}/return",
+                          json={"comment": "Sai giờ họp, sửa lại thành 8 giờ."})
+    assert r.status_code == 200, r.text
+    sign_in(page, ui_world, "op-nu", next_path=LIBRARY)
+    card = item(page, title)
+    card.get_by_test_id("state-returned").wait_for()
+    returned = card.get_by_test_id("item-returned").inner_text()
+    assert "Sai giờ họp, sửa lại thành 8 giờ." in returned and "trả lại lúc" in returned
+
+
+def test_the_server_refuses_an_upload_over_the_limit_before_storing_it() -> None:
+    """NiceGUI's upload route reads any size; the middleware in front of it does not let it."""
+    seen: list[int] = []
+
+    async def upload(request: Request) -> JSONResponse:
+        seen.append(len(await request.body()))
+        return JSONResponse({"upload": "success"})
+
+    app = Starlette(routes=[Route("/_nicegui/client/{c}/upload/{e}", upload, methods=["POST"]),
+                            Route("/other", upload, methods=["POST"])],
+                    middleware=[Middleware(UploadLimit, limit=lambda: 1000)])  # as install() puts it on NiceGUI's
+    limited = TestClient(app)
+    url = "/_nicegui/client/abc/upload/7"
+    assert limited.post(url, content=b"x" * 1000).status_code == 200
+    assert limited.post(url, content=b"x" * (1001 + MULTIPART_OVERHEAD)).status_code == 413  # declared length
+
+    def chunks() -> Any:  # no declared length: counted as it arrives
+        for _ in range(100):
+            yield b"x" * 1024
+
+    assert limited.post(url, content=chunks()).status_code == 413
+    assert limited.post("/other", content=chunks()).status_code == 200  # other routes are not limited
+    assert seen == [1000, 102400]
+
+
+def test_the_ui_refuses_a_declared_oversize_upload_at_once(ui_world: UiWorld) -> None:
+    """The limit is on the running UI: 413 from the headers alone, before a byte of the body is read."""
+    host, port = ui_world.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(b"POST /ui/_nicegui/client/someone/upload/1 HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 900000000\r\n\r\n")
+        assert conn.recv(200).startswith(b"HTTP/1.1 413")

@@ -68,6 +68,9 @@ class _Form:
             ).classes("w-full")
             self.commune = ui.select(choices, value=next(iter(choices), None), label=t("compose.commune")).props(
                 "outlined dense data-testid=compose-commune").classes("w-full sm:w-80")
+
+    def voice_card(self, staff: Staff) -> None:
+        settings = staff.settings.audio
         with ui.card().classes("w-full gap-2"):
             ui.label(t("compose.heading_voice")).classes("text-subtitle1 font-bold")
             with ui.row().classes("w-full gap-2 items-start"):
@@ -189,7 +192,9 @@ def compose(staff: Staff) -> None:
     with staff.ctx() as ctx:
         names = commune_names(ctx)
     choices = commune_choices(staff.who, names)
-    with ui.element("div").classes("grid gap-3 w-full grid-cols-1 md:grid-cols-2"):
+    # Desktop: the text beside what will be read, the abbreviations below them, the voice beside those;
+    # a phone reads them in that order: text, what will be read, how to correct it, then the voice.
+    with ui.element("div").classes("grid gap-3 w-full grid-cols-1 md:grid-cols-2 items-start"):
         with ui.column().classes("gap-3 min-w-0"):
             form = _Form(staff, choices)
         with ui.column().classes("gap-3 min-w-0"):
@@ -201,34 +206,36 @@ def compose(staff: Staff) -> None:
                 preview = ui.label(t("compose.preview_empty")).classes(
                     "text-body1 break-words whitespace-pre-wrap").props("data-testid=compose-preview")
                 ui.label(t("compose.preview_hint")).classes("text-caption text-grey-7")
-            changed = {"at": 0.0, "dirty": False}
+        changed = {"at": 0.0, "dirty": False}
 
-            def mark() -> None:
-                changed["at"], changed["dirty"] = time.monotonic(), True
-                updating.set_visibility(True)
+        def mark() -> None:
+            changed["at"], changed["dirty"] = time.monotonic(), True
+            updating.set_visibility(True)
 
-            def refresh_preview() -> None:
-                changed["dirty"] = False
-                updating.set_visibility(False)
-                text = form.text.value or ""
-                if not text.strip():
-                    preview.set_text(t("compose.preview_empty"))
-                    return
-                with staff.ctx() as ctx:
-                    shown = content.preview_text(ctx, PreviewRequest(text=text, commune=form.where))
-                preview.set_text(shown.normalized_text)
+        def refresh_preview() -> None:
+            changed["dirty"] = False
+            updating.set_visibility(False)
+            text = form.text.value or ""
+            if not text.strip():
+                preview.set_text(t("compose.preview_empty"))
+                return
+            with staff.ctx() as ctx:
+                shown = content.preview_text(ctx, PreviewRequest(text=text, commune=form.where))
+            preview.set_text(shown.normalized_text)
 
-            show_preview = staff.act(refresh_preview, "announcement.preview")
+        show_preview = staff.act(refresh_preview, "announcement.preview")
 
-            async def tick() -> None:
-                if changed["dirty"] and time.monotonic() - changed["at"] >= DEBOUNCE_S:
-                    await show_preview()
+        async def tick() -> None:
+            if changed["dirty"] and time.monotonic() - changed["at"] >= DEBOUNCE_S:
+                await show_preview()
 
-            ui.timer(0.1, tick)
-            form.text.on_value_change(mark)
-            form.commune.on_value_change(mark)
+        form.text.on_value_change(mark)
+        form.commune.on_value_change(mark)
+        with ui.column().classes("gap-3 min-w-0"):
             _abbreviations(staff, form, mark)
-
+        with ui.column().classes("gap-3 min-w-0"):
+            form.voice_card(staff)
+    ui.timer(0.1, tick)  # outside the grid: an element of its own, it would take a cell
     _actions(staff, form)
 
 
@@ -236,8 +243,8 @@ def _actions(staff: Staff, form: _Form) -> None:
     with ui.card().classes("w-full gap-2"):
         with ui.row().classes("gap-2"):
             listen = ui.button(t("compose.listen"), icon="headphones").props(
-                "color=teal-8 data-testid=compose-listen")
-            save = ui.button(t("compose.save"), icon="save").props("color=primary data-testid=compose-save")
+                "outline color=teal-8 data-testid=compose-listen")
+            save = ui.button(t("compose.save"), icon="save").props("color=teal-8 data-testid=compose-save")
         with ui.row().classes("items-center gap-2 text-teal-9").props("data-testid=compose-busy") as busy:
             ui.spinner(size="sm")
             busy_text = ui.label()

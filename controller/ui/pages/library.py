@@ -28,7 +28,7 @@ from controller.policy import Principal, Right
 from controller.services import Ctx, Page, content
 from controller.services.content import BulletinUpload
 
-from .. import paths
+from .. import paths, upload_limit
 from ..fmt import date_vi, duration_vi, time_vi
 from ..i18n import t
 from ..shell import Staff, staff_page
@@ -36,6 +36,8 @@ from ..shell import Staff, staff_page
 STEP = 50  # items shown at first, and added by "Xem thêm"
 ACCEPT = "audio/*,.mp3,.wav,.ogg,.opus,.m4a,.aac,.flac,.amr,.3gp"
 Item = BulletinPublic | AnnouncementPublic
+
+upload_limit.install()  # the server's own limit on what reaches an upload element, before NiceGUI stores it
 
 
 # ------------------------------------------------------------------------------- shared with compose
@@ -242,15 +244,21 @@ def _upload_form(staff: Staff, names: dict[str, str], on_done: Any) -> None:
                     ui.label(t("library.upload.done_pending")).classes("text-caption text-grey-8")
             on_done()
 
-        def rejected() -> None:
+        def rejected() -> None:  # by the browser, before sending: too large or not audio
             ui.notify(t("library.upload.rejected", mb=_mb(staff)), type="negative", multi_line=True,
                       close_button=t("common.close"))
+
+        def failed() -> None:  # refused by the server (upload_limit) or the connection dropped
+            ui.notify(t("library.upload.failed", mb=_mb(staff)), type="negative", multi_line=True,
+                      close_button=t("common.close"))
+            uploader.reset()
 
         uploader = ui.upload(
             label=t("library.upload.choose"), auto_upload=True, max_file_size=limit,
             on_upload=lambda e: staff.act(lambda: receive(e), "library.upload")(),
             on_rejected=rejected,
         ).props(f'accept="{ACCEPT}" flat bordered color=teal-8 data-testid=uploader').classes("w-full")
+        uploader.on("failed", failed)
 
 
 # --------------------------------------------------------------------------------------------- page
