@@ -9,7 +9,6 @@ the receiver groups they can target; the schedule view of what will play where.
 - Before saving: `check_programme`, a dry run of a create or an edit (a clash is a `Conflict` coded
   `programme_clash`, with the values the staff UI names it by).
 
-
 The policy, applied here for every face:
 - A principal sees a programme only when all the communes it reaches are its own; every target it names
   (communes, villages, receivers, groups, `all`) must lie within them, else `Hidden` (404) — for such a
@@ -250,7 +249,7 @@ def _checked(ctx: Ctx, row: Programme, action: str) -> tuple[schedules.Programme
     except (ScheduleError, schedules.RecurrenceError) as e:
         raise Invalid(str(e)) from None
     if row.valid_from and row.valid_until and row.valid_until < row.valid_from:
-        raise Invalid("'valid_until' is before 'valid_from'.")
+        raise Invalid("'valid_until' is before 'valid_from'.", code="programme_valid_order")
     communes = inv.communes_of(receivers)
     if not who.may_touch_all(frozenset(communes)):  # what the targets resolved to, as well as what they name
         raise Hidden("No such targets.", who=who, action=action)
@@ -259,7 +258,7 @@ def _checked(ctx: Ctx, row: Programme, action: str) -> tuple[schedules.Programme
     horizon = now + dt.timedelta(days=settings.schedule.conflict_horizon_days)
     if not row.paused and not schedules.occurrences(value, now, horizon):
         raise Invalid("This programme would never play again: its start (and every recurrence) is in the past "
-                      "or outside its validity period.")
+                      "or outside its validity period.", code="programme_never_plays")
     # Only approved programmes are on air, so only they can clash (drafts are proposals).
     clash = schedules.find_clash(value, [p for p in load_programmes(ctx.session, inv) if p.id != row.id], now, horizon)
     if clash is not None:

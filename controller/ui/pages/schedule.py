@@ -1,8 +1,7 @@
 """Lịch phát: the week calendar of a commune (or of every commune the person sees) — what will play, placed as
 the receivers will play it, with shifted occurrences marked, and drafts where they would play, marked as
-waiting for approval — and the programmes behind it, each with its
-recurrence in words and, for writers, edit, pause / resume and delete. The programme form is
-`schedule_form` (registered on import)."""
+waiting for approval — and the programmes behind it, each with its recurrence in words and, for writers,
+edit, pause / resume and delete. The programme form is `schedule_form` (registered on import)."""
 
 from __future__ import annotations
 

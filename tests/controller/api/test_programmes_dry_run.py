@@ -16,7 +16,7 @@ from sqlmodel import Session, select
 from controller.app import create_app
 from controller.config import Settings
 from controller.db.models import AuditEntry, ProgrammeCreate, ProgrammeUpdate, Targets
-from controller.errors import Conflict, Hidden
+from controller.errors import Conflict, Hidden, Invalid
 from controller.policy import Principal
 from controller.services import Ctx
 from controller.services import programmes as service
@@ -92,3 +92,16 @@ def test_a_clash_with_a_programme_reaching_other_communes_is_named_as_shared(bed
             service.check_programme(operator, body(bed, "Của xã", 7))
         assert e.value.params["other"] == service.SHARED_TITLE and e.value.params["other_id"] is None
         assert e.value.params["communes"] == "Xã Trà Sơn"
+
+
+def test_a_programme_that_would_never_play_says_so_by_code(bed: Bed) -> None:
+    with Session(bed.engine) as s:
+        with pytest.raises(Invalid) as e:
+            service.check_programme(ctx(bed, s), body(bed, "Ngược", 6, rrule="FREQ=DAILY",
+                                                      valid_from=dt.date(2027, 3, 10), valid_until=dt.date(2027, 3, 1)))
+        assert e.value.code == "programme_valid_order"
+        late = body(bed, "Hết hạn", 6, rrule="FREQ=DAILY", valid_from=dt.date(2020, 1, 1),
+                    valid_until=dt.date(2020, 2, 1))
+        with pytest.raises(Invalid) as e:
+            service.check_programme(ctx(bed, s), late)
+        assert e.value.code == "programme_never_plays"
