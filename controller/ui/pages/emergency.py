@@ -128,8 +128,8 @@ async def emergency_page(staff: Staff) -> None:
             for code, name in names.items():
                 boxes[code] = ui.checkbox(name).props(f"size=lg data-testid=em-commune-{code}")
         grid.bind_visibility_from(mode, "value", value="communes")
-        picked = (ui.select(villages, multiple=True, label=t("emergency.villages_label")).classes("w-full")
-                  .props("outlined use-chips data-testid=em-villages"))
+        picked = (ui.select(villages, multiple=True, with_input=True, label=t("emergency.villages_label"))
+                  .classes("w-full").props("outlined use-chips data-testid=em-villages"))
         picked.bind_visibility_from(mode, "value", value="villages")
 
         with ui.row().classes("w-full items-end gap-4 q-mt-sm"):
@@ -370,7 +370,9 @@ async def progress_page(staff: Staff, eid: str) -> None:
     ui.label(t("emergency.progress_title")).classes("text-h5 text-red-9 font-bold")
     with ui.card().classes("w-full gap-2 border-2 border-red-7").props("flat bordered"):
         with ui.row().classes("w-full items-center gap-2"):
-            ui.label(first.title).classes("text-h6 break-words").style("min-width:0;flex:1 1 12rem")
+            # A text's title is its start: then the text alone is shown.
+            heading = "" if first.text and first.text.strip().startswith(first.title) else first.title
+            ui.label(heading).classes("text-h6 break-words").style("min-width:0;flex:1 1 12rem")
             badge = ui.element("div")
         if first.text:
             ui.label(first.text).classes("text-body1 bg-red-1 q-pa-sm rounded-borders w-full break-words "
