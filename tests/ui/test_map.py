@@ -52,3 +52,14 @@ def test_a_marker_changes_colour_when_its_receiver_goes_away(page: Any, ui_world
             f"document.querySelector('path.tt-rx-{rid}').getAttribute('fill') === '{STOPPED}'", timeout=15_000)
     page.wait_for_function(
         f"document.querySelector('path.tt-rx-{rid}').getAttribute('fill') === '{GREEN}'", timeout=20_000)
+
+
+def test_the_made_up_outline_surrounds_every_village() -> None:
+    from controller.ui.pages.map import convex_hull, outline
+
+    square = [(0.0, 0.0), (0.0, 1.0), (1.0, 1.0), (1.0, 0.0), (0.5, 0.5), (0.2, 0.7)]
+    assert sorted(convex_hull(square)) == [(0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0)]
+    padded = outline(square, pad=0.1)
+    assert len(padded) == 4
+    assert all(min(abs(lat - 0.5), abs(lon - 0.5)) > 0.5 for lat, lon in padded)  # every corner pushed out
+    assert outline([]) == []
