@@ -252,3 +252,30 @@ def test_a_shifted_occurrence_is_marked_and_a_programme_is_edited_through_the_fo
     day_box(page, "2027-02-22").get_by_test_id(f"occ-{normal.json()['id']}").wait_for()
     for p in (normal, urgent):
         ui_world.api.delete(f"/api/v1/programmes/{p.json()['id']}")
+
+
+def test_validity_and_days_skipped_shape_the_calendar(page: Any, ui_world: UiWorld) -> None:
+    tag = uid()
+    item = f"Phát thanh sớm {tag}"
+    announcement(ui_world, item)
+    sign_in(page, ui_world, "admin", next_path=SCHEDULE)
+    page.goto(f"{ui_world.url}{FORM}?xa=tra-nu")
+    fill_programme(page, item, item, "01/03/2027", "04:19", {0})
+    pick(page, "repeat", "Hằng tháng, vào thứ")
+    page.get_by_test_id("repeat-text").get_by_text("Thứ Hai đầu tiên của tháng lúc 04:19").wait_for()
+    pick(page, "repeat", "Hằng ngày")
+    page.get_by_test_id("repeat-text").get_by_text("Hằng ngày lúc 04:19").wait_for()
+    field(page, "valid-until", "05/03/2027")
+    field(page, "exdate", "03/03/2027")
+    page.get_by_test_id("exdate-add").click()
+    page.get_by_text("03/03/2027", exact=True).wait_for()
+    page.get_by_test_id("clash-status").get_by_text("Không trùng lịch").wait_for()
+    page.get_by_test_id("save").click()
+    page.wait_for_url(re.compile(r"^http://[^/]+/ui/lich-phat\?tuan=2027-03-01&xa=tra-nu"))
+    for day in ("2027-03-01", "2027-03-02", "2027-03-04", "2027-03-05"):
+        day_box(page, day).get_by_text(item).wait_for()
+    for day in ("2027-03-03", "2027-03-06", "2027-03-07"):
+        assert day_box(page, day).get_by_text(item).count() == 0
+    (saved,) = programmes(ui_world, item)
+    assert saved["exdates"] == ["2027-03-03"] and saved["valid_until"] == "2027-03-05"
+    ui_world.api.delete(f"/api/v1/programmes/{saved['id']}")
