@@ -250,8 +250,13 @@ def test_a_shifted_occurrence_is_marked_and_a_programme_is_edited_through_the_fo
     assert moved.get_by_test_id("shifted").count() == 0
     page.get_by_test_id("next-week").click()
     day_box(page, "2027-02-22").get_by_test_id(f"occ-{normal.json()['id']}").wait_for()
-    for p in (normal, urgent):
-        ui_world.api.delete(f"/api/v1/programmes/{p.json()['id']}")
+    # Deleted from its own page, with a confirmation.
+    page.goto(f"{ui_world.url}/ui/lich-phat/chuong-trinh/{urgent.json()['id']}")
+    page.get_by_test_id("delete").click()
+    page.get_by_test_id("confirm-delete").click()
+    page.wait_for_url(re.compile(r"^http://[^/]+/ui/lich-phat(\?.*)?$"))
+    assert ui_world.api.get(f"/api/v1/programmes/{urgent.json()['id']}").status_code == 404
+    ui_world.api.delete(f"/api/v1/programmes/{normal.json()['id']}")
 
 
 def test_validity_and_days_skipped_shape_the_calendar(page: Any, ui_world: UiWorld) -> None:

@@ -293,6 +293,11 @@ async def programme_page(staff: Staff, pid: str, xa: str | None = None) -> None:
         refresh_view()
 
     ui.label(t("schedule.form.edit_title" if existing else "schedule.form.new_title")).classes("text-h5")
+    if existing is not None and not existing.approved:
+        ui.badge(t("schedule.status.draft"), color="amber-9").props("data-testid=status")
+        if existing.returned_comment:
+            ui.label(t("schedule.returned", comment=existing.returned_comment)).classes(
+                "text-body2 text-negative").props("data-testid=returned")
     with ui.card().classes("w-full gap-2"):
         ui.input(t("schedule.form.title"), placeholder=t("schedule.form.title_hint")).bind_value(form, "title").props(
             "dense outlined maxlength=200 data-testid=title").classes("w-full").on_value_change(changed)
@@ -421,6 +426,31 @@ async def programme_page(staff: Staff, pid: str, xa: str | None = None) -> None:
             save_button = ui.button(t("common.save"), icon="save").props("data-testid=save")
             ui.button(t("schedule.form.back"), on_click=lambda: go(paths.SCHEDULE)).props(
                 "flat data-testid=back")
+            if existing is not None:
+                ui.button(t("schedule.form.delete"), icon="delete", color="negative",
+                          on_click=lambda: confirm_delete()).props("flat data-testid=delete")
+
+    def confirm_delete() -> None:
+        assert existing is not None
+        with ui.dialog() as dialog, ui.card().classes("gap-2"):
+            ui.label(t("schedule.delete_title")).classes("text-h6")
+            ui.label(t("schedule.delete_text", title=existing.title, receivers=existing.receivers))
+            with ui.row().classes("w-full justify-end gap-2"):
+                ui.button(t("common.cancel"), on_click=dialog.close).props("flat data-testid=cancel")
+
+                async def yes() -> None:
+                    dialog.close()
+
+                    def delete() -> None:
+                        with staff.ctx() as ctx:
+                            service.delete_programme(ctx, existing.id)
+
+                    await run.io_bound(delete)
+                    go(paths.SCHEDULE)
+
+                ui.button(t("common.delete"), color="negative", on_click=staff.act(yes, "programme.delete")).props(
+                    "data-testid=confirm-delete")
+        dialog.open()
 
     def show_verdict(text: str, tone: str) -> None:
         verdict.set_text(text)
