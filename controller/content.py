@@ -19,7 +19,7 @@ from sqlmodel import Session
 
 from audio import ffmpeg
 from audio.compose import compose_file
-from audio.ingest import BroadcastFormat, Ingested, IngestError, ingest
+from audio.ingest import BroadcastFormat, Ingested, IngestError, Progress, ingest
 from audio.store import MediaStore
 from audio.tts import EspeakEngine, GttsEngine, TtsEngine, synthesize
 from controller.config import AudioSettings
@@ -40,11 +40,12 @@ def broadcast_format(a: AudioSettings) -> BroadcastFormat:
 
 
 def make_media(session: Session, store: MediaStore, source: Path, fmt: BroadcastFormat, *,
-               trim_silence: bool) -> tuple[MediaFile, Ingested]:
+               trim_silence: bool, on_progress: Progress | None = None) -> tuple[MediaFile, Ingested]:
     """Ingest `source` and store the result once; the MediaFile row is added to `session`, not committed.
-    Raises IngestError for input that cannot become broadcast audio."""
+    Raises IngestError for input that cannot become broadcast audio. `on_progress(stage, fraction)`: as
+    `audio.ingest.ingest` reports it."""
     with tempfile.TemporaryDirectory(dir=store.root, prefix=".work-") as work:
-        result = ingest(source, Path(work) / "out.mp3", fmt, trim_silence=trim_silence)
+        result = ingest(source, Path(work) / "out.mp3", fmt, trim_silence=trim_silence, on_progress=on_progress)
         sha = store.put(result.output)
     media = session.get(MediaFile, sha) or MediaFile(
         sha256=sha, size_bytes=store.path(sha).stat().st_size, duration_s=result.duration_s,

@@ -36,7 +36,7 @@ from typing import Any, Literal, overload
 from pydantic import BaseModel, Field, field_validator
 from sqlmodel import Session, col, func, select
 
-from audio.ingest import IngestError, ingest
+from audio.ingest import IngestError, Progress, ingest
 from audio.tts import TtsEngine, TtsUnavailable
 from audio.vi_text import normalize
 from controller.content import broadcast_format, engines, ingest_error, make_media, media_url, speak
@@ -368,17 +368,19 @@ def _store(ctx: Ctx, content: ContentModel, commune: Commune | None, action: str
     ctx.audit(action, target=str(content.id), detail=f"{standing}; {detail}")
 
 
-def create_bulletin(ctx: Ctx, form: BulletinUpload, receive: Callable[[Path], Path]) -> BulletinPublic:
+def create_bulletin(ctx: Ctx, form: BulletinUpload, receive: Callable[[Path], Path],
+                    on_progress: Progress | None = None) -> BulletinPublic:
     """Make a bulletin of the upload that `receive(directory)` copies into a temporary file there (the face
     counts the bytes and refuses what is too large); the file is received only once the principal may
-    publish where it asked to."""
+    publish where it asked to. `on_progress(stage, fraction)`: how far making it broadcast-ready has got."""
     action = "bulletin.create"
     commune = _publishing_in(ctx, form.commune, action)
     store, audio = ctx.require_media(), ctx.settings.audio
     source = receive(store.root)
     try:
         media, result = make_media(ctx.session, store, source, broadcast_format(audio),
-                                   trim_silence=audio.trim_silence if form.trim_silence is None else form.trim_silence)
+                                   trim_silence=audio.trim_silence if form.trim_silence is None else form.trim_silence,
+                                   on_progress=on_progress)
     except IngestError as e:
         ctx.audit(action, "refused", target=form.filename, detail=str(e))
         raise ingest_error(e) from None

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from ..shell import Staff, staff_page
 from .library import commune_choices, commune_names, lufs_vi, player
 
 DEBOUNCE_S = 0.5
+LISTEN_KEPT_S = 24 * 3600.0
 ENGINES = ("offline", "gtts")
 
 
@@ -48,8 +50,14 @@ def _voice_label(engine: str, voice: str) -> str:
 
 
 def _listen_dir() -> Path:
+    """Where heard-before-saving audio waits for its page; a page closes and deletes its own, and what a
+    crash left behind goes after a day."""
     directory = Path(host.state().settings.data_dir) / "ui-listen"
     directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.glob("listen-*.mp3"):
+        with contextlib.suppress(FileNotFoundError):  # another page's, deleted meanwhile
+            if time.time() - old.stat().st_mtime > LISTEN_KEPT_S:
+                old.unlink()
     return directory
 
 

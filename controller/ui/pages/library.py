@@ -2,9 +2,10 @@
 first, each with its player, loudness before → after, approval state and maker; uploading a recording and
 deleting an item, for those who may write.
 
-An upload shows QUploader's own progress while the bytes travel, then "Đang xử lý âm thanh…" while the server
-makes it broadcast-ready (`services.content.create_bulletin`: ffmpeg, seconds to minutes), which runs in a
-worker thread so that the page stays live. The size limit (`settings.audio.max_upload_mb`) is checked in the
+An upload shows QUploader's own progress while the bytes travel, then "Đang xử lý âm thanh…" with a bar while
+the server makes it broadcast-ready (`services.content.create_bulletin`: ffmpeg, seconds to minutes, its
+progress reported from the analysis and the encoding), which runs in a worker thread so that the page stays
+live. The size limit (`settings.audio.max_upload_mb`) is checked in the
 browser and again on the server before anything reaches the service.
 
 Helpers shared with the compose page: `lufs_vi`, `player`, `commune_choices`, `actor_name`.
@@ -201,9 +202,12 @@ def _upload_form(staff: Staff, names: dict[str, str], on_done: Any) -> None:
             commune = ui.select(choices, value=next(iter(choices), None), label=t("library.upload.commune")).props(
                 "outlined dense data-testid=upload-commune").classes("col-12 col-sm-4")
         ui.label(t("library.upload.hint", mb=_mb(staff))).classes("text-caption text-grey-8")
-        with ui.row().classes("items-center gap-2 text-teal-9").props("data-testid=upload-processing") as busy:
-            ui.spinner(size="sm")
-            ui.label(t("library.upload.processing"))
+        with ui.column().classes("w-full gap-1 text-teal-9").props("data-testid=upload-processing") as busy:
+            with ui.row().classes("items-center gap-2 no-wrap"):
+                ui.spinner(size="sm")
+                ui.label(t("library.upload.processing"))
+            done = ui.linear_progress(value=0, show_value=False, color="teal-8").props(
+                "data-testid=upload-processing-bar")
         busy.set_visibility(False)
         result = ui.column().classes("gap-0 w-full")
 
@@ -228,10 +232,16 @@ def _upload_form(staff: Staff, names: dict[str, str], on_done: Any) -> None:
             form = BulletinUpload(title=(title.value or "").strip() or Path(e.file.name).stem or e.file.name,
                                   filename=e.file.name, commune=commune.value or None)
 
+            def progress(stage: str, fraction: float) -> None:  # in the worker thread, often: coarse steps
+                value = round((fraction if stage == "analyse" else 1 + fraction) / 2, 2)
+                if value != done.value:
+                    loop.call_soon_threadsafe(done.set_value, value)
+
             def make() -> BulletinPublic:
                 with staff.ctx() as ctx:
-                    return content.create_bulletin(ctx, form, received)
+                    return content.create_bulletin(ctx, form, received, progress)
 
+            done.set_value(0)
             busy.set_visibility(True)
             made = await run.io_bound(make)
             assert made is not None  # None only while the app shuts down
