@@ -169,7 +169,8 @@ def test_a_draft_sent_back_shows_its_author_the_comment(page: Any, ui_world: UiW
     assert page.get_by_test_id(f"state-bulletin-{content['id']}").inner_text() == "Đã duyệt"
 
 
-def test_a_leader_sees_only_the_drafts_of_their_own_commune(page: Any, ui_world: UiWorld, op_nu: As) -> None:
+def test_a_leader_sees_only_their_communes_drafts_and_new_ones_on_refresh(page: Any, ui_world: UiWorld,
+                                                                          op_nu: As) -> None:
     tag = uuid.uuid4().hex[:6]
     op_bui = As(ui_world, "op-bui", WRITER)
     theirs = op_bui.bulletin(f"Tin Trà Bui {tag}", "tra-bui")
@@ -179,6 +180,9 @@ def test_a_leader_sees_only_the_drafts_of_their_own_commune(page: Any, ui_world:
     page.get_by_test_id(f"draft-bulletin-{ours['id']}").wait_for()
     assert f"Tin Trà Bui {tag}" not in page.content()
     assert page.get_by_test_id(f"draft-bulletin-{theirs['id']}").count() == 0
+    later = op_nu.bulletin(f"Tin mới {tag}", "tra-nu")  # made while the leader has the page open
+    page.get_by_role("button", name="Làm mới").click()
+    page.get_by_test_id(f"draft-bulletin-{later['id']}").wait_for()
 
 
 def test_the_approval_page_fits_a_phone(phone: Any, ui_world: UiWorld, op_nu: As) -> None:

@@ -258,7 +258,9 @@ def _mine_list(staff: Staff) -> None:
 
 @staff_page(paths.APPROVAL, Right.CONTENT_APPROVE, "approval.title")
 def approval(staff: Staff) -> None:
-    ui.label(t("approval.title")).classes("text-h5")
+    with ui.row().classes("w-full items-center justify-between"):
+        ui.label(t("approval.title")).classes("text-h5")
+        refresh = ui.button(t("approval.refresh"), icon="refresh").props("flat no-caps color=teal-8")
     with staff.ctx() as ctx:
         count_waiting, count_mine = len(waiting(ctx)), len(mine(ctx))
     with ui.tabs().classes("w-full").props("align=left dense no-caps") as tabs:
@@ -266,13 +268,15 @@ def approval(staff: Staff) -> None:
         tab_mine = ui.tab("mine", t("approval.mine", n=count_mine)).props("data-testid=tab-mine")
     with ui.tab_panels(tabs, value=tab_waiting).classes("w-full bg-transparent").props("keep-alive"):
         with ui.tab_panel(tab_waiting).style("padding:0"):
-            queue(staff, lambda n: tab_waiting.set_label(t("approval.waiting", n=n)))
+            redraw = queue(staff, lambda n: tab_waiting.set_label(t("approval.waiting", n=n)))
         with ui.tab_panel(tab_mine).classes("gap-3").style("padding:0"):
             _mine_list(staff)
+    refresh.on_click(staff.act(redraw, "refresh approvals"))
 
 
-def queue(staff: Staff, counted: Callable[[int], object]) -> None:
-    """The waiting drafts, each with Duyệt / Trả lại; redrawn after every decision."""
+def queue(staff: Staff, counted: Callable[[int], object]) -> Callable[[], None]:
+    """The waiting drafts, each with Duyệt / Trả lại; redrawn after every decision (and by the function
+    returned)."""
     box = ui.column().classes("w-full gap-3")
 
     def draw() -> None:
@@ -322,6 +326,7 @@ def queue(staff: Staff, counted: Callable[[int], object]) -> None:
                 .props(f"no-caps color=positive data-testid=approve-{item.key}")
 
     draw()
+    return draw
 
 
 @staff_page(MINE, Right.CONTENT_WRITE, "approval.mine_title")
