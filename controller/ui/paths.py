@@ -18,5 +18,7 @@ TOKENS = "/ui/quan-tri/ma-api"
 
 
 def page_path(path: str) -> str:
-    """The path as NiceGUI registers it (below its mount point): `/ui/cum-loa` → `/cum-loa`."""
+    """The path as NiceGUI knows it, below its mount point: `/ui/cum-loa` → `/cum-loa`. Pages are registered
+    with it, and `ui.link` / `ui.navigate.to` take it (NiceGUI puts the mount point in front of an address
+    that starts with `/`); plain HTML (`href`, a form's `action`) and redirects take the full path."""
     return path[len(MOUNT):] or "/"

@@ -106,7 +106,7 @@ class Staff:
             self.refused(e, what)
             ui.notify(explain(e), type="negative", multi_line=True, close_button=t("common.close"))
             if isinstance(e, Unauthenticated):
-                ui.navigate.to(f"{paths.LOGIN}?error=ended")
+                ui.navigate.to(paths.page_path(f"{paths.LOGIN}?error=ended"))
         else:
             log.exception("UI action %s failed", what)
             ui.notify(t("common.error.unexpected"), type="negative", multi_line=True, close_button=t("common.close"))
@@ -167,11 +167,11 @@ def frame(staff: Staff, title: str, current_path: str, *, plain: bool = False) -
     with ui.header(elevated=True).classes("items-center gap-2 px-3 py-1 " + ("bg-red-8" if plain else "bg-teal-8")):
         if not plain:
             menu = ui.button(icon="menu").props("flat round dense color=white aria-label=Menu")
-        ui.link(t("common.app_name"), paths.HOME).classes("text-white text-lg font-bold no-underline")
+        ui.link(t("common.app_name"), paths.page_path(paths.HOME)).classes("text-white text-lg font-bold no-underline")
         ui.label(title).classes("text-white text-base gt-xs")
         ui.space()
         ui.link(t("common.signed_in_as", name=who.name, role=ROLES[who.role].title if who.role in ROLES else ""),
-                paths.ACCOUNT).classes("text-white text-sm no-underline gt-xs")
+                paths.page_path(paths.ACCOUNT)).classes("text-white text-sm no-underline gt-xs")
         logout_form(staff)
     if plain:
         return
@@ -180,7 +180,7 @@ def frame(staff: Staff, title: str, current_path: str, *, plain: bool = False) -
             if right is not None and not who.has(right):
                 continue
             active = path == current_path or (path != paths.HOME and current_path.startswith(path))
-            with ui.link(target=path).classes("no-underline w-full"):
+            with ui.link(target=paths.page_path(path)).classes("no-underline w-full"):
                 with ui.row().classes("items-center gap-3 px-3 py-2 rounded w-full "
                                       + ("bg-teal-1 text-teal-10 font-bold" if active else "text-grey-9")):
                     ui.icon(icon, color="red-8" if path == paths.EMERGENCY else None)
@@ -193,7 +193,7 @@ def no_access(title_key: str, text_key: str) -> None:
         ui.icon("block", size="xl", color="grey-7")
         ui.label(t(title_key)).classes("text-h6")
         ui.label(t(text_key)).classes("text-center")
-        ui.link(t("common.back_home"), paths.HOME)
+        ui.link(t("common.back_home"), paths.page_path(paths.HOME))
 
 
 def staff_page(path: str, right: Right | None, title_key: str, *, plain: bool = False) -> Callable[..., Any]:

@@ -126,3 +126,31 @@ def test_sign_in_never_redirects_to_another_site(page: Any, ui_world: UiWorld, t
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(f"{ui_world.url}/ui/")
+
+
+def test_the_menu_opens_every_page_the_person_may_use_and_only_those(page: Any, ui_world: UiWorld) -> None:
+    sign_in(page, ui_world, "admin")
+    entries = ["Tổng quan", "Cụm loa", "Bản đồ", "Thư viện", "Soạn tin", "Lịch phát", "Duyệt tin", "Báo cáo",
+               "Nhật ký", "Tài khoản", "Mã truy cập API"]
+    paths = ["/ui/", "/ui/cum-loa", "/ui/ban-do", "/ui/thu-vien", "/ui/soan-tin", "/ui/lich-phat", "/ui/duyet-tin",
+             "/ui/bao-cao", "/ui/nhat-ky", "/ui/quan-tri/tai-khoan", "/ui/quan-tri/ma-api"]
+    for name, path in zip(entries, paths, strict=True):
+        page.locator(".q-drawer").get_by_text(name, exact=True).click()
+        page.wait_for_url(f"{ui_world.url}{path}")
+        assert page.get_by_test_id("no-access").count() == 0, f"{name} refused the district admin"
+    # The emergency page is set apart (its own frame): reached from the menu too.
+    page.locator(".q-drawer").get_by_text("Khẩn cấp", exact=True).click()
+    page.wait_for_url(f"{ui_world.url}/ui/khan-cap")
+    page.get_by_test_id("logout").wait_for()
+    # A viewer's menu offers only what a viewer may do.
+    page.get_by_test_id("logout").click()
+    sign_in(page, ui_world, "viewer")
+    drawer = page.locator(".q-drawer")
+    drawer.get_by_text("Cụm loa", exact=True).wait_for()
+    for hidden in ("Soạn tin", "Duyệt tin", "Khẩn cấp", "Nhật ký", "Tài khoản", "Mã truy cập API"):
+        assert drawer.get_by_text(hidden, exact=True).count() == 0, f"a viewer is offered {hidden}"
+    page.goto(f"{ui_world.url}/ui/nhat-ky")  # typed by hand: refused, and audited
+    page.get_by_test_id("no-access").wait_for()
+    audit = ui_world.api.get("/api/v1/audit", params={"outcome": "refused", "action": "ui.page",
+                                                       "limit": 1000}).json()["data"]
+    assert any(e["action"] == "ui.page:/nhat-ky" and e["actor"].endswith(":viewer") for e in audit)
