@@ -145,10 +145,16 @@ def test_an_operator_sees_only_their_communes_and_the_districts_items(page: Any,
 
 def test_a_viewer_sees_the_library_without_upload_or_delete_and_cannot_compose(page: Any,
                                                                              ui_world: UiWorld) -> None:
-    title = unique("Tin cho người xem")
+    title, other = unique("Tin cho người xem"), unique("Tin Trà Bui cho người xem")
     announce(ui_world, title, "tra-nu")
+    announce(ui_world, other, "tra-bui")
     sign_in(page, ui_world, "viewer", next_path=LIBRARY)
     card = item(page, title)
+    card.wait_for()
+    item(page, other).wait_for()
+    page.get_by_test_id("commune-filter").click()  # the viewer's two communes: one at a time
+    page.get_by_role("option", name="Xã Trà Nú").click()
+    item(page, other).wait_for(state="detached")
     card.wait_for()
     assert card.get_by_test_id("item-audio").get_attribute("src")
     assert page.get_by_test_id("upload-card").count() == 0 and page.get_by_test_id("uploader").count() == 0

@@ -136,6 +136,7 @@ def _may_delete(who: Principal, item: Item) -> bool:
 @dataclass
 class _View:
     kind: str = "all"  # all | bulletin | announcement
+    commune: str | None = None  # None: every item the person may see
     limit: int = STEP
 
 
@@ -146,11 +147,11 @@ def _load(staff: Staff, view: _View) -> tuple[list[Item], int, dict[str, str]]:
         total = 0
         page = Page(limit=view.limit, offset=0)
         if view.kind in ("all", "bulletin"):
-            bulletins = content.list_bulletins(ctx, page)
+            bulletins = content.list_bulletins(ctx, page, commune=view.commune)
             items += bulletins.data
             total += bulletins.count
         if view.kind in ("all", "announcement"):
-            announcements = content.list_announcements(ctx, page)
+            announcements = content.list_announcements(ctx, page, commune=view.commune)
             items += announcements.data
             total += announcements.count
         names = commune_names(ctx)
@@ -306,13 +307,19 @@ def library(staff: Staff) -> None:
                     "data-testid=delete-confirm")
         dialog.open()
 
-    def choose(kind: str) -> None:
-        view.kind, view.limit = kind, STEP
+    def choose(kind: str, commune: str | None) -> None:
+        view.kind, view.commune, view.limit = kind, commune or None, STEP
         listing.refresh()
 
-    ui.toggle({"all": t("library.filter_all"), "bulletin": t("library.filter_bulletins"),
-               "announcement": t("library.filter_announcements")}, value="all",
-              on_change=lambda e: choose(e.value)).props("no-caps dense toggle-color=teal-8 data-testid=kind-filter")
+    with ui.row().classes("w-full items-center gap-2"):
+        kinds = ui.toggle({"all": t("library.filter_all"), "bulletin": t("library.filter_bulletins"),
+                           "announcement": t("library.filter_announcements")}, value="all").props(
+            "no-caps dense toggle-color=teal-8 data-testid=kind-filter")
+        where = ui.select({"": t("library.filter_communes"), **names}, value="").props(
+            "outlined dense options-dense data-testid=commune-filter").classes("w-full sm:w-64")
+        where.set_visibility(len(names) > 1)  # one commune: nothing to choose
+    kinds.on_value_change(lambda: choose(kinds.value, where.value))
+    where.on_value_change(lambda: choose(kinds.value, where.value))
 
     @ui.refreshable
     def listing() -> None:
