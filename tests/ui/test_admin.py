@@ -4,12 +4,15 @@ revoked in the page; the audit log filters refusals; who may not open these page
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import uuid
 from typing import Any
 
 import httpx
 import pytest
+
+from schedules import TZ
 
 from .conftest import PASSWORD, UiWorld, sign_in
 
@@ -113,6 +116,17 @@ def test_the_audit_log_filters_refusals(page: Any, ui_world: UiWorld) -> None:
     first = rows.first.inner_text()
     assert "viewer" in first and "Giao diện · mở trang" in first
     assert re.search(r"\d\d/\d\d/\d{4} \d\d:\d\d:\d\d", first)
+    # A period: from tomorrow on there is nothing yet; today's refusals are there.
+    tomorrow = dt.datetime.now(TZ).date() + dt.timedelta(days=1)
+    page.get_by_test_id("audit-start").fill(f"{tomorrow:%d/%m/%Y}")
+    page.get_by_test_id("audit-apply").click()
+    page.get_by_test_id("audit-count").filter(has_text="Không có mục nào").wait_for()
+    page.get_by_test_id("audit-start").fill(f"{tomorrow - dt.timedelta(days=1):%d/%m/%Y}")
+    page.get_by_test_id("audit-apply").click()
+    rows.filter(has_text="/nhat-ky").first.wait_for()
+    page.get_by_test_id("audit-start").fill("2026-12-01")
+    page.get_by_test_id("audit-apply").click()
+    page.get_by_text("Ngày phải viết theo dạng dd/mm/yyyy").wait_for()
 
 
 @pytest.mark.parametrize("who, path", [("viewer", APPROVAL), ("viewer", USERS), ("viewer", TOKENS), ("viewer", AUDIT),
@@ -127,8 +141,6 @@ def test_who_lacks_the_right_gets_no_access(page: Any, ui_world: UiWorld, who: s
 
 
 def test_audit_actions_times_and_dates_as_staff_read_them() -> None:
-    import datetime as dt
-
     from controller.ui.pages.audit_log import action_vi, parse_day, stamp
 
     assert action_vi("programme.return") == "Chương trình · trả lại"

@@ -24,7 +24,7 @@ from controller.db.models import ProgrammeCreate, Targets, User
 from controller.errors import Conflict
 from controller.services import Ctx
 from controller.services.accounts import issue_token, user_principal
-from controller.services.content import BulletinUpload, create_bulletin
+from controller.services.content import AnnouncementCreate, BulletinUpload, create_announcement, create_bulletin
 from controller.services.programmes import create_programme
 from schedules import TZ
 
@@ -70,6 +70,9 @@ class As:
 
         made = self._call(create_bulletin, BulletinUpload(title=title, filename="tin.wav", commune=commune), receive)
         return dict(made.model_dump())
+
+    def announcement(self, text: str, commune: str) -> dict[str, Any]:
+        return dict(self._call(create_announcement, AnnouncementCreate(text=text, commune=commune)).model_dump())
 
     def programme(self, title: str, bulletin_id: int, start: dt.datetime, commune: str = "tra-nu") -> dict[str, Any]:
         body = ProgrammeCreate(title=title, items=[{"bulletin_id": bulletin_id}],
@@ -190,3 +193,15 @@ def test_the_approval_page_fits_a_phone(phone: Any, ui_world: UiWorld, op_nu: As
     sign_in(phone, ui_world, "leader-nu", next_path=APPROVAL)
     phone.get_by_test_id(f"draft-bulletin-{draft['id']}").wait_for()
     assert phone.evaluate("document.documentElement.scrollWidth") <= 360
+
+
+def test_an_announcement_is_read_as_typed_and_as_it_will_be_spoken(page: Any, ui_world: UiWorld, op_nu: As) -> None:
+    made = op_nu.announcement(f"Họp dân lúc 8h ngày 15/12 tại nhà văn hóa {uuid.uuid4().hex[:4]}.", "tra-nu")
+    assert made["approved"] is False
+    sign_in(page, ui_world, "leader-nu", next_path=APPROVAL)
+    card = page.get_by_test_id(f"draft-announcement-{made['id']}")
+    card.wait_for()
+    assert "Họp dân lúc 8h ngày 15/12" in card.inner_text()
+    spoken = page.get_by_test_id(f"spoken-{made['id']}").inner_text()
+    assert spoken == made["normalized_text"] and "tám giờ" in spoken
+    assert card.locator("audio").count() == 1
