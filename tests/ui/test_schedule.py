@@ -158,6 +158,23 @@ def test_an_operator_is_offered_only_its_communes_and_a_forged_target_is_refused
     page.get_by_role("option").first.wait_for()
     assert page.get_by_role("option", name=re.compile("Trà Nú")).count() == 0
     page.keyboard.press("Escape")
+    # Nor is another commune's programme opened by its address, or its commune offered on the calendar.
+    tag = uid()
+    item = f"Tin Trà Nú {tag}"
+    theirs = ui_world.api.post("/api/v1/programmes", json={
+        "title": item, "items": [{"announcement_id": announcement(ui_world, item)}],
+        "targets": {"villages": ["tra-nu/thon-2"]}, "start": "2027-02-16T21:07:00+07:00"}).json()
+    page.goto(f"{ui_world.url}/ui/lich-phat/chuong-trinh/{theirs['id']}")
+    page.get_by_test_id("no-access").wait_for()
+    assert page.get_by_test_id("title").count() == 0
+    page.goto(f"{ui_world.url}{SCHEDULE}?tuan=2027-02-15&xa=tra-nu")
+    page.get_by_test_id("day-2027-02-16").wait_for()
+    assert page.get_by_test_id(f"occ-{theirs['id']}").count() == 0 and page.get_by_text(item).count() == 0
+    page.get_by_test_id("scope").click()
+    page.get_by_role("option", name="Xã Trà Bui").wait_for()
+    assert page.get_by_role("option", name="Xã Trà Nú").count() == 0
+    page.keyboard.press("Escape")
+    ui_world.api.delete(f"/api/v1/programmes/{theirs['id']}")
     # The service is what refuses: a programme for tra-nu by op-bui, as a forged call would ask.
     with Session(ui_world.testbed.engine) as s:
         who = Principal.for_user(0, "op-bui", "commune_operator", frozenset({"tra-bui"}))
