@@ -293,6 +293,7 @@ class ConfirmDialog:
         if self.body is None:
             return
         self.send.disable()
+        self.send.props("loading")  # the speech is made first: a few seconds for a long text
         body, self.body = self.body, None
         try:
             with self.staff.ctx() as ctx:
@@ -301,6 +302,8 @@ class ConfirmDialog:
             self.body = body  # the same request id again: a retry cannot send twice
             self.send.enable()
             raise
+        finally:
+            self.send.props(remove="loading")
         self.dialog.close()
         ui.notify(t("emergency.confirm.sent", count=len(sent.receivers)), type="positive")
         ui.navigate.to(href(f"{paths.EMERGENCY}/{sent.id}"))
