@@ -246,7 +246,8 @@ def _send_back(ctx: Ctx, item: Item, comment: str) -> str:
     return programme_service.return_programme(ctx, item.row.id, comment).title
 
 
-def _mine_list(staff: Staff) -> None:
+def _mine_list(staff: Staff) -> int:
+    """The person's own drafts, as cards; returns how many."""
     with staff.ctx() as ctx:
         items, names = mine(ctx), _names(ctx)
     ui.label(t("approval.mine_hint")).classes("text-sm text-grey-8")
@@ -254,6 +255,7 @@ def _mine_list(staff: Staff) -> None:
         ui.label(t("approval.nothing_mine")).classes("text-grey-7 q-pa-md").props("data-testid=nothing-mine")
     for item in items:
         _card(item, names, None)
+    return len(items)
 
 
 @staff_page(paths.APPROVAL, Right.CONTENT_APPROVE, "approval.title")
@@ -261,16 +263,14 @@ def approval(staff: Staff) -> None:
     with ui.row().classes("w-full items-center justify-between"):
         ui.label(t("approval.title")).classes("text-h5")
         refresh = ui.button(t("approval.refresh"), icon="refresh").props("flat no-caps color=teal-8")
-    with staff.ctx() as ctx:
-        count_waiting, count_mine = len(waiting(ctx)), len(mine(ctx))
     with ui.tabs().classes("w-full").props("align=left dense no-caps") as tabs:
-        tab_waiting = ui.tab("waiting", t("approval.waiting", n=count_waiting)).props("data-testid=tab-waiting")
-        tab_mine = ui.tab("mine", t("approval.mine", n=count_mine)).props("data-testid=tab-mine")
+        tab_waiting = ui.tab("waiting").props("data-testid=tab-waiting")
+        tab_mine = ui.tab("mine").props("data-testid=tab-mine")
     with ui.tab_panels(tabs, value=tab_waiting).classes("w-full bg-transparent").props("keep-alive"):
         with ui.tab_panel(tab_waiting).style("padding:0"):
             redraw = queue(staff, lambda n: tab_waiting.set_label(t("approval.waiting", n=n)))
         with ui.tab_panel(tab_mine).classes("gap-3").style("padding:0"):
-            _mine_list(staff)
+            tab_mine.set_label(t("approval.mine", n=_mine_list(staff)))
     refresh.on_click(staff.act(redraw, "refresh approvals"))
 
 
