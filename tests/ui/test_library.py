@@ -22,7 +22,9 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from controller.db.models import Bulletin, MediaFile
+from controller.policy import Principal, Right
 from controller.services.accounts import issue_token
+from controller.ui.pages.library import actor_name, commune_choices, lufs_vi
 from controller.ui.upload_limit import MULTIPART_OVERHEAD, UploadLimit
 from schedules import TZ
 from tests.samples import make
@@ -224,3 +226,13 @@ def test_the_ui_refuses_a_declared_oversize_upload_at_once(ui_world: UiWorld) ->
         conn.sendall(b"POST /ui/_nicegui/client/someone/upload/1 HTTP/1.1\r\nHost: x\r\n"
                      b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 900000000\r\n\r\n")
         assert conn.recv(200).startswith(b"HTTP/1.1 413")
+
+
+def test_loudness_makers_and_where_one_may_publish_read_as_staff_expect() -> None:
+    assert lufs_vi(-23.44) == "−23,4" and lufs_vi(-16.0) == "−16,0" and lufs_vi(-15.96) == "−16,0"
+    assert actor_name("user:3:op-nu") == "op-nu" and actor_name("token:7:ui-tests") == "ui-tests"
+    names = {"tra-bui": "Xã Trà Bui", "tra-nu": "Xã Trà Nú"}
+    district = Principal("user", 1, "huyen", frozenset({Right.CONTENT_WRITE}), None)
+    nu = Principal("user", 2, "op-nu", frozenset({Right.CONTENT_WRITE}), frozenset({"tra-nu"}))
+    assert commune_choices(district, names) == {"": "Toàn huyện", **names}
+    assert commune_choices(nu, names) == {"tra-nu": "Xã Trà Nú"}
