@@ -5,10 +5,12 @@ nothing stored, deleting (and a delete refused because a programme uses the item
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
 import re
 import socket
 import string
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,6 @@ from starlette.testclient import TestClient
 from controller.db.models import Bulletin, MediaFile
 from controller.policy import Principal, Right
 from controller.services.accounts import issue_token
-from controller.ui.pages.library import actor_name, commune_choices, lufs_vi
 from controller.ui.upload_limit import MULTIPART_OVERHEAD, UploadLimit
 from schedules import TZ
 from tests.samples import make
@@ -229,6 +230,9 @@ def test_the_ui_refuses_a_declared_oversize_upload_at_once(ui_world: UiWorld) ->
 
 
 def test_loudness_makers_and_where_one_may_publish_read_as_staff_expect() -> None:
+    os.environ.setdefault("NICEGUI_STORAGE_PATH", tempfile.mkdtemp(prefix="tt-nicegui-"))  # as test_page_policy
+    from controller.ui.pages.library import actor_name, commune_choices, lufs_vi
+
     assert lufs_vi(-23.44) == "−23,4" and lufs_vi(-16.0) == "−16,0" and lufs_vi(-15.96) == "−16,0"
     assert actor_name("user:3:op-nu") == "op-nu" and actor_name("token:7:ui-tests") == "ui-tests"
     names = {"tra-bui": "Xã Trà Bui", "tra-nu": "Xã Trà Nú"}
