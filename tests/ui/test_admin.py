@@ -67,6 +67,30 @@ def test_an_admin_creates_a_commune_operator_who_sees_only_their_commune(page: A
         context.close()
 
 
+def test_an_account_for_every_commune_and_a_role_changed_in_the_page(page: Any, ui_world: UiWorld) -> None:
+    name = f"truc-{uuid.uuid4().hex[:6]}"
+    sign_in(page, ui_world, "admin", next_path=USERS)
+    page.get_by_test_id("new-user").click()
+    page.get_by_test_id("user-username").fill(name)
+    page.get_by_test_id("user-password").fill(PASSWORD)
+    _choose(page, "user-role", "Trực khẩn cấp")
+    page.get_by_test_id("user-every-commune").click()
+    page.get_by_test_id("user-save").click()
+    card = page.get_by_test_id(f"user-{name}")
+    card.wait_for()
+    assert "Trực khẩn cấp" in card.inner_text() and "Toàn huyện" in card.inner_text()
+    page.get_by_test_id(f"edit-{name}").click()
+    _choose(page, "user-role", "Xem")
+    page.get_by_test_id("user-every-commune").click()  # no longer every commune: name them
+    _choose(page, "user-communes", "Xã Trà Bui")
+    page.keyboard.press("Escape")
+    page.get_by_test_id("user-save").click()
+    card.filter(has_text="Xã Trà Bui").wait_for()
+    assert "Vai trò: Xem" in card.inner_text()
+    users = ui_world.api.get("/api/v1/users", params={"limit": 1000}).json()["data"]
+    assert [(u["role"], u["communes"]) for u in users if u["username"] == name] == [("viewer", ["tra-bui"])]
+
+
 def test_a_token_made_in_the_page_is_shown_once_works_and_is_revoked(page: Any, ui_world: UiWorld) -> None:
     label = f"Hệ thống thử {uuid.uuid4().hex[:6]}"
     sign_in(page, ui_world, "admin", next_path=TOKENS)

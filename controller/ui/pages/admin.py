@@ -71,24 +71,31 @@ def _confirm(title: str, text: str, button: str, color: str, action: Callable[[]
 
 
 class UserForm:
-    """The fields of an account: role by its Vietnamese title, communes unless the role is the district's."""
+    """The fields of an account: role by its Vietnamese title; for a commune role, its communes (or every
+    commune, as an emergency duty officer or a district viewer has); a district role has them all."""
 
     def __init__(self, names: dict[str, str], user: UserPublic | None = None) -> None:
         self.role = ui.select({name: role.title for name, role in ROLES.items()}, label=t("admin.role"),
                               value=user.role if user else "commune_operator").classes("w-full").props(
             "outlined data-testid=user-role")
+        everywhere = user is not None and user.communes is None and not ROLES[user.role].district
+        self.everywhere = ui.checkbox(t("admin.every_commune"), value=everywhere).props(
+            "data-testid=user-every-commune")
         self.communes = ui.select(names, label=t("admin.communes"), multiple=True,
                                   value=list(user.communes or []) if user else []).classes("w-full").props(
             "outlined use-chips data-testid=user-communes")
-        self.role.on_value_change(lambda: self._district())
-        self._district()
+        self.role.on_value_change(self._shown)
+        self.everywhere.on_value_change(self._shown)
+        self._shown()
 
-    def _district(self) -> None:
-        self.communes.set_visibility(not ROLES[self.role.value].district)
+    def _shown(self) -> None:
+        district = ROLES[self.role.value].district
+        self.everywhere.set_visibility(not district)
+        self.communes.set_visibility(not district and not self.everywhere.value)
 
     def communes_value(self) -> list[str] | None:
-        """None for a district role; else the chosen communes (a message, and ValueError, when none is)."""
-        if ROLES[self.role.value].district:
+        """None for every commune; else the chosen communes (a message, and ValueError, when none is)."""
+        if ROLES[self.role.value].district or self.everywhere.value:
             return None
         chosen = list(self.communes.value or [])
         if not chosen:
