@@ -46,8 +46,11 @@ def field(page: Any, testid: str, value: str) -> None:
     box.press_sequentially(value)
 
 
-def pick(page: Any, testid: str, option: str) -> None:
+def pick(page: Any, testid: str, option: str, search: str | None = None) -> None:
+    """Choose `option` in a select (typing `search` first: long lists show only what is scrolled to)."""
     page.get_by_test_id(testid).click()
+    if search:
+        page.get_by_test_id(testid).press_sequentially(search)
     page.get_by_role("option", name=re.compile(re.escape(option))).first.click()
     page.keyboard.press("Escape")
 
@@ -301,3 +304,28 @@ def test_validity_and_days_skipped_shape_the_calendar(page: Any, ui_world: UiWor
     (saved,) = programmes(ui_world, item)
     assert saved["exdates"] == ["2027-03-03"] and saved["valid_until"] == "2027-03-05"
     ui_world.api.delete(f"/api/v1/programmes/{saved['id']}")
+
+
+def test_a_clash_is_resolved_by_playing_after_the_other(page: Any, ui_world: UiWorld) -> None:
+    tag = uid()
+    item = f"Tin thời tiết {tag}"
+    ident = announcement(ui_world, item)
+    base = ui_world.api.post("/api/v1/programmes", json={
+        "title": item, "items": [{"announcement_id": ident}], "targets": {"villages": ["tra-nu/thon-3"]},
+        "start": "2027-02-22T03:11:00+07:00"}).json()
+    sign_in(page, ui_world, "admin", next_path=SCHEDULE)
+    page.goto(f"{ui_world.url}{FORM}")
+    title = f"Phát sau {tag}"
+    fill_programme(page, title, item, "22/02/2027", "03:11", None)
+    pick(page, "villages", "Thôn 3 (Xã Trà Nú)", search="Thôn 3 (Xã Trà N")
+    page.get_by_test_id("clash-status").get_by_text(f"Trùng với «{item}» lúc 03:11").wait_for()
+    pick(page, "order", "Phát ngay sau")
+    page.get_by_test_id("clash-status").get_by_text("Không trùng lịch").wait_for()
+    page.get_by_test_id("save").click()
+    page.wait_for_url(re.compile(r"^http://[^/]+/ui/lich-phat\?tuan=2027-02-22&xa=tra-nu"))
+    (saved,) = programmes(ui_world, title)
+    after = day_box(page, "2027-02-22").get_by_test_id(f"occ-{saved['id']}")
+    after.get_by_test_id("shifted").wait_for()
+    assert saved["order"] == "after"
+    for pid in (saved["id"], base["id"]):
+        ui_world.api.delete(f"/api/v1/programmes/{pid}")

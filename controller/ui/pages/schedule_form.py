@@ -139,6 +139,7 @@ class Form:
     valid_until: str = ""
     exdates: list[str] = field(default_factory=list)  # dd/mm/yyyy
     priority: str = "normal"
+    order: str = ""  # "": a clash is refused; "before" / "after": played before / after the other
 
     @classmethod
     def of(cls, p: ProgrammePublic) -> Form:
@@ -150,7 +151,8 @@ class Form:
                 start_date=f"{start:%d/%m/%Y}", start_time=f"{start:%H:%M}",
                 valid_from=f"{p.valid_from:%d/%m/%Y}" if p.valid_from else "",
                 valid_until=f"{p.valid_until:%d/%m/%Y}" if p.valid_until else "",
-                exdates=[f"{dt.date.fromisoformat(d):%d/%m/%Y}" for d in p.exdates], priority=p.priority)
+                exdates=[f"{dt.date.fromisoformat(d):%d/%m/%Y}" for d in p.exdates], priority=p.priority,
+                order=p.order or "")
         if rec is None:
             f.kind, f.custom_rule = "custom", p.rrule
         else:
@@ -210,14 +212,14 @@ class Form:
         items = [{f"{k.partition(':')[0]}_id": int(k.partition(":")[2])} for k in self.items]
         return ProgrammeCreate(title=self.title.strip(), items=items, targets=targets, start=start, rrule=rule,
                                exdates=exdates, valid_from=valid_from, valid_until=valid_until,
-                               priority=self.priority)  # type: ignore[arg-type]
+                               priority=self.priority, order=self.order or None)  # type: ignore[arg-type]
 
     def update(self) -> ProgrammeUpdate:
-        """For an edit: every field the form holds (pausing and the stated order are left as they are)."""
+        """For an edit: every field the form holds (pausing is left as it is)."""
         b = self.body()
         return ProgrammeUpdate(title=b.title, items=b.items, targets=b.targets, start=b.start, rrule=b.rrule,
                                exdates=b.exdates, valid_from=b.valid_from, valid_until=b.valid_until,
-                               priority=b.priority)
+                               priority=b.priority, order=b.order)
 
     def reach(self, c: Choices) -> int:
         if self.all:
@@ -414,6 +416,10 @@ async def programme_page(staff: Staff, pid: str, xa: str | None = None) -> None:
         if form.priority == "emergency":
             priorities["emergency"] = t("schedule.priority.emergency")
         ui.toggle(priorities).bind_value(form, "priority").props("data-testid=priority").on_value_change(changed)
+        orders = {"": t("schedule.form.order.none"), "before": t("schedule.form.order.before"),
+                  "after": t("schedule.form.order.after")}
+        ui.select(orders, label=t("schedule.form.order.label")).bind_value(form, "order").props(
+            "dense outlined data-testid=order").classes("w-full sm:w-96").on_value_change(changed)
 
     with ui.card().classes("w-full gap-2"):
         verdict = ui.label().classes("text-body1").props("data-testid=clash-status")
