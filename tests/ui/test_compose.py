@@ -60,6 +60,7 @@ def test_compose_preview_abbreviation_listen_and_save(page: Any, ui_world: UiWor
     page.get_by_test_id("compose-save").click()
     page.get_by_test_id("compose-saved").wait_for(timeout=60_000)
     assert announcements(ui_world) == kept + 1
+    assert page.get_by_test_id("compose-saved-audio").get_attribute("src")
     page.get_by_test_id("compose-to-library").click()
     page.wait_for_url("**/ui/thu-vien")
     card = page.get_by_test_id("library-items").locator("[data-testid^=announcement-]", has_text=title)
@@ -90,3 +91,13 @@ def test_compose_fits_a_phone(phone: Any, ui_world: UiWorld) -> None:
     phone.get_by_test_id("abbr-card").wait_for()
     phone.get_by_test_id("compose-preview").get_by_text(re.compile("rất dài")).wait_for()
     assert phone.evaluate("document.documentElement.scrollWidth") <= 360
+
+
+def test_after_saving_a_new_text_can_be_started(page: Any, ui_world: UiWorld) -> None:
+    sign_in(page, ui_world, "op-nu", next_path=COMPOSE)
+    page.get_by_test_id("compose-text").fill(f"Thông báo ngắn {word()}.")
+    page.get_by_test_id("compose-save").click()
+    page.get_by_test_id("compose-new").click()
+    wait_text(page.get_by_test_id("compose-preview"), "(Chưa có nội dung)")
+    assert page.get_by_test_id("compose-text").input_value() == ""
+    assert page.get_by_test_id("compose-saved").count() == 0

@@ -324,5 +324,13 @@ def _actions(staff: Staff, form: _Form) -> None:
                 ui.link(t("compose.to_library"), paths.page_path(paths.LIBRARY)).props(
                     "data-testid=compose-to-library")
 
+            def again() -> None:
+                form.text.set_value("")
+                form.headline.set_value("")
+                result.clear()
+
+            ui.button(t("compose.discard"), icon="edit_note", on_click=again).props(
+                "flat color=teal-8 data-testid=compose-new")
+
     listen.on_click(staff.act(do_listen, "announcement.listen"))
     save.on_click(staff.act(do_save, "announcement.create"))
