@@ -92,6 +92,21 @@ def test_an_operator_uploads_a_recording_sees_its_loudness_and_plays_it(page: An
     assert 10 < duration < 14
 
 
+def test_a_district_admin_uploads_for_the_whole_district(page: Any, ui_world: UiWorld, tmp_path: Path) -> None:
+    title = unique("Bản tin toàn huyện")
+    sample = make(tmp_path / "huyen.mp3", seconds=4.0, gain_db=-12)
+    sign_in(page, ui_world, "admin", next_path=LIBRARY)
+    assert page.get_by_test_id("upload-commune").inner_text().strip().endswith("Toàn huyện")  # the default
+    page.get_by_test_id("upload-title").fill(title)
+    page.get_by_test_id("uploader").locator("input[type=file]").set_input_files(str(sample))
+    page.get_by_test_id("upload-done").wait_for(timeout=60_000)
+    card = item(page, title)
+    text = card.inner_text()
+    assert "Toàn huyện" in text and "Đã duyệt" in text  # an approver's own upload is approved at once
+    listed = ui_world.api.get("/api/v1/bulletins", params={"limit": 1000}).json()["data"]
+    assert next(b for b in listed if b["title"] == title)["commune"] is None
+
+
 def test_a_file_that_is_not_audio_is_refused_in_vietnamese_and_nothing_is_stored(page: Any, ui_world: UiWorld,
                                                                                 tmp_path: Path) -> None:
     title = unique("Không phải âm thanh")
