@@ -1,7 +1,8 @@
 """Khẩn cấp in Chromium: emergency duty sends a warning to one small commune (Trà Ka) whose simulated
 receivers really play it — the confirmation shows the text exactly as it will be read (built-in and district
 abbreviations, never the commune's list) and how many receivers it reaches — then follows it to 100 %; a second
-one is stopped through its confirmation; people without the right, or outside the communes it reached, do not
+one is stopped through its confirmation; a CAP alert that arrived is listed with the emergency it became;
+people without the right, or outside the communes it reached, do not
 see it; the page and the progress page fit a phone.
 
 Every emergency here targets Trà Ka only and is finished or cancelled before its test ends, so the other UI
@@ -10,7 +11,9 @@ tests' receivers are undisturbed."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +24,7 @@ from controller.services.emergencies import read_aloud
 
 from .conftest import PASSWORD, UiWorld, sign_in, wait_text
 
+SAMPLES = Path(__file__).parents[1] / "controller" / "cap_samples"
 COMMUNE, COMMUNE_NAME = "tra-ka", "Xã Trà Ka"
 ABBR = "KCUITEST"  # a district abbreviation of this test's own; Trà Ka's own list says otherwise
 TEXT = f"UBND xã thông báo {ABBR}: lũ quét, bà con tránh xa suối."
@@ -179,6 +183,33 @@ def test_approved_content_to_one_village_is_confirmed_before_anything_is_sent(pa
     page.get_by_test_id("em-send-cancel").click()
     page.get_by_test_id("em-confirm").wait_for(state="hidden")
     assert ui_world.api.get("/api/v1/emergencies").json()["count"] == before
+
+
+def test_a_cap_alert_that_arrived_is_listed_with_the_emergency_it_became(page: Any, ui_world: UiWorld) -> None:
+    """An exercise alert for Trà Ka: it plays only on a receiver marked for tests, and is stopped at the end."""
+    tester = ui_world.receivers(COMMUNE)[0]
+    assert ui_world.api.patch(f"/api/v1/receivers/{tester}", json={"accepts_tests": True}).status_code == 200
+    ident = f"UI-DT-{uuid.uuid4().hex[:8]}"
+    xml = (SAMPLES / "flash-flood-exercise.xml").read_text(encoding="utf-8")
+    xml = (xml.replace("BTM-DT-2024-05-01", ident).replace("xã Trà Tân và xã Trà Giác", "xã Trà Ka")
+           .replace("Xã Trà Tân, xã Trà Giác", COMMUNE_NAME).replace("20923", "20932")
+           .replace("<geocode><valueName>MaDVHC</valueName><value>20926</value></geocode>", ""))
+    r = ui_world.api.post("/api/v1/cap", content=xml.encode(), headers={"Content-Type": "application/cap+xml"})
+    assert r.status_code == 202, r.text
+    eid = r.json()["id"]
+    try:
+        sign_in(page, ui_world, "duty", next_path="/ui/khan-cap")
+        card = page.get_by_test_id(f"cap-{eid}")
+        card.wait_for()
+        shown = card.inner_text()
+        assert "Diễn tập: cảnh báo lũ quét tại xã Trà Ka" in shown and "Diễn tập" in shown
+        assert "bch-pctt-bactramy@canhbao.example" in shown and COMMUNE_NAME in shown
+        card.get_by_text("Đã phát thành thông báo khẩn cấp").click()
+        page.wait_for_url(f"{ui_world.url}/ui/khan-cap/{eid}")
+        wait_text(page.get_by_test_id("count-targeted"), "1", timeout=LIVE_S)
+    finally:
+        ui_world.api.post(f"/api/v1/emergencies/{eid}/cancel")
+        ui_world.api.patch(f"/api/v1/receivers/{tester}", json={"accepts_tests": False})
 
 
 @pytest.mark.parametrize("who", ["op-bui", "viewer"])
