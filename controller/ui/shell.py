@@ -143,6 +143,7 @@ NAV: list[tuple[str, str, str, Right | None]] = [  # path, text key, icon, right
     (paths.COMPOSE, "common.nav.compose", "record_voice_over", Right.CONTENT_WRITE),
     (paths.SCHEDULE, "common.nav.schedule", "calendar_month", Right.CONTENT_READ),
     (paths.APPROVAL, "common.nav.approval", "fact_check", Right.CONTENT_APPROVE),
+    (paths.MY_DRAFTS, "common.nav.my_drafts", "drafts", Right.CONTENT_WRITE),
     (paths.EMERGENCY, "common.nav.emergency", "campaign", Right.EMERGENCY),
     (paths.REPORTS, "common.nav.reports", "bar_chart", Right.CONTENT_READ),
     (paths.AUDIT, "common.nav.audit", "history", Right.ADMIN),
@@ -179,7 +180,8 @@ def frame(staff: Staff, title: str, current_path: str, *, plain: bool = False) -
         for path, key, icon, right in NAV:
             if right is not None and not who.has(right):
                 continue
-            active = path == current_path or (path != paths.HOME and current_path.startswith(path))
+            active = path == current_path or (path != paths.HOME and current_path.startswith(path + "/")
+                                              and not any(p == current_path for p, *_ in NAV))
             with ui.link(target=paths.page_path(path)).classes("no-underline w-full"):
                 with ui.row().classes("items-center gap-3 px-3 py-2 rounded w-full "
                                       + ("bg-teal-1 text-teal-10 font-bold" if active else "text-grey-9")):

@@ -130,10 +130,10 @@ def test_sign_in_never_redirects_to_another_site(page: Any, ui_world: UiWorld, t
 
 def test_the_menu_opens_every_page_the_person_may_use_and_only_those(page: Any, ui_world: UiWorld) -> None:
     sign_in(page, ui_world, "admin")
-    entries = ["Tổng quan", "Cụm loa", "Bản đồ", "Thư viện", "Soạn tin", "Lịch phát", "Duyệt tin", "Báo cáo",
-               "Nhật ký", "Tài khoản", "Mã truy cập API"]
+    entries = ["Tổng quan", "Cụm loa", "Bản đồ", "Thư viện", "Soạn tin", "Lịch phát", "Duyệt tin", "Tin của tôi",
+               "Báo cáo", "Nhật ký", "Tài khoản", "Mã truy cập API"]
     paths = ["/ui/", "/ui/cum-loa", "/ui/ban-do", "/ui/thu-vien", "/ui/soan-tin", "/ui/lich-phat", "/ui/duyet-tin",
-             "/ui/bao-cao", "/ui/nhat-ky", "/ui/quan-tri/tai-khoan", "/ui/quan-tri/ma-api"]
+             "/ui/duyet-tin/cua-toi", "/ui/bao-cao", "/ui/nhat-ky", "/ui/quan-tri/tai-khoan", "/ui/quan-tri/ma-api"]
     for name, path in zip(entries, paths, strict=True):
         page.locator(".q-drawer").get_by_text(name, exact=True).click()
         page.wait_for_url(f"{ui_world.url}{path}")
@@ -147,7 +147,7 @@ def test_the_menu_opens_every_page_the_person_may_use_and_only_those(page: Any, 
     sign_in(page, ui_world, "viewer")
     drawer = page.locator(".q-drawer")
     drawer.get_by_text("Cụm loa", exact=True).wait_for()
-    for hidden in ("Soạn tin", "Duyệt tin", "Khẩn cấp", "Nhật ký", "Tài khoản", "Mã truy cập API"):
+    for hidden in ("Soạn tin", "Duyệt tin", "Tin của tôi", "Khẩn cấp", "Nhật ký", "Tài khoản", "Mã truy cập API"):
         assert drawer.get_by_text(hidden, exact=True).count() == 0, f"a viewer is offered {hidden}"
     page.goto(f"{ui_world.url}/ui/nhat-ky")  # typed by hand: refused, and audited
     page.get_by_test_id("no-access").wait_for()

@@ -31,7 +31,7 @@ from ..i18n import t
 from ..recurrence import describe
 from ..shell import Staff, staff_page
 
-MINE = paths.APPROVAL + "/cua-toi"  # the author's own drafts, for those who may not approve
+MINE = paths.MY_DRAFTS  # the author's own drafts, for those who may not approve
 ALL = Page(limit=1000)
 Kind = Literal["bulletin", "announcement", "programme"]
 Draft = BulletinPublic | AnnouncementPublic | ProgrammePublic
