@@ -174,7 +174,8 @@ async def status_changes(browser: Any, url: str, state: Any, probe: Any, online:
     context = await browser.new_context(storage_state=state)
     page = await context.new_page()
     await counts_shown(page, url, online)
-    down, up = [], []
+    down: list[float] = []
+    up: list[float] = []
     for _ in range(rounds):
         for target, times, action in ((online - 1, down, probe.stop), (online, up, probe.start)):
             started = time.perf_counter()
