@@ -245,6 +245,11 @@ def test_the_pages_fit_a_phone(phone: Any, ui_world: UiWorld, finished: dict[str
     phone.get_by_test_id("em-review").wait_for()
     phone.get_by_text("Các lần phát khẩn cấp gần đây").wait_for()
     assert phone.evaluate("document.documentElement.scrollWidth") <= 360
+    compose(phone, LONG_TEXT, repeat=1)  # the confirmation of a long text fits too; nothing is sent
+    phone.get_by_test_id("em-confirm-count").wait_for()
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 360
+    phone.get_by_test_id("em-send-cancel").click()
+    phone.get_by_test_id("em-confirm").wait_for(state="hidden")
     eid = played(ui_world, finished)
     phone.goto(f"{ui_world.url}/ui/khan-cap/{eid}")
     phone.get_by_test_id("em-receivers").wait_for()
