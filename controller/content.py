@@ -55,12 +55,17 @@ def make_media(session: Session, store: MediaStore, source: Path, fmt: Broadcast
     return media, result
 
 
+# What an IngestError says → the code a face puts into its own words (`errors.<code>` in the staff UI).
+INGEST_CODES = (("could not be decoded", "audio_damaged"), ("audio is empty", "audio_empty"),
+                ("audio lasts", "audio_too_long"), ("audio is silent", "audio_silent"))
+
+
 def ingest_error(e: IngestError) -> DomainError:
     """The domain error for input that cannot become broadcast audio: 415 for what is not audio at all."""
     message = str(e)
     if "not audio" in message or "no audio track" in message:
         return Unsupported(message)
-    return Invalid(message)
+    return Invalid(message, code=next((code for words, code in INGEST_CODES if words in message), None))
 
 
 def media_url(sha: str) -> str:

@@ -1,6 +1,6 @@
 """Listening before saving (`listen_announcement`, the staff UI's "Nghe thử"): the same audio saving would make,
-checked like making it, and nothing kept; a delete refused because a programme uses the item says so in a
-code the UI can put into words; abbreviations refused for a reason the UI names."""
+checked like making it, and nothing kept; a delete refused because a programme uses the item, an upload that
+cannot become broadcast audio and abbreviations refused each say why in a code the UI can put into words."""
 
 from __future__ import annotations
 
@@ -11,18 +11,20 @@ import pytest
 from sqlmodel import Session, func, select
 
 from controller.db.models import Announcement, AuditEntry, MediaFile
-from controller.errors import Conflict, Forbidden, Hidden, Invalid
+from controller.errors import Conflict, Forbidden, Hidden, Invalid, Unsupported
 from controller.policy import Principal, Right
 from controller.services import Ctx
 from controller.services.abbreviations import AbbreviationPut, put_abbreviation
 from controller.services.content import (
     AnnouncementCreate,
+    BulletinUpload,
     create_announcement,
+    create_bulletin,
     delete_announcement,
     listen_announcement,
 )
 from tests.conftest import Api
-from tests.samples import integrated_lufs
+from tests.samples import integrated_lufs, make
 
 WRITER = frozenset({Right.CONTENT_READ, Right.CONTENT_WRITE})
 NU = Principal("user", 41, "op-nu", WRITER, frozenset({"tra-nu"}))
@@ -99,3 +101,23 @@ def test_refused_abbreviations_carry_codes(api: Api) -> None:
             put_abbreviation(ctx, "hai từ", AbbreviationPut(expansion="x", commune="tra-nu"))
     assert negation.value.code == "abbr_negation" and negation.value.params == {"word": "Không"}
     assert two_words.value.code == "abbr_one_word"
+
+
+def test_an_upload_that_cannot_become_broadcast_audio_says_why_in_a_code(api: Api, tmp_path: Path) -> None:
+    silent = make(tmp_path / "im-lang.wav", seconds=3.0, gain_db=-120)
+    text = tmp_path / "bien-ban.mp3"
+    text.write_text("không phải âm thanh\n" * 100)
+    with Session(api.engine) as s:
+        ctx = ctx_of(api, s, NU)
+        before = counts(s)
+        for source, kind, code in [(silent, Invalid, "audio_silent"), (text, Unsupported, None)]:
+            copy = tmp_path / f"upload-{source.name}"
+
+            def receive(_directory: Path, source: Path = source, copy: Path = copy) -> Path:
+                copy.write_bytes(source.read_bytes())
+                return copy
+
+            with pytest.raises(kind) as refused:
+                create_bulletin(ctx, BulletinUpload(title="Thử", filename=source.name, commune="tra-nu"), receive)
+            assert refused.value.code == code and not copy.exists()  # the received file is gone
+        assert counts(s)[:2] == before[:2]
