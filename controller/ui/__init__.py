@@ -25,7 +25,7 @@ def mount(app: FastAPI, settings: Settings) -> None:
 
     from controller.services.sessions import LoginThrottle
 
-    from . import auth, live, pages  # noqa: F401  # pages registers every page
+    from . import auth, live, pages, upload_limit  # noqa: F401  # pages registers every page
 
     host.attach(app)
     app.state.login_throttle = LoginThrottle(settings.ui.login_failures, settings.ui.login_failures_per_address,
@@ -38,6 +38,7 @@ def mount(app: FastAPI, settings: Settings) -> None:
     def ui_root() -> RedirectResponse:
         return RedirectResponse(paths.HOME)
 
+    upload_limit.install()  # the server's own limit on files sent to upload elements, before NiceGUI stores them
     ui.run_with(app, mount_path=paths.MOUNT, title="Truyền thanh", language="vi", favicon="📢",
                 show_welcome_message=False, reconnect_timeout=10.0)
     # The page's websocket only from the page's own origin (scheme://host, as uvicorn sees it behind a proxy

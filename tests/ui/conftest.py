@@ -140,14 +140,26 @@ def phone(browser: Any) -> Iterator[Any]:
     yield from _page(browser, viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)
 
 
-def sign_in(page: Any, world: UiWorld, who: str, *, next_path: str = "/ui/") -> None:
-    """Sign in through the real login form and wait for the page the form leads to."""
+_SESSIONS: dict[str, list[Any]] = {}  # username → the cookie of a live session, to skip the form next time
+
+
+def sign_in(page: Any, world: UiWorld, who: str, *, next_path: str = "/ui/", fresh: bool = False) -> None:
+    """Signed in as `who` on `next_path`: through the real login form the first time (or with `fresh`), then
+    by reusing that session's cookie while it lives (a test that signs out ends it: the form is used again)."""
+    if not fresh and who in _SESSIONS:
+        page.context.add_cookies(_SESSIONS[who])
+        page.goto(f"{world.url}{next_path}")
+        if "/ui/dang-nhap" not in page.url:
+            page.wait_for_selector("header")
+            return
+        page.context.clear_cookies()
     page.goto(f"{world.url}/ui/dang-nhap?next={next_path}")
     page.fill("input[name=username]", who)
     page.fill("input[name=password]", world.users[who])
     page.click("button[type=submit]")
     page.wait_for_url(f"{world.url}{next_path}*")
     page.wait_for_selector("header")
+    _SESSIONS[who] = [c for c in page.context.cookies() if c["name"] == "tt_session"]
 
 
 def wait_text(locator: Any, expected: str, timeout: float = 10.0) -> None:

@@ -17,7 +17,7 @@ from .conftest import PASSWORD, UiWorld, sign_in
 def test_sign_in_shows_the_dashboard_and_sign_out_ends_the_session(page: Any, ui_world: UiWorld) -> None:
     page.goto(f"{ui_world.url}/ui/")
     assert "/ui/dang-nhap" in page.url  # not signed in: sent to the login page
-    sign_in(page, ui_world, "admin")
+    sign_in(page, ui_world, "admin", fresh=True)
     page.get_by_text("Tổng quan").first.wait_for()
     cookie = next(c for c in page.context.cookies() if c["name"] == "tt_session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
@@ -57,7 +57,7 @@ def test_sign_in_is_refused_after_repeated_failures_even_with_the_right_password
     page.get_by_text("Đăng nhập sai quá nhiều lần").wait_for()
     assert "/ui/dang-nhap" in page.url
     # Other people are not locked out by it.
-    sign_in(page, ui_world, "viewer")
+    sign_in(page, ui_world, "viewer", fresh=True)
 
 
 def test_a_forged_form_post_without_the_csrf_token_is_refused(page: Any, ui_world: UiWorld) -> None:
@@ -116,7 +116,7 @@ def test_a_person_changes_their_own_password(page: Any, ui_world: UiWorld) -> No
     page.get_by_text("Đã đổi mật khẩu").wait_for()
     ui_world.users["changer"] = "mat-khau-moi-12345"
     page.get_by_test_id("logout").click()
-    sign_in(page, ui_world, "changer")
+    sign_in(page, ui_world, "changer", fresh=True)
 
 
 @pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x"])
@@ -125,7 +125,7 @@ def test_sign_in_never_redirects_to_another_site(page: Any, ui_world: UiWorld, t
     page.fill("input[name=username]", "viewer")
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
-    page.wait_for_url(f"{ui_world.url}/ui/")
+    page.wait_for_url(f"{ui_world.url}/ui/")  # the dashboard, not the other site
 
 
 def test_the_menu_opens_every_page_the_person_may_use_and_only_those(page: Any, ui_world: UiWorld) -> None:

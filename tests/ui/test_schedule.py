@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 from sqlmodel import Session, select
 
 from controller.db.models import Commune, ProgrammeCreate, Targets
@@ -44,6 +45,8 @@ def field(page: Any, testid: str, value: str) -> None:
     box = page.get_by_test_id(testid)  # Quasar puts it on the <input> itself
     box.fill("")
     box.press_sequentially(value)
+    expect(box).to_have_value(value)
+    box.blur()  # the field's last change is sent before the next control is touched
 
 
 def pick(page: Any, testid: str, option: str, search: str | None = None) -> None:

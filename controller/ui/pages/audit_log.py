@@ -64,7 +64,9 @@ def _date_input(label: str, testid: str) -> ui.input:
     with ui.input(label, placeholder=t("audit.date_hint")).classes("w-full sm:w-40").props(
             f"outlined dense clearable data-testid={testid}") as field:
         with ui.menu().props("no-parent-event") as menu:
-            ui.date(mask="DD/MM/YYYY").bind_value(field).props("first-day-of-week=1")
+            # Fills the field, not bound back: a half-typed date would come back from the picker as "no date".
+            ui.date(mask="DD/MM/YYYY", on_change=lambda e: e.value and field.set_value(e.value)).props(
+                "first-day-of-week=1")
         with field.add_slot("append"):
             ui.icon("event").on("click", menu.open).classes("cursor-pointer")
     return field

@@ -29,7 +29,7 @@ from controller.policy import Principal, Right
 from controller.services import Ctx, Page, content
 from controller.services.content import BulletinUpload
 
-from .. import paths, upload_limit
+from .. import paths
 from ..fmt import date_vi, duration_vi, time_vi
 from ..i18n import t
 from ..shell import Staff, staff_page
@@ -38,7 +38,6 @@ STEP = 50  # items shown at first, and added by "Xem thêm"
 ACCEPT = "audio/*,.mp3,.wav,.ogg,.opus,.m4a,.aac,.flac,.amr,.3gp"
 Item = BulletinPublic | AnnouncementPublic
 
-upload_limit.install()  # the server's own limit on what reaches an upload element, before NiceGUI stores it
 
 
 # ------------------------------------------------------------------------------- shared with compose

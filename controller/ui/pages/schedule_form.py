@@ -244,12 +244,18 @@ def clash_text(e: Conflict) -> str:
 
 
 def _date_field(label: str, form: Form, attr: str, testid: str, on_change: Any) -> ui.input:
-    field_ = ui.input(label, placeholder=t("schedule.form.date_hint")).bind_value(form, attr).props(
+    # Bound one way (field → form): a value echoed back from the server while the person types into a masked
+    # field moves the cursor and scrambles what they type (seen on a slow link, and in the tests).
+    field_ = ui.input(label, placeholder=t("schedule.form.date_hint"), value=getattr(form, attr)).bind_value_to(
+        form, attr).props(
         f"dense outlined mask=##/##/#### data-testid={testid}").classes("w-40")
     with field_.add_slot("append"):
         icon = ui.icon("event").classes("cursor-pointer")
         with ui.menu() as menu:
-            picker = ui.date(mask="DD/MM/YYYY").bind_value(field_).props("minimal")
+            # The picker fills the field; it is not bound back: a half-typed date given to the picker comes back
+            # from the browser as "no date" and would clear what the person is typing.
+            picker = ui.date(mask="DD/MM/YYYY", on_change=lambda e: e.value and field_.set_value(e.value)).props(
+                "minimal")
             picker._props["locale"] = DATE_LOCALE
         icon.on("click", menu.open)
     field_.on_value_change(on_change)
@@ -328,12 +334,14 @@ async def programme_page(staff: Staff, pid: str, xa: str | None = None) -> None:
         ui.label(t("schedule.form.when")).classes("text-subtitle1 text-bold")
         with ui.row().classes("gap-2 items-start"):
             _date_field(t("schedule.form.start_date"), form, "start_date", "start-date", changed)
-            time_field = ui.input(t("schedule.form.start_time"), placeholder=t("schedule.form.time_hint")).bind_value(
-                form, "start_time").props("dense outlined mask=##:## data-testid=start-time").classes("w-28")
+            time_field = ui.input(t("schedule.form.start_time"), placeholder=t("schedule.form.time_hint"),
+                                  value=form.start_time).bind_value_to(form, "start_time")
+            time_field.props("dense outlined mask=##:## data-testid=start-time").classes("w-28")
             with time_field.add_slot("append"):
                 clock = ui.icon("schedule").classes("cursor-pointer")
                 with ui.menu() as menu:
-                    ui.time(mask="HH:mm").bind_value(time_field).props("format24h")
+                    ui.time(mask="HH:mm", on_change=lambda e: e.value and time_field.set_value(e.value)).props(
+                        "format24h")  # not bound back, as the date picker
                 clock.on("click", menu.open)
             time_field.on_value_change(changed)
         kinds: dict[str, str] = {k: t(f"schedule.form.kind.{k}") for k in recurrence.KINDS}
@@ -373,7 +381,8 @@ async def programme_page(staff: Staff, pid: str, xa: str | None = None) -> None:
         ui.label(t("schedule.form.exdates")).classes("text-body2 text-bold q-mt-sm")
         with ui.row().classes("gap-2 items-center"):
             pending = Form()
-            _date_field(t("schedule.form.exdate_add"), pending, "start_date", "exdate", lambda *_: None)
+            exdate_field = _date_field(t("schedule.form.exdate_add"), pending, "start_date", "exdate",
+                                       lambda *_: None)
 
             def add_exdate() -> None:
                 try:
@@ -386,7 +395,7 @@ async def programme_page(staff: Staff, pid: str, xa: str | None = None) -> None:
                 text = f"{day:%d/%m/%Y}"
                 if text not in form.exdates:
                     form.exdates.append(text)
-                pending.start_date = ""
+                exdate_field.set_value("")
                 show_exdates()
                 changed()
 
