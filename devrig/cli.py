@@ -3,6 +3,7 @@
     truyenthanh-dev demo                      whole system on this machine (what `make demo` runs)
     truyenthanh-dev fleet --receivers N       run N simulated receivers from a fleet file, in one process
     truyenthanh-dev sim-agent --config FILE   run one receiver agent on simulated hardware, in its own process
+    truyenthanh-dev screenshots               the staff UI's main screens as PNGs, from a running demo
 
 Imports are made inside the commands: `sim-agent` stands in for the agent on a Pi (the benchmarks measure
 its memory), so it must not pay for the controller's database stack.
@@ -99,6 +100,18 @@ def sim_agent(
         await task  # also returns after `restart-agent`: the process exits, as the agent does on a Pi
 
     _run_until_signal(main)
+
+
+@app.command()
+def screenshots(
+    out: Annotated[Path, typer.Option(help="where the PNG files go")] = Path("docs/screenshots"),
+    credentials: Annotated[Path, typer.Option(help="the demo's credentials file")] = Path("var/demo-credentials.json"),
+) -> None:
+    """Take the staff UI's main screens from a running demo (`make demo`), with Debian's Chromium."""
+    from .screenshots import take
+
+    for path in take(credentials, out):
+        typer.echo(path)
 
 
 def main() -> None:

@@ -45,6 +45,15 @@ PEOPLE: dict[str, tuple[str, list[str] | None]] = {
 }
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every UI test in one xdist group: with `pytest -n 2 --dist loadgroup` they share one world on one
+    worker while the other tests run on the other."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.path).parents:
+            item.add_marker(pytest.mark.xdist_group("ui"))
+
+
 @dataclass
 class UiWorld:
     url: str
