@@ -57,6 +57,8 @@ def create_app(settings: Settings, *, with_bridge: bool = True, bridge: BridgeFa
         fleet_view = getattr(app.state, "fleet_view", None)  # the staff UI's live counts (controller.ui.live)
         if fleet_view is not None:
             await fleet_view.start(engine)
+            if app.state.bridge:
+                app.state.bridge.availability_watchers.append(fleet_view.on_availability)
         try:
             yield
         finally:

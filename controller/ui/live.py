@@ -1,7 +1,9 @@
 """The fleet as the live views see it: one snapshot of every receiver's availability and what it plays,
-refreshed by one background task (in a worker thread, off the event loop) however many browsers watch.
-Each page's timer reads the snapshot and redraws only when its `version` changed, so ten dashboards cost
-the database no more than one.
+refreshed from the database by one background task (in a worker thread, off the event loop) however many
+browsers watch, and changed at once, in memory, when the bridge hears a receiver's availability change
+(`on_availability`, one of the command port's availability watchers) — a receiver going offline is on
+screen within a page's poll (`poll_s`), not after the next database round. Each page's timer reads the
+snapshot and redraws only when its `version` changed, so ten dashboards cost the database no more than one.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -70,29 +73,57 @@ def read_fleet(engine: Engine) -> tuple[dict[str, ReceiverLive], list[CommuneCou
                 st.availability if st else "unknown", st.playing if st else None, st.last_seen if st else None,
                 r.lat if r.lat is not None else (village.lat if village else None),
                 r.lon if r.lon is not None else (village.lon if village else None))
-    per: dict[str, Counter[str]] = {c.code: Counter() for c in communes.values()}
+    return receivers, count(receivers, [(c.code, c.name) for c in communes.values()])
+
+
+def count(receivers: dict[str, ReceiverLive], communes: list[tuple[str, str]]) -> list[CommuneCounts]:
+    """Per commune (code, name; in this order): receivers, online, offline, playing."""
+    per: dict[str, Counter[str]] = {code: Counter() for code, _ in communes}
     for rl in receivers.values():
         c = per[rl.commune]
         c["total"] += 1
         c["online" if rl.availability == "online" else "offline"] += 1
         if rl.playing and rl.availability == "online":
             c["playing"] += 1
-    counts = [CommuneCounts(c.code, c.name, **per[c.code]) for c in communes.values()]
-    return receivers, counts
+    return [CommuneCounts(code, name, **per[code]) for code, name in communes]
 
 
 class FleetView:
     def __init__(self, refresh_s: float) -> None:
         self.refresh_s = refresh_s
+        self.poll_s = min(0.5, refresh_s)  # how often a page looks at the snapshot (a version check)
         self.snapshot = Snapshot()
         self._task: asyncio.Task[None] | None = None
+        self._heard: dict[str, tuple[str, float]] = {}  # receiver → availability heard, and when (monotonic)
+
+    def on_availability(self, rid: str, availability: str) -> None:
+        """The bridge heard `rid`'s availability (on the event loop): into the snapshot now."""
+        self._heard[rid] = (availability, time.monotonic())
+        snap = self.snapshot
+        old = snap.receivers.get(rid)
+        if old is None or old.availability == availability:
+            return
+        receivers = dict(snap.receivers)
+        receivers[rid] = replace(old, availability=availability, playing=old.playing if availability == "online"
+                                 else None)
+        self.snapshot = Snapshot(snap.version + 1, dt.datetime.now(dt.UTC), receivers,
+                                 count(receivers, [(c.code, c.name) for c in snap.communes]))
 
     async def start(self, engine: Engine) -> None:
         await self.refresh(engine)
         self._task = asyncio.create_task(self._run(engine), name="ui-fleet-view")
 
     async def refresh(self, engine: Engine) -> None:
+        started = time.monotonic()
         receivers, counts = await asyncio.to_thread(read_fleet, engine)
+        # What the bridge heard while the database was read (or not yet written by its flush) stands.
+        newer = {rid: a for rid, (a, at) in self._heard.items() if at >= started - 2.0 and rid in receivers}
+        for rid, availability in newer.items():
+            if receivers[rid].availability != availability:
+                receivers[rid] = replace(receivers[rid], availability=availability)
+        if newer:
+            counts = count(receivers, [(c.code, c.name) for c in counts])
+        self._heard = {rid: v for rid, v in self._heard.items() if v[1] >= started - 2.0}
         old = self.snapshot
         changed = receivers != old.receivers or counts != old.communes
         self.snapshot = Snapshot(old.version + 1 if changed else old.version, dt.datetime.now(dt.UTC),

@@ -189,7 +189,7 @@ def dashboard(staff: Staff) -> None:
                 ui.label(t("dashboard.alarms_more", count=len(found) - ALARMS_SHOWN)).classes("text-grey-8")
 
     refresh()
-    ui.timer(view.refresh_s, refresh)
+    ui.timer(view.poll_s, refresh)
     ui.timer(0.1, refresh_alarms, once=True)
     ui.timer(ALARMS_EVERY_S, refresh_alarms)
     if schedule_visible:

@@ -164,4 +164,4 @@ def map_page(staff: Staff) -> None:
                 layer.run_method("setPopupContent", now[1])
         count.set_text(t("map.shown", count=len(markers)))
 
-    ui.timer(view.refresh_s, refresh)
+    ui.timer(view.poll_s, refresh)

@@ -160,7 +160,7 @@ def receiver_list(staff: Staff, commune: str | None = None) -> None:
             table.update()
 
     redraw()
-    ui.timer(view.refresh_s, redraw)
+    ui.timer(view.poll_s, redraw)
 
 
 # ------------------------------------------------------------------------------------ one receiver
