@@ -217,16 +217,21 @@ def _send_back(ctx: Ctx, kind: Kind, ident: int, comment: str) -> BulletinPublic
     if not may_approve(ctx.who, code):
         raise Forbidden(f"The {kind} {ident} is district-wide: it is judged by a district-wide approver.",
                         who=ctx.who, action=action)
-    text = return_comment(comment)
-    if content.approved_at is not None:
-        raise Conflict(f"The {kind} {ident} is approved already: only a draft can be sent back.",
-                       code="return_approved")
-    content.returned_by, content.returned_at, content.returned_comment = ctx.who.actor, utcnow(), text
-    ctx.session.add(content)
-    ctx.session.commit()
-    ctx.session.refresh(content)
-    ctx.audit(action, target=str(ident), detail=f"{content.title} ({code or 'district-wide'}): {text}")
+    send_back(ctx, content, f"{kind} {ident}", action, comment, f"{content.title} ({code or 'district-wide'})")
     return _public(content, media, code)
+
+
+def send_back(ctx: Ctx, row: Any, what: str, action: str, comment: str, about: str) -> None:
+    """Mark the draft `row` (a bulletin, an announcement, a programme) sent back to its author with
+    `comment` (checked: required, not too long), and audit it. An approved one cannot be sent back."""
+    text = return_comment(comment)
+    if row.approved_at is not None:
+        raise Conflict(f"The {what} is approved already: only a draft can be sent back.", code="return_approved")
+    row.returned_by, row.returned_at, row.returned_comment = ctx.who.actor, utcnow(), text
+    ctx.session.add(row)
+    ctx.session.commit()
+    ctx.session.refresh(row)
+    ctx.audit(action, target=str(row.id), detail=f"{about}: {text}")
 
 
 def return_bulletin(ctx: Ctx, ident: int, comment: str) -> BulletinPublic:

@@ -71,7 +71,7 @@ from controller.scheduling import (
     to_value,
 )
 
-from .content import return_comment, usable_content
+from .content import send_back, usable_content
 from .context import Ctx, Page
 
 NEXT_SHOWN = 5
@@ -445,15 +445,7 @@ def return_programme(ctx: Ctx, ident: int, comment: str) -> ProgrammePublic:
     inv = Inventory.load(ctx.session)
     row, communes = _find(ctx, inv, ident, action)
     require_all_in(ctx.who, Right.CONTENT_APPROVE, communes, action, f"programme {ident}")
-    text = return_comment(comment)
-    if row.approved_at is not None:
-        raise Conflict(f"The programme {ident} is approved already: only a draft can be sent back.",
-                       code="return_approved")
-    row.returned_by, row.returned_at, row.returned_comment = ctx.who.actor, utcnow(), text
-    ctx.session.add(row)
-    ctx.session.commit()
-    ctx.session.refresh(row)
-    ctx.audit(action, target=str(ident), detail=f"{row.title}: {text}")
+    send_back(ctx, row, f"programme {ident}", action, comment, row.title)
     return _one(ctx, row)
 
 

@@ -5,12 +5,8 @@ drafts of their own communes; the page fits a phone."""
 from __future__ import annotations
 
 import datetime as dt
-import io
-import math
 import random
-import struct
 import uuid
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +23,7 @@ from controller.services.accounts import issue_token, user_principal
 from controller.services.content import AnnouncementCreate, BulletinUpload, create_announcement, create_bulletin
 from controller.services.programmes import create_programme
 from schedules import TZ
+from tests.controller.api.test_policy_routes import _wav
 
 from .conftest import UiWorld, sign_in
 
@@ -35,13 +32,6 @@ MINE = "/ui/duyet-tin/cua-toi"
 WRITER = ["receivers:read", "content:read", "content:write"]
 
 
-def _wav(seconds: float = 1.5, rate: int = 16000) -> bytes:
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(rate)
-        w.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate)))
-                               for i in range(int(seconds * rate))))
-    return buf.getvalue()
 
 
 class As:
