@@ -4,7 +4,7 @@ Playwright. One world for the whole session (starting it takes seconds); each te
 browser context and makes what it changes with names of its own, so the tests do not see each other's work.
 
 - `ui_world`: the world (`url`, `testbed`, `fleet`, `api` — an httpx client with an admin token —, `users`).
-- `browser`: headless Chromium (skipped, and counted, where /usr/bin/chromium is missing).
+- `browser`: headless Chromium, one per test module (skipped, and counted, where /usr/bin/chromium is missing).
 - `page`: a fresh browser context and page (1280×800); `phone`: the same at 360×740.
 - `sign_in(page, world, who)`: through the real login form.
 """
@@ -119,8 +119,10 @@ def ui_world() -> Iterator[UiWorld]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(ui_world: UiWorld) -> Iterator[Any]:
+    """Per module, not per session: Playwright's sync API keeps an event loop running in the main thread
+    while it is open, and the tests that xdist gives this worker between the UI's modules call asyncio.run."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

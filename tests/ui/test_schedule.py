@@ -43,8 +43,11 @@ def announcement(world: UiWorld, title: str, commune: str = "tra-nu") -> int:
 
 def field(page: Any, testid: str, value: str) -> None:
     box = page.get_by_test_id(testid)  # Quasar puts it on the <input> itself
-    box.fill("")
-    box.press_sequentially(value)
+    for _ in range(3):  # the form's card may be redrawn while a busy machine types: type it again then
+        box.fill("")
+        box.press_sequentially(value)
+        if box.input_value() == value:
+            break
     expect(box).to_have_value(value)
     box.blur()  # the field's last change is sent before the next control is touched
 
