@@ -54,6 +54,10 @@ T = TypeVar("T")
 # UI's tests (tests/ui) run a whole controller, UI included, in a process of its own.
 os.environ["TT_UI__ENABLED"] = "0"
 REQUIRE_MOSQUITTO = os.environ.get("TT_REQUIRE_MOSQUITTO") == "1"
+# Long fault and load scenarios (`@pytest.mark.long`) run when TT_LONG=1 (CI sets it); `make test` alone
+# skips them and counts them at the end.
+RUN_LONG = os.environ.get("TT_LONG") == "1"
+LONG_SKIP = "long scenario: TT_LONG=1 runs it"
 TEST_SETTINGS: dict[str, Any] = {"status_flush_s": 0.1, "command_timeout_s": 5.0}
 # Skips for want of a part of the machine, each counted in one line at the end of the run:
 # (what the skip reason says, the rest of that line).
@@ -65,7 +69,17 @@ MISSING_PARTS = [
     ("no size-limited disk", "no size-limited disk could be made here (needs root and a loop device)"),
     ("needs root", "not running as root"),
     ("chromium not installed", "no Chromium on this machine — `apt-get install chromium` to run them"),
+    (LONG_SKIP, "long fault and load scenarios — `TT_LONG=1 make test` (CI) runs them"),
 ]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if RUN_LONG:
+        return
+    skip = pytest.mark.skip(reason=LONG_SKIP)
+    for item in items:
+        if item.get_closest_marker("long"):
+            item.add_marker(skip)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
