@@ -178,7 +178,7 @@ class BridgeBase:
             await asyncio.sleep(self.settings.status_flush_s)
             try:
                 await self.flush()
-                if time.monotonic() >= next_check:
+                if self.settings.liveness.silence_rule and time.monotonic() >= next_check:
                     next_check = time.monotonic() + SILENCE_CHECK_S
                     await asyncio.to_thread(self._mark_silent_offline)
             except Exception:
@@ -249,15 +249,18 @@ class BridgeBase:
 
     def _mark_silent_offline(self) -> None:
         """Receivers silent for 1.5 × their declared keepalive are offline — the broker's own rule, applied
-        here because brokers sweep keepalives coarsely (Mosquitto 2.0 every few seconds). Works from the
-        database, so every controller replica reaches the same verdict."""
+        here because brokers sweep keepalives coarsely (Mosquitto 2.0 every few seconds). A declared keepalive
+        counts up to `liveness.max_keepalive_s` only: a receiver (or a stolen receiver's account) declaring an
+        hour must not hide an outage. Works from the database, so every controller replica reaches the same
+        verdict. Off with `TT_LIVENESS__SILENCE_RULE=false` (the broker's last will alone then decides)."""
         now = utcnow()
+        cap = self.settings.liveness.max_keepalive_s
         with Session(self.engine) as s:
             rows = s.exec(select(ReceiverStatus.receiver_id, ReceiverStatus.last_seen, ReceiverStatus.keepalive_s)
                           .where(ReceiverStatus.availability == "online",
                                  col(ReceiverStatus.keepalive_s).is_not(None))).all()
             silent = [rid for rid, seen, keepalive in rows
-                      if seen is None or now - seen > dt.timedelta(seconds=1.5 * (keepalive or 0))]
+                      if seen is None or now - seen > dt.timedelta(seconds=1.5 * min(keepalive or 0, cap))]
             if silent:
                 s.exec(update(ReceiverStatus).where(col(ReceiverStatus.receiver_id).in_(silent))
                        .values(availability="offline", availability_at=now))

@@ -75,6 +75,17 @@ class EmergencySettings(BaseModel):
     cap_geocodes: Path | None = Field(default=None, description="geocode → commune table (TOML); default: built in")
 
 
+class LivenessSettings(BaseModel):
+    """How the controller decides a receiver is offline (`TT_LIVENESS__…`)."""
+
+    # A receiver declares its keepalive in its retained "online"; one that declares an hour could hide an
+    # outage for 1.5 hours. The controller counts at most this much, whatever it declares.
+    max_keepalive_s: float = Field(default=120.0, gt=0, description="the longest declared keepalive trusted")
+    # The controller's own rule (silent for 1.5 × keepalive → offline). Off, only the broker's last will
+    # marks a receiver offline (a test of the will turns it off).
+    silence_rule: bool = True
+
+
 class UiSettings(BaseModel):
     """The staff web UI (NiceGUI, mounted at /ui on the controller)."""
 
@@ -122,6 +133,7 @@ class Settings(BaseSettings):
     audio: AudioSettings = AudioSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     emergency: EmergencySettings = EmergencySettings()
+    liveness: LivenessSettings = LivenessSettings()
     ui: UiSettings = UiSettings()
 
     @model_validator(mode="after")
