@@ -6,7 +6,9 @@ compare that hash with the decoded source.
 Decoding takes an ffmpeg process and tens of milliseconds, which a real sound card does not add to a
 start, so `prepare` decodes ahead and `play` then starts at once. Decoded audio is kept in `PCM_CACHE`,
 one per process and shared by every simulated receiver in it (a fleet plays the same bulletin on all
-of them), keyed by the file's name — in the agent's cache, its SHA-256 — and bounded in bytes.
+of them), bounded in bytes and keyed by the SHA-256 of the bytes each receiver's file holds when it is
+played — never by its name — so a receiver whose copy differs (damaged, truncated, wrongly named) decodes
+and hashes its own copy, and "every receiver played bit-identical audio" compares what each one played.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import asyncio
 import dataclasses
 import hashlib
 import json
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -28,7 +29,6 @@ from receivers.agent.hardware import Hardware
 
 RATE = 44100  # decoded as mono s16le at the broadcast rate
 PCM_CACHE_BYTES = 64 * 1024 * 1024
-_CONTENT_NAME = re.compile(r"^[0-9a-f]{64}$")  # a file named by its content: the same name, the same audio
 
 
 async def decode_pcm(path: Path) -> bytes:
@@ -41,10 +41,19 @@ async def decode_pcm(path: Path) -> bytes:
     return out
 
 
+def file_sha256(path: Path) -> str:
+    """SHA-256 of the bytes in `path` now (a receiver's copy, whatever its name says)."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 class PcmCache:
-    """Decoded audio by file name, least recently used out first once over `budget` bytes. Only files named
-    by their content are kept (anything else, e.g. the self-test's tone, is decoded each time). Several
-    receivers asking for the same file at once share one decoding."""
+    """Decoded audio by the SHA-256 of the file's bytes, least recently used out first once over `budget`
+    bytes. Several receivers asking for the same bytes at once share one decoding; equal bytes decode to
+    equal audio, so sharing never hides a receiver's own copy."""
 
     def __init__(self, budget: int = PCM_CACHE_BYTES) -> None:
         self.budget = budget
@@ -52,23 +61,22 @@ class PcmCache:
         self._used = 0
         self._lock = threading.Lock()  # fleets in several threads (tests) share the process's cache
         self._decoding: dict[str, asyncio.Task[bytes]] = {}
-        self._digests: dict[str, str] = {}  # of whole files: a fleet finishing together hashes each once
+        self._digests: dict[str, str] = {}  # PCM digests of whole files: a fleet finishing together hashes once
 
-    def get(self, path: Path) -> bytes | None:
+    def get(self, key: str) -> bytes | None:
         with self._lock:
-            pcm = self._pcm.get(path.stem)
+            pcm = self._pcm.get(key)
             if pcm is not None:
-                self._pcm.move_to_end(path.stem)
+                self._pcm.move_to_end(key)
             return pcm
 
-    async def load(self, path: Path) -> bytes:
-        """The decoded audio of `path`, from the cache or decoded now (and kept, if it is cacheable)."""
-        pcm = self.get(path)
+    async def load(self, path: Path) -> tuple[str, bytes]:
+        """The content key of `path` (SHA-256 of its bytes, read now) and its decoded audio, from the cache
+        or decoded now (and kept)."""
+        key = await asyncio.to_thread(file_sha256, path)
+        pcm = self.get(key)
         if pcm is not None:
-            return pcm
-        key = path.stem
-        if not _CONTENT_NAME.match(key):
-            return await decode_pcm(path)
+            return key, pcm
         loop = asyncio.get_running_loop()
         task = self._decoding.get(key)
         if task is None or task.get_loop() is not loop:
@@ -76,19 +84,19 @@ class PcmCache:
             self._decoding[key] = task
             task.add_done_callback(lambda t: self._decoded(key, t))
         # One receiver giving up (its item stopped) must not cancel the decoding others wait for.
-        return await asyncio.shield(task)
+        return key, await asyncio.shield(task)
 
-    def digest(self, path: Path, pcm: bytes, start: int, end: int) -> str:
-        """SHA-256 of `pcm[start:end]`."""
-        whole = start == 0 and end == len(pcm) and _CONTENT_NAME.match(path.stem)
-        if whole and (known := self._digests.get(path.stem)) is not None:
+    def digest(self, key: str, pcm: bytes, start: int, end: int) -> str:
+        """SHA-256 of `pcm[start:end]`, the audio decoded from the file whose content key is `key`."""
+        whole = start == 0 and end == len(pcm)
+        if whole and (known := self._digests.get(key)) is not None:
             return known
         digest = hashlib.sha256(pcm[start:end]).hexdigest()
         if whole:
             with self._lock:
                 if len(self._digests) > 10_000:
                     self._digests.clear()
-                self._digests[path.stem] = digest
+                self._digests[key] = digest
         return digest
 
     def _decoded(self, key: str, task: asyncio.Task[bytes]) -> None:
@@ -144,7 +152,7 @@ class RecordingSink:
 
     async def play(self, path: Path, *, item_id: str, volume: int, offset_s: float,
                    on_start: Callable[[], None] | None = None) -> None:
-        pcm = await self.cache.load(path)
+        key, pcm = await self.cache.load(path)
         start = min(len(pcm), int(offset_s * RATE) * 2)
         duration = (len(pcm) - start) / 2 / RATE
         record = Played(item_id, "", start / 2 / RATE, 0.0, False, volume, self.hardware.amplifier_on())
@@ -161,7 +169,7 @@ class RecordingSink:
             raise
         finally:
             record.to_s, record.stopped = end / 2 / RATE, time.time()
-            record.pcm_sha256 = self.cache.digest(path, pcm, start, end)
+            record.pcm_sha256 = self.cache.digest(key, pcm, start, end)
             self.played.append(record)
             if self.log_path is not None:
                 with self.log_path.open("a") as f:
