@@ -170,9 +170,9 @@ def test_power_cut_mid_write_loses_and_duplicates_nothing(tmp_path: Path) -> Non
         while deadline is None or time.monotonic() < deadline:
             line = proc.stdout.readline()
             if line.endswith("\n"):  # a line cut short by the kill was never confirmed
-                seq, event_id = line.split()
-                this_run.append(int(seq))
-                confirmed[int(seq)] = event_id
+                number, event_id = line.split()
+                this_run.append(int(number))
+                confirmed[int(number)] = event_id
             deadline = deadline or time.monotonic() + 0.3 + random.random() * 0.3  # from the first write on
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
