@@ -66,9 +66,9 @@ def find_mosquitto() -> str | None:
 
 
 def start_broker(kind: str, directory: Path, accounts: list[Account], *, port: int | None = None,
-                 timeout: float = 20.0) -> Broker:
+                 timeout: float = 20.0, persistence: bool = False) -> Broker:
     port = port or free_port()
-    config = write_broker_files(kind, directory, accounts, port)
+    config = write_broker_files(kind, directory, accounts, port, persistence=persistence)
     if kind == "mosquitto":
         exe = find_mosquitto()
         if exe is None:
@@ -115,8 +115,10 @@ def seed_world(data_dir: Path, *, seed_file: Path = DEFAULT_SEED, **settings: An
     return base, engine, public_key
 
 
-def make_testbed(data_dir: Path, broker_kind: str, *, seed_file: Path = DEFAULT_SEED,
+def make_testbed(data_dir: Path, broker_kind: str, *, seed_file: Path = DEFAULT_SEED, persistence: bool = False,
                  **settings: Any) -> Testbed:
+    """`persistence`: Mosquitto keeps sessions, queues and retained messages on disk (as provisioned for
+    production), so a broker killed and started again with the same arguments has them back."""
     base, engine, public_key = seed_world(data_dir, seed_file=seed_file, **settings)
     password = demo_controller_password(base)
     port = free_port()
@@ -124,6 +126,6 @@ def make_testbed(data_dir: Path, broker_kind: str, *, seed_file: Path = DEFAULT_
         demo_fleet_file(s, data_dir / "fleet.json", mqtt_url=f"mqtt://127.0.0.1:{port}", base=base.mqtt_base,
                         public_key=public_key)
         accounts = broker_accounts(s, Topics(base.mqtt_base), "controller", password)
-    broker = start_broker(broker_kind, data_dir / "broker", accounts, port=port)
+    broker = start_broker(broker_kind, data_dir / "broker", accounts, port=port, persistence=persistence)
     final = base.model_copy(update={"mqtt_url": f"mqtt://controller:{password}@127.0.0.1:{port}"})
     return Testbed(final, engine, broker, load_fleet_file(data_dir / "fleet.json"), public_key, password)

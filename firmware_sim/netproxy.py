@@ -27,6 +27,14 @@ delivered, so the tail of a response is never lost; a reset on one side resets t
 connections alive may send its next request down an older, clean connection; open a fresh one (or use
 `Connection: close`) when a request must meet the fault.
 
+MQTT faults (`LinkProxy(..., mqtt=True)`: the proxy then reads the MQTT packets crossing it, both ways):
+
+- `lose_puback(topic_part)`: the next QoS 1 PUBLISH from the broker whose topic contains `topic_part` is
+  delivered to the client, but the client's PUBACK for it never reaches the broker: the proxy drops it and
+  resets the connection at that moment. The broker still holds the message as unacknowledged and sends it
+  again, flagged DUP, when the client's session comes back. One-shot. `published` lists every PUBLISH the
+  broker sent down (topic, DUP flag), to count deliveries on the wire; `pubacks_lost` counts the drops.
+
 Counters, over the proxy's life: `connections` accepted, `bytes_down` (server→client) and `bytes_up`
 (client→server) as handed to the far side's socket, after corruption and truncation.
 
@@ -76,6 +84,50 @@ class _Pace:
         await asyncio.sleep(self._free_at - now)
 
 
+class _MqttFramer:
+    """Splits one direction of an MQTT byte stream into whole packets (fixed header, remaining length)."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buf += data
+        packets: list[bytes] = []
+        while True:
+            length, shift, i = 0, 0, 1
+            while True:
+                if i >= len(self._buf):
+                    return packets
+                byte = self._buf[i]
+                length |= (byte & 0x7F) << shift
+                shift, i = shift + 7, i + 1
+                if not byte & 0x80 or i > 4:
+                    break
+            if len(self._buf) < i + length:
+                return packets
+            packets.append(bytes(self._buf[:i + length]))
+            del self._buf[:i + length]
+
+
+def _publish_info(packet: bytes) -> tuple[str, int | None, bool] | None:
+    """(topic, packet id or None for QoS 0, DUP flag) of a PUBLISH packet; None for any other packet."""
+    if packet[0] >> 4 != 3:
+        return None
+    i = 1
+    while packet[i] & 0x80:
+        i += 1
+    i += 1
+    n = int.from_bytes(packet[i:i + 2], "big")
+    topic = packet[i + 2:i + 2 + n].decode(errors="replace")
+    qos = (packet[0] >> 1) & 3
+    pid = int.from_bytes(packet[i + 2 + n:i + 4 + n], "big") if qos else None
+    return topic, pid, bool(packet[0] & 0x08)
+
+
+def _puback_id(packet: bytes) -> int | None:
+    return int.from_bytes(packet[2:4], "big") if packet[0] >> 4 == 4 and len(packet) >= 4 else None
+
+
 @dataclass
 class _Faults:
     corrupt_at: int = 0
@@ -90,6 +142,9 @@ class _Connection:
     faults: _Faults = field(default_factory=_Faults)
     down_pos: int = 0
     dead: asyncio.Event = field(default_factory=asyncio.Event)
+    down_framer: _MqttFramer = field(default_factory=_MqttFramer)
+    up_framer: _MqttFramer = field(default_factory=_MqttFramer)
+    doomed: set[int] = field(default_factory=set)  # packet ids whose PUBACK the broker must not get
 
     def writers(self) -> list[asyncio.StreamWriter]:
         return [w for w in (self.client, self.server) if w is not None]
@@ -103,8 +158,12 @@ class _Connection:
 
 
 class LinkProxy:
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, *, mqtt: bool = False) -> None:
         self._target = (target_host, target_port)
+        self._mqtt = mqtt
+        self._lose_puback: str | None = None
+        self.published: list[tuple[str, bool]] = []
+        self.pubacks_lost = 0
         self._server: asyncio.Server | None = None
         self._open = asyncio.Event()
         self._open.set()
@@ -172,6 +231,37 @@ class LinkProxy:
             raise ValueError("cut_after() needs downstream_bytes >= 0")
         self._next.cut_at = downstream_bytes
 
+    # ------------------------------------------------------------------------------------ MQTT faults
+
+    def lose_puback(self, topic_part: str) -> None:
+        """Drop the client's PUBACK of the next QoS 1 PUBLISH on a topic containing `topic_part`, and reset
+        the connection as it is dropped (needs `mqtt=True`)."""
+        if not self._mqtt:
+            raise ValueError("lose_puback() needs LinkProxy(..., mqtt=True)")
+        self._lose_puback = topic_part
+
+    def _seen_down(self, conn: _Connection, data: bytes) -> None:
+        for packet in conn.down_framer.feed(data):
+            info = _publish_info(packet)
+            if info is None:
+                continue
+            topic, pid, dup = info
+            self.published.append((topic, dup))
+            if pid is not None and self._lose_puback is not None and self._lose_puback in topic:
+                conn.doomed.add(pid)
+
+    def _up_packets(self, conn: _Connection, data: bytes) -> bytes | None:
+        """The whole packets of `data` to pass upstream; None once the doomed PUBACK came (drop and cut)."""
+        out = bytearray()
+        for packet in conn.up_framer.feed(data):
+            pid = _puback_id(packet)
+            if pid is not None and pid in conn.doomed and self._lose_puback is not None:
+                self._lose_puback = None
+                self.pubacks_lost += 1
+                return None
+            out += packet
+        return bytes(out)
+
     # ------------------------------------------------------------------------------------ forwarding
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -223,6 +313,12 @@ class LinkProxy:
                 if down and not self._deliver_down(conn, data, writer):
                     return
                 if not down:
+                    if self._mqtt:
+                        passed = self._up_packets(conn, data)
+                        if passed is None:  # the PUBACK to lose: the broker never hears of it
+                            conn.kill()
+                            return
+                        data = passed
                     writer.write(data)
                     self.bytes_up += len(data)
                 await writer.drain()
@@ -247,6 +343,8 @@ class LinkProxy:
                 flipped[i] ^= 0xFF
             data = bytes(flipped)
         writer.write(data)
+        if self._mqtt:
+            self._seen_down(conn, data)
         conn.down_pos += len(data)
         self.bytes_down += len(data)
         if f.cut_at is not None and conn.down_pos >= f.cut_at:

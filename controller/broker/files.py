@@ -84,6 +84,9 @@ def write_mosquitto(directory: Path, accounts: list[Account], *, port: int, bind
         "max_queued_messages 100000",
         f"persistence {'true' if persistence else 'false'}",
         f"persistence_location {directory}/",
+        # Mosquitto saves its in-memory state every autosave_interval seconds (default 1800): killed hard,
+        # it loses every message queued since the last save. Each second bounds that window to ~1 s.
+        "autosave_interval 1",
         "log_dest stderr",
         "log_type error",
         "log_type warning",
