@@ -8,6 +8,10 @@
   changes to subscribers (the SSE endpoint); re-sends the very same signed command to a targeted receiver
   that comes back online before expiry (an agent refuses it after expiry, and refuses a second copy as a
   replay); writes progress to the database in batches.
+  Once an emergency is cancelled, its stop goes (newly signed, to the receiver alone) to every targeted
+  receiver that comes back online before expiry without having acknowledged a stop: a receiver that missed
+  the cancel would otherwise play the emergency if anyone replayed the original command to it. The agent
+  remembers a stopped item and refuses its play command afterwards.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from controller.content import broadcast_format, engines, make_media, speak
 from controller.db.models import Emergency, EmergencyReceiver, MediaFile, ReceiverStatus, utcnow
 from controller.ports import CommandNotSent
 from controller.scheduling import Inventory
-from receivers.protocol import Ack, Target
+from receivers.protocol import Ack, Stop, Target
 
 log = logging.getLogger(__name__)
 STEP = {"pending": 0, "received": 1, "fetched": 2, "playing": 3, "done": 4}
@@ -96,6 +100,7 @@ class Live:
     commune: dict[str, str]  # receiver → commune code
     status: dict[str, tuple[str, str | None]]  # receiver → (status, reason)
     cancelled: bool = False
+    stop_acked: set[str] = field(default_factory=set)  # receivers that acknowledged a stop of it
     queues: set[asyncio.Queue[dict[str, Any]]] = field(default_factory=set)
     counts: collections.Counter[str] = field(default_factory=collections.Counter)  # status → receivers
 
@@ -119,6 +124,8 @@ class Tracker:
         self.engine, self.bridge = engine, bridge
         self.live: dict[str, Live] = {}
         self.by_command: dict[str, str] = {}
+        self.by_stop: dict[str, str] = {}  # stop command id → emergency id
+        self.stops_resent = 0
         self._dirty: dict[tuple[str, str], tuple[str, str | None, dt.datetime]] = {}
         self._task: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[None]] = set()
@@ -138,17 +145,19 @@ class Tracker:
         await asyncio.to_thread(self.flush)
 
     def _load(self) -> None:
-        """Emergencies still running when the controller restarted keep being tracked and re-sent."""
+        """Emergencies still running when the controller restarted keep being tracked and re-sent; cancelled
+        ones not yet expired too, for their stop (which receivers acknowledged it is not stored: each gets
+        the stop again once, which it ignores)."""
         now = utcnow()
         with Session(self.engine) as s:
             commune_of = Inventory.load(s).receivers
-            for e in s.exec(select(Emergency).where(col(Emergency.cancelled_at).is_(None), Emergency.expires_at > now)):
+            for e in s.exec(select(Emergency).where(Emergency.expires_at > now)):
                 rows = s.exec(select(EmergencyReceiver).where(EmergencyReceiver.emergency_id == e.id)).all()
                 rids = [r.receiver_id for r in rows]
                 ids = [json.loads(json.loads(p)["body"])["command_id"] for p in e.payloads.values()]
                 self.add(Live(e.id, ids, e.expires_at, e.payloads, routes(e.payloads, rids, commune_of),
                               {r: commune_of.get(r, "") for r in rids},
-                              {r.receiver_id: (r.status, r.reason) for r in rows}))
+                              {r.receiver_id: (r.status, r.reason) for r in rows}, e.cancelled_at is not None))
 
     def add(self, live: Live) -> None:
         self.live[live.id] = live
@@ -157,7 +166,19 @@ class Tracker:
 
     # --------------------------------------------------------------------------------------- progress
 
+    def note_stop(self, eid: str, command_id: str) -> None:
+        """`command_id` is a stop of emergency `eid`: its acknowledgements tell who has heard the cancel."""
+        self.by_stop[command_id] = eid
+
     def on_ack(self, rid: str, ack: Ack) -> None:
+        stop_of = self.by_stop.get(str(ack.command_id))
+        if stop_of is not None:
+            # Applied, or "nothing to stop": either way the receiver has the stop and remembers it.
+            cancelled = self.live.get(stop_of)
+            if cancelled is not None and ack.status in ("applied", "rejected") and not (ack.reason or "").startswith(
+                    "replayed"):
+                cancelled.stop_acked.add(rid)
+            return
         eid = self.by_command.get(str(ack.command_id))
         live = self.live.get(eid) if eid else None
         if live is None or rid not in live.status:
@@ -191,13 +212,31 @@ class Tracker:
             return
         now = utcnow()
         for live in self.live.values():
+            if live.cancelled and now < live.expires_at and rid in live.status and rid not in live.stop_acked:
+                self._spawn(self._resend_stop(rid, live))
+                continue
             if live.cancelled or now >= live.expires_at or live.status.get(rid, ("", None))[0] != "pending":
                 continue
             target = live.route[rid]
             payload = live.payloads[target].encode()
-            task = asyncio.get_running_loop().create_task(self._resend(rid, payload, live.id))
-            self._sends.add(task)
-            task.add_done_callback(self._sends.discard)
+            self._spawn(self._resend(rid, payload, live.id))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+
+    async def _resend_stop(self, rid: str, live: Live) -> None:
+        assert self.bridge is not None
+        ttl = max(60.0, (live.expires_at - utcnow()).total_seconds())
+        stop = Stop.new(Target.receiver(rid), ttl, item_id=f"em-{live.id}", priority="emergency")
+        self.note_stop(live.id, str(stop.command_id))
+        try:
+            await self.bridge.send(stop, "emergency-tracker")
+            self.stops_resent += 1
+            log.info("emergency %s: cancel sent again to %s, back online", live.id, rid)
+        except CommandNotSent as e:
+            log.warning("emergency %s: could not send the cancel again to %s: %s", live.id, rid, e)
 
     async def _resend(self, rid: str, payload: bytes, eid: str) -> None:
         assert self.bridge is not None
@@ -243,6 +282,8 @@ class Tracker:
                 del self.live[eid]
                 for command_id in live.command_ids:
                     self.by_command.pop(command_id, None)
+                for command_id in [c for c, e in self.by_stop.items() if e == eid]:
+                    del self.by_stop[command_id]
 
     def flush(self) -> None:
         batch, self._dirty = self._dirty, {}

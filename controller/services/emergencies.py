@@ -695,8 +695,10 @@ async def stop(ctx: Ctx, row: Emergency) -> None:
     try:
         bridge = ctx.require_bridge()
         for target in targets:
-            await bridge.send(Stop.new(Target.parse(target), ttl, item_id=f"em-{eid}", priority="emergency"),
-                              ctx.who.actor)
+            command = Stop.new(Target.parse(target), ttl, item_id=f"em-{eid}", priority="emergency")
+            if ctx.tracker is not None:  # who acknowledges it has heard the cancel; the others get it again
+                ctx.tracker.note_stop(eid, str(command.command_id))
+            await bridge.send(command, ctx.who.actor)
     except (CommandNotSent, Unavailable) as e:
         ctx.audit(CANCEL, "degraded", target=eid, detail=str(e))
         raise Unavailable(f"Cancelled here, but the broker is unreachable ({e}).") from None

@@ -32,6 +32,7 @@ from receivers.protocol import (
     ReceiverState,
     Rejected,
     RestartAgent,
+    RotateKey,
     SelfTest,
     SetVolume,
     Stop,
@@ -53,7 +54,7 @@ from .plan import CONNECT_SPREAD_S, PlanKeeper
 from .player import Player
 from .selftest import self_test
 from .sink import AlsaSink, AudioSink
-from .store import ItemStore, PersistentState, ReplayMemory
+from .store import ItemStore, KeyStore, PersistentState, ReplayMemory
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +79,11 @@ class Agent:
         self.clock = clock
         self.rid = settings.receiver_id
         self.topics = Topics(settings.base)
-        self.verifier = Verifier(settings.controller_public_key)
         settings.state_dir.mkdir(parents=True, exist_ok=True)
-        self.replay = ReplayMemory(settings.state_dir / "replay.sqlite")
+        tolerance = dt.timedelta(seconds=settings.issued_tolerance_s)
+        self.keys = KeyStore(settings.state_dir / "keys.json", settings.controller_public_key)
+        self.verifier = Verifier(self.keys.load(), tolerance)
+        self.replay = ReplayMemory(settings.state_dir / "replay.sqlite", tolerance)
         self.state_file = PersistentState(settings.state_dir / "state.json")
         saved = self.state_file.load()
         if isinstance(saved.get("volume"), int):
@@ -110,7 +113,7 @@ class Agent:
         host, port, tls = settings.broker
         will = aiomqtt.Will(self.topics.receiver(self.rid, "availability"),
                             Availability(status="offline").to_bytes(), qos=1, retain=True)
-        self.link = Link(host=host, port=port, tls=tls, client_id=f"rx-{self.rid}", username=settings.username,
+        self.link = Link(host=host, port=port, tls=tls, client_id=settings.username, username=settings.username,
                          password=settings.password, keepalive=settings.keepalive_s, will=will,
                          on_connect=self._on_connect, on_message=self.on_message,
                          backoff=(settings.backoff_min_s, settings.backoff_max_s), rng=self._rng)
@@ -196,13 +199,22 @@ class Agent:
             return  # controller availability and foreign topics carry nothing to act on yet
         payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
         try:
-            command = self.verifier.open(payload, self.clock())
+            try:
+                high_water = self.replay.high_water()
+            except sqlite3.Error as e:  # as below: a failing SD card must not silence an emergency
+                log.error("%s: high-water mark unavailable (%s)", self.rid, e)
+                high_water = None
+            command, key = self.verifier.open_with_key(payload, self.clock(), high_water)
+            if command.kind == "rotate-key" and key.until is not None:
+                raise Rejected("a key rotation must be signed with the controller's current key, not one in "
+                               "its grace", command)
             if command.kind != info.command:
                 raise Rejected(f"a {command.kind!r} command on the {info.command!r} topic", command)
             if not self._addressed_to_me(command.target):
                 raise Rejected(f"addressed to {str(command.target)!r}", command)
             try:
-                first = self.replay.first_time(str(command.command_id), command.expires_at, self.clock())
+                first = self.replay.first_time(str(command.command_id), command.expires_at, self.clock(),
+                                               issued_at=command.issued_at)
             except sqlite3.Error as e:  # a full or failing SD card must not silence an emergency
                 log.error("%s: replay memory unavailable (%s); accepting %s", self.rid, e, command.command_id)
                 first = True
@@ -315,10 +327,20 @@ async def handle_set_volume(agent: Agent, command: SetVolume) -> str | None:
 
 
 async def handle_play(agent: Agent, command: Play) -> str | None:
+    if agent.replay.seen(stopped_key(command.item_id)):
+        # Its stop came first (a cancel re-sent on reconnect, the play replayed or redelivered after it).
+        return f"item {command.item_id!r} was stopped by the controller"
     return await agent.player.submit(command)
 
 
+def stopped_key(item_id: str) -> str:
+    """The replay memory's key that remembers a stop of `item_id` until the stop expires."""
+    return f"stopped:{item_id}"
+
+
 async def handle_stop(agent: Agent, command: Stop) -> str | None:
+    if command.item_id is not None:
+        agent.replay.first_time(stopped_key(command.item_id), command.expires_at, agent.clock())
     return await agent.player.stop(command)
 
 
@@ -338,6 +360,14 @@ async def handle_sync_schedule(agent: Agent, command: SyncSchedule) -> str | Non
     return await agent.plan_keeper.pull()
 
 
+async def handle_rotate_key(agent: Agent, command: RotateKey) -> str | None:
+    """Trust the new key from now on, the old one until the end of its grace (on disk before it is used)."""
+    agent.verifier.trust(await asyncio.to_thread(agent.keys.rotate, command.public_key, command.old_key_until))
+    log.warning("%s: controller key rotated: new key %s…, the old one accepted until %s", agent.rid,
+                command.public_key[:12], command.old_key_until.isoformat())
+    return None
+
+
 HANDLERS: dict[str, Callable[[Agent, Any], Awaitable[str | None]]] = {
     "ping": handle_ping,
     "set-volume": handle_set_volume,
@@ -346,6 +376,7 @@ HANDLERS: dict[str, Callable[[Agent, Any], Awaitable[str | None]]] = {
     "self-test": handle_self_test,
     "restart-agent": handle_restart,
     "sync-schedule": handle_sync_schedule,
+    "rotate-key": handle_rotate_key,
 }
 # Handled beside the link (their ack comes when they are done), not in the queue of incoming commands.
 BACKGROUND = frozenset({"sync-schedule"})

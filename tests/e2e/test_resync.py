@@ -1,0 +1,95 @@
+"""A receiver that comes back after missing commands is brought up to date by the controller.
+
+- A cancel it missed (its broker session discarded while it was away) is sent again when it is back, and a
+  replay of the cancelled emergency's original play command is then refused.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import aiomqtt
+import pytest
+from sqlmodel import Session, col, select
+
+from controller.db.models import CommandRecord, Emergency
+from receivers.agent import AgentSettings
+from receivers.protocol import Ack, Target, Topics
+from tests.conftest import FleetThread, LiveController, wait_for
+from tests.e2e.test_emergency import TEXT, agent_overrides, em_plays, emergency
+
+pytestmark = pytest.mark.integration
+
+
+async def discard_session(s: AgentSettings) -> None:
+    """What a broker does to a session it kept too long (or lost in a restart without persistence): connect
+    with the receiver's own client id and a clean session, which drops every message queued for it."""
+    host, port, _ = s.broker
+    async with aiomqtt.Client(host, port, identifier=f"rx-{s.receiver_id}", username=s.username,
+                              password=s.password, clean_session=True):
+        pass
+
+
+class Acks:
+    """Every acknowledgement the live controller's bridge hears (its ack watchers run on the app's loop)."""
+
+    def __init__(self, live: LiveController) -> None:
+        self.seen: list[tuple[str, Ack]] = []
+        self.lock = threading.Lock()
+        live.app.state.bridge.ack_watchers.append(self.on_ack)
+
+    def on_ack(self, rid: str, ack: Ack) -> None:
+        with self.lock:
+            self.seen.append((rid, ack))
+
+    def of(self, rid: str, command_id: str) -> list[Ack]:
+        with self.lock:
+            return [a for r, a in self.seen if r == rid and str(a.command_id) == command_id]
+
+
+def stop_outcomes(live: LiveController, rid: str) -> list[str | None]:
+    with Session(live.testbed.engine) as s:
+        return list(s.exec(select(CommandRecord.outcome).where(
+            CommandRecord.kind == "stop", CommandRecord.target == str(Target.receiver(rid)),
+            col(CommandRecord.outcome).is_not(None))))
+
+
+def test_a_missed_cancel_is_sent_again_and_the_replayed_play_is_refused(
+        fleet: FleetThread, live: LiveController) -> None:
+    settings = [s for s in fleet.settings(None, **agent_overrides(live)) if s.commune == "tra-son"][:2]
+    agents = fleet.start(settings)
+    away = settings[0]
+    rid = away.receiver_id
+    acks = Acks(live)
+    wait_for(lambda: all(live.http.get(f"/api/v1/receivers/{a.rid}").json()["availability"] == "online"
+                         for a in agents), 15, "both online")
+    fleet.stop_one(rid)
+    wait_for(lambda: live.http.get(f"/api/v1/receivers/{rid}").json()["availability"] != "online", 10, "gone")
+
+    eid = live.http.post("/api/v1/emergencies", json={"text": TEXT, "targets": {"communes": ["tra-son"]},
+                                                      "repeat": 1}).json()["id"]
+    cancelled = live.http.post(f"/api/v1/emergencies/{eid}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    # The play and the stop were queued for it by the broker; the session is then lost.
+    fleet.run(discard_session(away))
+
+    [back] = fleet.start([away])
+    wait_for(lambda: stop_outcomes(live, rid), 20, "the cancel sent again to the receiver and acknowledged")
+    assert em_plays(back, eid) == []
+
+    # Anyone holding the signed play command (a compromised broker, a recording) replays it now.
+    with Session(live.testbed.engine) as s:
+        row = s.get(Emergency, eid)
+        assert row is not None
+        [(target, payload)] = row.payloads.items()
+    play_id = json.loads(json.loads(payload)["body"])["command_id"]
+    topic = Target.parse(target).topic(Topics(away.base), "play")
+    message: Any = aiomqtt.Message(topic, payload.encode(), 1, False, 1, None)
+    fleet.run(back.on_message(message))
+    [refused] = wait_for(lambda: acks.of(rid, play_id), 10, "the receiver's answer to the replayed play")
+    assert refused.status == "rejected" and "stopped" in (refused.reason or "")
+    assert em_plays(back, eid) == []
+    assert f"em-{eid}" not in back.player.items
+    assert emergency(live, eid)["state"] == "cancelled"
