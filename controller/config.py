@@ -13,6 +13,8 @@ from urllib.parse import unquote, urlsplit
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from receivers.protocol.urls import cleartext_problem
+
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "password", "admin", "truyenthanh"}
 DEFAULT_SEED = Path(__file__).parent / "data" / "bac-tra-my.toml"
 
@@ -46,6 +48,11 @@ class AudioSettings(BaseModel):
     max_duration_s: float = Field(default=3 * 3600.0, gt=0)
     trim_silence: bool = True
     max_text_chars: int = Field(default=5000, ge=10)
+    # Making uploads broadcast-ready is ffmpeg work on untrusted files: so many at a time (one per core of a
+    # small controller), so many more waiting at most, each for so long; beyond that 503 (try again).
+    max_concurrent_ingests: int = Field(default=2, ge=1, description="ingests (ffmpeg) running at once")
+    max_waiting_ingests: int = Field(default=4, ge=0, description="uploads waiting for an ingest slot")
+    ingest_wait_s: float = Field(default=20.0, ge=0, description="how long an upload waits for a slot")
     default_engine: str = "offline"
     gtts_timeout_s: float = 10.0
     gtts_url: str | None = Field(default=None, description="override Google's endpoint (tests use a local fake)")
@@ -86,6 +93,20 @@ class LivenessSettings(BaseModel):
     silence_rule: bool = True
 
 
+class HttpSettings(BaseModel):
+    """Limits at the HTTP edge (`TT_HTTP__…`), applied before a route reads its body (controller.api.limits)."""
+
+    max_body_kb: int = Field(default=1024, ge=1, description="a JSON, form or CAP body (uploads: audio.max_upload_mb)")
+    max_enrol_kb: int = Field(default=16, ge=1, description="the body of POST /api/v1/enrol")
+    refusal_audits_per_minute: int = Field(default=30, ge=1,
+                                           description="refusal rows per client address a minute; the rest counted")
+    refusal_audits_total_per_minute: int = Field(default=600, ge=1, description="and from all addresses together")
+    streams_per_token: int = Field(default=4, ge=1, description="open event streams (SSE) per token")
+    plan_failures: int = Field(default=10, ge=1, description="failed plan fetches per receiver id per window")
+    plan_failures_per_address: int = Field(default=100, ge=1, description="and per client address")
+    plan_window_min: float = Field(default=5.0, gt=0)
+
+
 class UiSettings(BaseModel):
     """The staff web UI (NiceGUI, mounted at /ui on the controller)."""
 
@@ -104,7 +125,9 @@ class UiSettings(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TT_", env_nested_delimiter="__", extra="ignore")
+    # hide_input_in_errors: a refused setting's message must not print TT_MQTT_URL's password.
+    model_config = SettingsConfigDict(env_prefix="TT_", env_nested_delimiter="__", extra="ignore",
+                                      hide_input_in_errors=True)
 
     demo: bool = False
     data_dir: Path = Path("var")
@@ -115,6 +138,8 @@ class Settings(BaseSettings):
     # The broker. Unset in the demo, which starts an embedded one and fills this in.
     mqtt_url: str | None = None
     mqtt_base: str = "truyenthanh"
+    # Used only without a user name: the generated brokers make the client id the user name, so each
+    # controller process needs an account of its own.
     mqtt_client_id: str = "tt-controller"
     # What receivers are told to connect to (may differ from how the controller reaches the broker).
     receiver_mqtt_url: str | None = None
@@ -134,7 +159,26 @@ class Settings(BaseSettings):
     schedule: ScheduleSettings = ScheduleSettings()
     emergency: EmergencySettings = EmergencySettings()
     liveness: LivenessSettings = LivenessSettings()
+    http: HttpSettings = HttpSettings()
     ui: UiSettings = UiSettings()
+
+    # Clear text (http://, mqtt://) to another machine is refused outside the demo; allow it only on a closed
+    # private network (a VPN that already encrypts, a LAN with no way out). See receivers/protocol/urls.py.
+    allow_cleartext: bool = False
+    # Create the signing key if it is missing (`truyenthanh serve --create-key` sets it; the demo creates one
+    # anyway). Off, a controller without its key refuses to start: a new key would silence the whole fleet.
+    create_key: bool = False
+
+    @model_validator(mode="after")
+    def _no_cleartext(self) -> Settings:
+        if self.demo or self.allow_cleartext:
+            return self
+        for name, url in (("TT_CONTROLLER_URL", self.controller_url), ("TT_MQTT_URL", self.mqtt_url),
+                          ("TT_RECEIVER_MQTT_URL", self.receiver_mqtt_url)):
+            problem = cleartext_problem(url, name) if url else None
+            if problem:
+                raise ValueError(f"{problem} (TT_ALLOW_CLEARTEXT=1)")
+        return self
 
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> Settings:

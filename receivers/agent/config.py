@@ -1,6 +1,7 @@
 """The agent's settings: one `AgentSettings` per process, read from a TOML file written at enrolment
 (`truyenthanh-agent enroll`, or `truyenthanh provision` for simulated fleets), with `TT_AGENT_*`
-environment variables filling anything the file leaves out."""
+environment variables filling anything the file leaves out. `mqtt://` and `http://` to another machine are
+refused unless `allow_cleartext = true` (receivers/protocol/urls.py says when that is reasonable)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ import tomllib
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from receivers.protocol import check_level
+from receivers.protocol.urls import cleartext_problem
 
 
 class AgentSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TT_AGENT_", extra="ignore")
+    # hide_input_in_errors: a refused config must not print the broker password.
+    model_config = SettingsConfigDict(env_prefix="TT_AGENT_", extra="ignore", hide_input_in_errors=True)
 
     receiver_id: str
     commune: str
@@ -44,6 +47,13 @@ class AgentSettings(BaseSettings):
                                "a sync-schedule notification was lost")
     missed_tolerance_s: float = Field(default=120.0, ge=0, description="a scheduled item may start this late "
                                       "(the receiver was off), no later: then it is logged missed")
+    allow_cleartext: bool = Field(default=False, description="accept mqtt:// and http:// to another machine. "
+                                  "Only on a closed private network (a VPN that already encrypts, a LAN with no "
+                                  "way out): elsewhere the broker password and the receiver's reports would "
+                                  "cross the network readable by anyone on the path")
+    issued_tolerance_s: float = Field(default=300.0, ge=0, le=3600, description="a command may have been issued "
+                                      "this much before the latest one seen (several sent at once, delivered "
+                                      "out of order), no earlier: an older one is a replay, whatever the clock says")
 
     @field_validator("receiver_id", "commune")
     @classmethod
@@ -57,6 +67,16 @@ class AgentSettings(BaseSettings):
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
             raise ValueError("mqtt_url must look like mqtt://host:1883 or mqtts://host:8883")
         return v
+
+    @model_validator(mode="after")
+    def _no_cleartext(self) -> AgentSettings:
+        if self.allow_cleartext:
+            return self
+        for name, url in (("mqtt_url", self.mqtt_url), ("controller_url", self.controller_url)):
+            problem = cleartext_problem(url, name) if url else None
+            if problem:
+                raise ValueError(f"{problem} (allow_cleartext = true)")
+        return self
 
     @property
     def broker(self) -> tuple[str, int, bool]:

@@ -2,7 +2,12 @@
 
 - `ReplayMemory`: ids of commands already seen, until they expire (SQLite, synchronous=FULL: an id is
   on disk before the command is acted on, so a replay after a power cut is still refused).
-  It also remembers which plan entries were handled (`seen`, `forget`), under keys of their own.
+  It also remembers which plan entries were handled (`seen`, `forget`), under keys of their own, and the
+  high-water mark: the latest `issued_at` of a verified command (`high_water`, `raise_high_water`), in the
+  same file and transaction as the id. An id is forgotten only once it has expired *and* the mark has
+  passed it by more than the tolerance, so the mark refuses whatever the memory forgot, whatever the clock.
+- `KeyStore`: the controller keys the agent trusts after a key rotation (`keys.json`, written atomically);
+  the key of the agent's config until then.
 - `PersistentState`: small JSON document (volume, …) written atomically (temp file, fsync, rename).
 - `ItemStore`: accepted items until they are finished, with where the playing one had got to.
 """
@@ -17,24 +22,66 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from receivers.protocol import TrustedKey
+
 
 class ReplayMemory:
-    def __init__(self, path: Path) -> None:
+    PRUNE_EVERY = 500  # inserts
+
+    def __init__(self, path: Path, tolerance: dt.timedelta = dt.timedelta(minutes=5)) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.tolerance = tolerance
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("CREATE TABLE IF NOT EXISTS seen (command_id TEXT PRIMARY KEY, expires_at REAL NOT NULL)")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(seen)")}
+        if "issued_at" not in columns:  # a memory written before the high-water mark
+            self._db.execute("ALTER TABLE seen ADD COLUMN issued_at REAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS mark (name TEXT PRIMARY KEY, at REAL NOT NULL)")
         self._inserts = 0
 
-    def first_time(self, command_id: str, expires_at: dt.datetime, now: dt.datetime) -> bool:
-        """Record `command_id`; False if it was already recorded (a replay)."""
-        cur = self._db.execute("INSERT OR IGNORE INTO seen VALUES (?, ?)", (command_id, expires_at.timestamp()))
+    def first_time(self, command_id: str, expires_at: dt.datetime, now: dt.datetime,
+                   issued_at: dt.datetime | None = None) -> bool:
+        """Record `command_id`; False if it was already recorded (a replay). With `issued_at` (a verified
+        command), the high-water mark rises to it in the same transaction."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            cur = self._db.execute("INSERT OR IGNORE INTO seen VALUES (?, ?, ?)",
+                                   (command_id, expires_at.timestamp(),
+                                    issued_at.timestamp() if issued_at else None))
+            if issued_at is not None and cur.rowcount == 1:
+                self._raise(issued_at)
         self._inserts += 1
-        if self._inserts % 500 == 0:
-            # Expired ids need no memory: the expiry check refuses those commands anyway.
-            self._db.execute("DELETE FROM seen WHERE expires_at < ?", (now.timestamp() - 3600,))
+        if self._inserts % self.PRUNE_EVERY == 0:
+            self.prune(now)
         return cur.rowcount == 1
+
+    def prune(self, now: dt.datetime) -> int:
+        """Forget ids that need no memory; return how many. A command's id is kept until it has expired by
+        the receiver's clock (an hour's margin) *and* it was issued more than the tolerance before the
+        high-water mark: a clock set forward then back cannot make a forgotten command fresh again, as the
+        mark refuses it. Plan keys (no `issued_at`) go by expiry alone."""
+        mark = self.high_water()
+        horizon = (mark - self.tolerance).timestamp() if mark else None
+        with self._db:
+            cur = self._db.execute(
+                "DELETE FROM seen WHERE expires_at < ? AND (issued_at IS NULL OR issued_at < ?)",
+                (now.timestamp() - 3600, horizon if horizon is not None else float("-inf")))
+        return cur.rowcount
+
+    def high_water(self) -> dt.datetime | None:
+        """The latest `issued_at` of a verified command (or plan), by the controller's clock; None at first."""
+        row = self._db.execute("SELECT at FROM mark WHERE name = 'issued'").fetchone()
+        return dt.datetime.fromtimestamp(row[0], dt.UTC) if row else None
+
+    def raise_high_water(self, at: dt.datetime) -> None:
+        with self._db:
+            self._raise(at)
+
+    def _raise(self, at: dt.datetime) -> None:
+        self._db.execute("INSERT INTO mark VALUES ('issued', ?) ON CONFLICT(name) DO UPDATE SET "
+                         "at = max(at, excluded.at)", (at.timestamp(),))
 
     def seen(self, command_id: str) -> bool:
         return self._db.execute("SELECT 1 FROM seen WHERE command_id = ?", (command_id,)).fetchone() is not None
@@ -65,6 +112,45 @@ class PersistentState:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self._path)
+
+
+class KeyStore:
+    """The controller keys this receiver trusts (`keys.json`), written at each `rotate-key`. Before the first
+    rotation the file does not exist and the key of the agent's config is trusted alone. A key the file
+    retires stays retired even if the config still names it (the config is written once, at enrolment);
+    a config key the file does not know (the receiver was enrolled again) is trusted too."""
+
+    def __init__(self, path: Path, config_key: str) -> None:
+        self._file = PersistentState(path)
+        self._config_key = config_key
+
+    def load(self) -> list[TrustedKey]:
+        doc = self._file.load()
+        keys: list[TrustedKey] = []
+        for k in doc.get("keys", []):
+            try:
+                until = dt.datetime.fromisoformat(k["until"]) if k.get("until") else None
+                keys.append(TrustedKey(str(k["public_key"]), until))
+            except (KeyError, TypeError, ValueError):
+                continue
+        if all(k.public_key != self._config_key for k in keys):
+            keys.append(TrustedKey(self._config_key))
+        return keys
+
+    def rotate(self, new_key: str, old_key_until: dt.datetime) -> list[TrustedKey]:
+        """Trust `new_key` fully, and the keys trusted fully until now (the one that signed the rotation)
+        until `old_key_until`. Written atomically before it is used."""
+        keys: list[TrustedKey] = []
+        for k in self.load():
+            if k.public_key == new_key:
+                continue
+            if k.until is None or k.until > old_key_until:
+                k = TrustedKey(k.public_key, old_key_until)
+            keys.append(k)
+        keys.append(TrustedKey(new_key))
+        self._file.save({"keys": [{"public_key": k.public_key, "until": k.until.isoformat() if k.until else None}
+                                  for k in keys]})
+        return keys
 
 
 class ItemStore:

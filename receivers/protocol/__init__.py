@@ -24,6 +24,7 @@ from .messages import (
     ProtocolError,
     ReceiverState,
     RestartAgent,
+    RotateKey,
     SelfTest,
     SetVolume,
     Stop,
@@ -33,13 +34,13 @@ from .messages import (
     parse_receiver_message,
     utcnow,
 )
-from .signing import Rejected, Signer, Verifier, generate_private_key_pem, public_key_b64
+from .signing import Rejected, Signer, TrustedKey, Verifier, generate_private_key_pem, public_key_b64
 from .target import Target, TargetField
 from .topics import TopicInfo, Topics, check_level
 
 __all__ = [
     "INLINE_AUDIO_MAX", "PLAY_STEPS", "PRIORITY_RANK", "AnyCommandT", "MediaRef", "Play", "PlayEvent",
-    "RestartAgent", "SelfTest", "Stop", "SyncSchedule", "Plan", "PlanEntry",
+    "RestartAgent", "RotateKey", "TrustedKey", "SelfTest", "Stop", "SyncSchedule", "Plan", "PlanEntry",
     "COMMAND_KINDS", "Ack", "AnyCommand", "Availability", "Command", "ControllerAvailability", "Ping",
     "ProtocolError", "ReceiverState", "SetVolume", "Telemetry", "parse_command", "parse_receiver_message",
     "utcnow", "Rejected", "Signer", "Verifier", "generate_private_key_pem", "public_key_b64", "Topics",

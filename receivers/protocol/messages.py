@@ -3,13 +3,17 @@
 Receiver → controller: `Availability`, `ReceiverState`, `Telemetry`, `Ack`, `PlayEvent` (proof of play);
 `ReceiverMessage` is their union.
 Controller → receivers: commands, each a `Command` subclass (`Ping`, `SetVolume`, `Play`, `Stop`,
-`SelfTest`, `RestartAgent`, `SyncSchedule`); `AnyCommand` is their union and `COMMAND_KINDS` lists their
+`SelfTest`, `RestartAgent`, `SyncSchedule`, `RotateKey`); `AnyCommand` is their union and `COMMAND_KINDS` lists their
 names, which are also the last topic level of `…/cmd/{name}`.
 Controller → all: `ControllerAvailability`.
 Controller → one agent over HTTP: `Plan`, the receiver's schedule for the next hours (signed like a command).
 
 `parse_receiver_message` and `parse_command` turn bytes into a model or raise `ProtocolError` with a
 reason fit for a log line; they never raise anything else on bad input.
+
+Every text a receiver sends is bounded (`Text`: reasons 500 characters, ids 100): a message built by the
+agent is cut to the bound (an ffmpeg error can be long), one parsed from the wire by the controller
+(`parse_receiver_message`) that exceeds it is refused, so one receiver account cannot fill the database.
 """
 
 from __future__ import annotations
@@ -18,7 +22,17 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
 from .target import Target, TargetField
 
@@ -31,6 +45,24 @@ class ProtocolError(ValueError):
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+MAX_REASON = 500  # characters of a reason (ack, proof of play) a receiver may send
+MAX_ID = 100  # characters of an item id or a command name
+
+
+def _bounded(limit: int) -> BeforeValidator:
+    def check(value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str) and len(value) > limit:
+            if info.context and info.context.get("wire"):
+                raise ValueError(f"longer than {limit} characters ({len(value)})")
+            return value[:limit - 1] + "…"
+        return value
+    return BeforeValidator(check)
+
+
+Reason = Annotated[str, _bounded(MAX_REASON)]
+Ident = Annotated[str, _bounded(MAX_ID)]
 
 
 class Message(BaseModel):
@@ -51,7 +83,7 @@ class Availability(Message):
     kind: Literal["availability"] = "availability"
     status: Availability_
     at: AwareDatetime | None = None  # absent in the last will, which is composed at connect time
-    agent_version: str | None = None
+    agent_version: Ident | None = None
     # The agent publishes something at least this often while online; the controller declares it offline
     # after 1.5 × this much silence, as the broker would, without waiting for the broker's keepalive sweep.
     keepalive_s: int | None = None
@@ -64,7 +96,7 @@ class ReceiverState(Message):
     at: AwareDatetime
     volume: int = Field(ge=0, le=100)
     amplifier: Literal["on", "off"]
-    playing: str | None = None  # item id while playing, None when idle
+    playing: Ident | None = None  # item id while playing, None when idle
 
 
 class Telemetry(Message):
@@ -89,10 +121,10 @@ class Ack(Message):
 
     kind: Literal["ack"] = "ack"
     command_id: uuid.UUID | None  # None when the command was too broken to read its id
-    command: str | None
+    command: Ident | None
     status: AckStatus
-    reason: str | None = None
-    item_id: str | None = None
+    reason: Reason | None = None
+    item_id: Ident | None = None
     at: AwareDatetime
 
 
@@ -108,14 +140,14 @@ class PlayEvent(Message):
     seq: int = Field(ge=0, description="per-receiver order of events")
     event: PlayEventKind
     at: AwareDatetime
-    item_id: str
+    item_id: Ident
     command_id: uuid.UUID | None = None
     priority: Literal["emergency", "priority", "normal"] = "normal"
-    media_sha256: str | None = None
+    media_sha256: Ident | None = None
     position_s: float = 0.0  # where in the item (for `cut`: where it was cut)
     repeat_index: int = 0
     volume: int | None = None
-    reason: str | None = None
+    reason: Reason | None = None
 
 
 ReceiverMessage = Annotated[Availability | ReceiverState | Telemetry | Ack | PlayEvent, Field(discriminator="kind")]
@@ -128,7 +160,7 @@ LEAF_KIND = {"availability": "availability", "state": "state", "telemetry": "tel
 
 def parse_receiver_message(payload: bytes, leaf: str) -> Availability | ReceiverState | Telemetry | Ack | PlayEvent:
     """Parse a receiver message published on topic leaf `leaf`; its kind must match the leaf."""
-    msg = _validate(_receiver_adapter, payload)
+    msg = _validate(_receiver_adapter, payload, wire=True)
     if LEAF_KIND.get(leaf) != msg.kind:
         raise ProtocolError(f"a {msg.kind!r} message on the {leaf!r} topic")
     return msg
@@ -234,11 +266,22 @@ class SyncSchedule(Command):
     version: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
 
-AnyCommandT = Ping | SetVolume | Play | Stop | SelfTest | RestartAgent | SyncSchedule
+class RotateKey(Command):
+    """The controller signs with a new key: trust `public_key` from now on, and the key that signed this
+    command only until `old_key_until` (the grace: commands already on their way still work). Accepted only
+    when signed with a key in full trust (not one in its grace), and kept on the receiver's disk."""
+
+    kind: Literal["rotate-key"] = "rotate-key"
+    public_key: str = Field(pattern=r"^[A-Za-z0-9+/]{43}=$", description="base64 of the raw Ed25519 key")
+    valid_from: AwareDatetime = Field(description="when the controller started signing with it")
+    old_key_until: AwareDatetime = Field(description="the end of the old key's grace")
+
+
+AnyCommandT = Ping | SetVolume | Play | Stop | SelfTest | RestartAgent | SyncSchedule | RotateKey
 AnyCommand = Annotated[AnyCommandT, Field(discriminator="kind")]
 _command_adapter: TypeAdapter[AnyCommandT] = TypeAdapter(AnyCommand)
 COMMAND_KINDS: tuple[str, ...] = ("ping", "set-volume", "play", "stop", "self-test", "restart-agent",
-                                  "sync-schedule")
+                                  "sync-schedule", "rotate-key")
 
 
 # ------------------------------------------------------------------------------------- the plan
@@ -277,9 +320,9 @@ def parse_command(body: bytes) -> AnyCommandT:
     return _validate(_command_adapter, body)
 
 
-def _validate(adapter: TypeAdapter[Any], payload: bytes) -> Any:
+def _validate(adapter: TypeAdapter[Any], payload: bytes, *, wire: bool = False) -> Any:
     try:
-        return adapter.validate_json(payload)
+        return adapter.validate_json(payload, context={"wire": True} if wire else None)
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "payload"
