@@ -338,7 +338,9 @@ class Bridge(BridgeBase):
         mqtt = settings.mqtt
         will = aiomqtt.Will(self.topics.controller_availability(),
                             ControllerAvailability(status="offline").to_bytes(), qos=1, retain=True)
-        self.link = Link(host=mqtt.host, port=mqtt.port, tls=mqtt.tls, client_id=settings.mqtt_client_id,
+        # Both brokers bind the client id to the account (the user name), so that is the id to send.
+        self.link = Link(host=mqtt.host, port=mqtt.port, tls=mqtt.tls,
+                         client_id=mqtt.username or settings.mqtt_client_id,
                          username=mqtt.username or "", password=mqtt.password or "", keepalive=30, will=will,
                          on_connect=self._on_connect, on_message=self.on_message, backoff=(0.5, 15.0))
 

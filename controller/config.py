@@ -140,6 +140,8 @@ class Settings(BaseSettings):
     mqtt_base: str = "truyenthanh"
     # Used only without a user name: the generated brokers make the client id the user name, so each
     # controller process needs an account of its own.
+    # Used only without a user name: the generated brokers make the client id the user name, so each
+    # controller process needs an account of its own.
     mqtt_client_id: str = "tt-controller"
     # What receivers are told to connect to (may differ from how the controller reaches the broker).
     receiver_mqtt_url: str | None = None

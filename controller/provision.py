@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from controller.broker.files import (
     controller_account,
     receiver_account,
     write_amqtt,
+    write_file,
     write_mosquitto,
 )
 from controller.broker.passwords import hash_password, verify_password
@@ -30,11 +30,8 @@ from receivers.protocol import Signer, Topics, generate_private_key_pem, public_
 
 
 def write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(path.with_suffix(".tmp"), path)
+    """A secret (key, password, credentials): mode 0600 from the first byte, no symlink followed."""
+    write_file(path, data, 0o600)
 
 
 def ensure_signing_key(settings: Settings) -> tuple[Signer, str]:

@@ -3,19 +3,35 @@
 `Account` lists a user's password hash and the topic filters it may publish and subscribe to; `accounts()`
 derives them from the receivers (each receiver: publish under its own `receivers/{rid}/…`, read its own,
 its commune's and the all-receivers commands) plus the controller. `write_mosquitto()` and `write_amqtt()`
-turn the same accounts into each broker's files, so the two brokers enforce the same rules.
+turn the same accounts into each broker's files, so the two brokers enforce the same rules: the same
+topic rules, the client id bound to the account (Mosquitto's `use_username_as_clientid`; the embedded broker
+does the same), and the same size limit on messages (`MAX_PAYLOAD`).
+
+`write_file` writes every file here, and the controller's secrets (`controller.provision.write_private`):
+a fresh temporary name opened `O_EXCL|O_NOFOLLOW` with its final mode, then renamed over the target, so no
+other user can read it at any moment and a symlink planted at either name is never followed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from receivers.protocol import Topics
+from receivers.protocol import INLINE_AUDIO_MAX, Topics
 from receivers.protocol.topics import RECEIVER_LEAVES
+
+# The largest payload either broker accepts. The largest legitimate message is a `play` with 256 KiB of inline
+# audio (about 350 KB of base64 in its signed envelope); receivers' reports are a few hundred bytes. Both
+# brokers have one limit for every account.
+MAX_PAYLOAD = 2 * INLINE_AUDIO_MAX
+# Mosquitto's limit on a whole packet (checked before the packet is read into memory; the client is
+# disconnected): the payload plus room for the topic and headers.
+MAX_PACKET = MAX_PAYLOAD + 4096
 
 
 @dataclass
@@ -39,11 +55,33 @@ def receiver_account(topics: Topics, rid: str, commune: str, password_hash: str)
     )
 
 
+def _temp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+
+
+def write_file(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Replace `path` with `data` atomically (temporary file, fsync, rename), with `mode` from the first byte.
+
+    `O_EXCL|O_NOFOLLOW` on a fresh name: a file or symlink already there is an error, not a target. The rename
+    replaces a symlink at `path` itself rather than writing through it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_name(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)  # the umask may have taken bits away; never more than `mode`
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.chmod(tmp, 0o640)
-    os.replace(tmp, path)
+    write_file(path, text.encode(), 0o640)  # group: Mosquitto's, when started as root
 
 
 def _readable_by_mosquitto(directory: Path) -> None:
@@ -77,6 +115,11 @@ def write_mosquitto(directory: Path, accounts: list[Account], *, port: int, bind
         "per_listener_settings false",
         f"listener {port} {bind}",
         "allow_anonymous false",
+        # The client id is the user name, whatever the client sends: nobody can take over another account's
+        # session (a receiver the controller's, or another receiver's). One account per controller process.
+        "use_username_as_clientid true",
+        f"message_size_limit {MAX_PAYLOAD}",  # larger messages are acknowledged and dropped
+        f"max_packet_size {MAX_PACKET}",  # larger packets end the connection before they are read
         f"password_file {directory / 'passwd'}",
         f"acl_file {directory / 'acl'}",
         "set_tcp_nodelay true",  # small commands and acks go out at once, not after Nagle's delay
@@ -105,11 +148,13 @@ def write_amqtt(directory: Path, accounts: list[Account], *, port: int, bind: st
         "listeners": {"default": {"type": "tcp", "bind": f"{bind}:{port}", "max_connections": 0}},
         "plugins": {
             "controller.broker.amqtt_auth.MosquittoPasswordFile": {"password_file": str(directory / "passwd")},
-            "amqtt.plugins.topic_checking.TopicAccessControlListPlugin": {
-                "acl": {a.username: a.subscribe for a in accounts},
-                "publish_acl": {a.username: a.publish for a in accounts},
+            "controller.broker.amqtt_acl.AccountAcl": {
+                "subscribe": {a.username: a.subscribe for a in accounts},
+                "publish": {a.username: a.publish for a in accounts},
             },
         },
+        # Read by `embedded.serve`, not by amqtt; the client id rule needs no setting there (always on).
+        "truyenthanh": {"max_packet_size": MAX_PAYLOAD},
     }
     path = directory / "amqtt.yaml"
     _write(path, json.dumps(config, indent=1))

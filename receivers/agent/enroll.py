@@ -6,7 +6,7 @@
 - `render_config(answer, ...)`: the `agent.toml` text (TOML strings written as JSON strings, which TOML
   reads the same for the values enrolment hands out).
 - `write_private(path, data)`: atomic (temp file, fsync, rename) and mode 0600 from the first byte: the
-  file holds the receiver's broker password.
+  file holds the receiver's broker password. The temp file is a fresh name opened `O_EXCL|O_NOFOLLOW`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import secrets
 from pathlib import Path
 
 import httpx
@@ -63,16 +64,21 @@ def render_config(answer: EnrolAnswer, state_dir: Path, controller: str, now: dt
     return (header + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())).encode()
 
 
+def _temp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+
+
 def write_private(path: Path, data: bytes) -> None:
+    # A fresh name opened O_EXCL|O_NOFOLLOW: a file or symlink planted there is an error, never a target; the
+    # rename replaces a symlink at `path` itself. (The controller has the same in controller.broker.files.)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp = _temp_name(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)  # O_CREAT's mode does not apply to a leftover temp file
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
