@@ -13,14 +13,15 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.engine import Engine
 
 from audio.store import MediaStore
-from controller.api import api, errors, media
+from controller.api import api, errors, limits, media
 from controller.bridge import Bridge
 from controller.config import Settings
 from controller.db import make_engine, migrate
 from controller.emergencies import Tracker
 from controller.ports import CommandPort
-from controller.provision import ensure_signing_key
+from controller.provision import load_signing_key
 from controller.scheduling import Runner
+from controller.services import audit
 from receivers.protocol import Signer
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,11 @@ def create_app(settings: Settings, *, with_bridge: bool = True, bridge: BridgeFa
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.db_url)
         migrate(engine)
-        signer, public_key = ensure_signing_key(settings)
-        app.state.engine, app.state.public_key = engine, public_key
+        audit.limit_refusals(engine, settings.http.refusal_audits_per_minute,
+                             settings.http.refusal_audits_total_per_minute)
+        # A missing key is made only when told (TT_CREATE_KEY, `serve --create-key`) or in the demo.
+        signer, public_key = load_signing_key(settings, create=settings.demo or settings.create_key)
+        app.state.engine, app.state.public_key, app.state.signer = engine, public_key, signer
         app.state.media = MediaStore(settings.media_dir)
         app.state.bridge = bridge(settings, engine, signer) if with_bridge else None
         if app.state.bridge:
@@ -68,6 +72,7 @@ def create_app(settings: Settings, *, with_bridge: bool = True, bridge: BridgeFa
             await app.state.tracker.stop()
             if app.state.bridge:
                 await app.state.bridge.stop()
+            audit.flush(engine)  # the counts of refusals not written one by one
             engine.dispose()
 
     app = FastAPI(title="truyenthanh", version="0.1.0", lifespan=lifespan,
@@ -95,4 +100,6 @@ def create_app(settings: Settings, *, with_bridge: bool = True, bridge: BridgeFa
         def landing() -> HTMLResponse:
             return HTMLResponse(LANDING)
 
+    # Outermost: bodies limited, and refused without a token, before any route (or the UI) reads them.
+    limits.install(app, settings)
     return app

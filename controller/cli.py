@@ -1,6 +1,6 @@
 """The `truyenthanh` command.
 
-    truyenthanh serve                        the controller against an external broker (TT_MQTT_URL)
+    truyenthanh serve [--create-key]         the controller against an external broker (TT_MQTT_URL)
     truyenthanh seed                         load the seed file (TT_SEED_FILE) into the database
     truyenthanh provision --broker mosquitto write broker password/ACL files for every receiver
     truyenthanh user add|list|disable|enable|passwd   people's accounts (controller/cli_accounts.py)
@@ -8,6 +8,7 @@
     truyenthanh ingest FILE                  make a recording broadcast-ready (as an upload would be)
     truyenthanh tts "TEXT" -o FILE.mp3       read Vietnamese text aloud into an MP3
     truyenthanh receiver enrolment-code RID  make a one-time code for installing receiver RID
+    truyenthanh rotate-key [--grace-h 24]    a new signing key, announced to every receiver (via the API)
 
 The development rig (demo, simulated fleet, an agent on simulated hardware) is `truyenthanh-dev` (devrig/).
 """
@@ -51,16 +52,39 @@ def _session(settings: Settings) -> Session:
     return Session(engine)
 
 
+def _settings() -> Settings:
+    """The settings, or a clear message and exit status 2 (clear text off loopback, placeholder secrets…)."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as e:
+        for err in e.errors():
+            where = ".".join(map(str, err["loc"]))
+            typer.echo(f"error: {where + ': ' if where else ''}{err['msg'].removeprefix('Value error, ')}", err=True)
+        raise typer.Exit(2) from None
+
+
 @app.command()
-def serve() -> None:
+def serve(
+    create_key: Annotated[bool, typer.Option("--create-key", help="create the signing key if it is missing (a new "
+                                                                  "installation; receivers enrolled before would "
+                                                                  "refuse a new key)")] = False,
+) -> None:
     """Run the controller against the broker named by TT_MQTT_URL (the production shape)."""
     import uvicorn
 
     from controller.app import create_app
+    from controller.provision import MissingSigningKey, load_signing_key
 
     _logging()
-    settings = Settings()
-    settings.mqtt  # noqa: B018  (fails early with a clear message when TT_MQTT_URL is missing)
+    settings = _settings()
+    try:
+        settings.mqtt  # noqa: B018  (fails early with a clear message when TT_MQTT_URL is missing)
+        load_signing_key(settings, create=create_key or settings.create_key or settings.demo)
+    except (ValueError, MissingSigningKey) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
 
 
@@ -87,12 +111,14 @@ def provision(
     """Write the broker's password and ACL files from the database (controller account from TT_MQTT_URL)."""
     from controller.provision import broker_accounts, demo_fleet_file, ensure_signing_key, write_broker_files
     from receivers.protocol import Topics
+    from receivers.protocol.enrolment import key_fingerprint
 
-    settings = Settings()
+    settings = _settings()
     mqtt = settings.mqtt
+    _, public_key = ensure_signing_key(settings)  # the installation step: a missing key is made here
+    typer.echo(f"signing key {settings.key_file}, fingerprint {key_fingerprint(public_key)}")
     with _session(settings) as s:
         if fleet_file is not None:
-            _, public_key = ensure_signing_key(settings)
             demo_fleet_file(s, fleet_file, mqtt_url=settings.receiver_mqtt_url or f"mqtt://{mqtt.host}:{port}",
                             base=settings.mqtt_base, public_key=public_key)
         accounts = broker_accounts(s, Topics(settings.mqtt_base), mqtt.username or "controller", mqtt.password or "")
@@ -111,9 +137,9 @@ def receiver_config(
     """Issue a receiver a new MQTT password and write its agent config. Re-run `provision` afterwards so
     the broker learns the new password."""
     from controller.db.models import AuditEntry, Commune, Receiver
-    from controller.provision import ensure_signing_key, issue_receiver_password, write_private
+    from controller.provision import issue_receiver_password, load_signing_key, write_private
 
-    settings = Settings()
+    settings = _settings()
     with _session(settings) as s:
         receiver = s.get(Receiver, receiver_id)
         if receiver is None:
@@ -126,7 +152,7 @@ def receiver_config(
         s.add(AuditEntry(actor="cli", action="receiver.credentials", target=receiver_id, outcome="ok",
                          detail="new MQTT password issued"))
         s.commit()
-    _, public_key = ensure_signing_key(settings)
+    _, public_key = load_signing_key(settings, create=settings.create_key)
     lines = {"receiver_id": receiver_id, "commune": commune_code, "mqtt_url": mqtt_url, "username": receiver_id,
              "password": password, "base": settings.mqtt_base, "controller_public_key": public_key,
              "state_dir": str(state_dir)}
@@ -224,17 +250,56 @@ def receiver_enrolment_code(
     """Make a one-time enrolment code for a receiver (as POST /api/v1/receivers/{rid}/enrolment does)."""
     from controller.db.models import AuditEntry, Receiver
     from controller.enrolment import create_code
+    from controller.provision import MissingSigningKey, load_signing_key
+    from receivers.protocol.enrolment import key_fingerprint
 
-    settings = Settings()
+    settings = _settings()
+    try:
+        _, public_key = load_signing_key(settings)
+    except MissingSigningKey as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
     with _session(settings) as s:
         if s.get(Receiver, receiver_id) is None:
             raise typer.BadParameter(f"no receiver {receiver_id!r}; load the seed file first (truyenthanh seed)")
-        code, expires_at = create_code(s, receiver_id, "cli", ttl_h or settings.enrolment_ttl_h)
+        code, expires_at = create_code(s, receiver_id, "cli", ttl_h or settings.enrolment_ttl_h, public_key)
         s.add(AuditEntry(actor="cli", action="receiver.enrolment-code", target=receiver_id, outcome="ok",
                          detail=f"valid until {expires_at:%Y-%m-%d %H:%M} UTC"))
         s.commit()
     typer.echo(f"enrolment code for {receiver_id}: {code}  (valid until {expires_at:%Y-%m-%d %H:%M} UTC, once)")
     typer.echo(f"on the Pi: sudo truyenthanh-agent enroll --controller {settings.public_url} --code {code}")
+    typer.echo(f"(the last four groups are the fingerprint of the controller's key, {key_fingerprint(public_key)}: "
+               "the Pi refuses any other key)")
+
+
+@app.command("rotate-key")
+def rotate_key(
+    token: Annotated[str, typer.Option(envvar="TT_API_TOKEN", help="an API token of a district admin")],
+    grace_h: Annotated[float, typer.Option(help="hours receivers still accept the old key")] = 24.0,
+    controller: Annotated[str | None, typer.Option(help="the running controller (default: TT_CONTROLLER_URL, "
+                                                        "else http://TT_HOST:TT_PORT)")] = None,
+) -> None:
+    """Change the signing key of the running controller: every receiver is told of the new key by a command
+    signed with the old one, which it accepts for --grace-h more hours. Receivers away longer than the broker
+    keeps their queue (at most 7 days) must be enrolled again."""
+    import httpx
+
+    settings = _settings()
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    url = (controller or settings.controller_url or f"http://{host}:{settings.port}").rstrip("/")
+    try:
+        r = httpx.post(f"{url}/api/v1/signing-key/rotate", json={"grace_s": grace_h * 3600},
+                       headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    except httpx.HTTPError as e:
+        typer.echo(f"error: cannot reach the controller at {url}: {e}", err=True)
+        raise typer.Exit(1) from None
+    if r.status_code != 200:
+        detail = r.json().get("detail") if r.headers.get("content-type", "").startswith("application/json") else r.text
+        typer.echo(f"error: the controller answered {r.status_code}: {detail}", err=True)
+        raise typer.Exit(1)
+    body = r.json()
+    typer.echo(f"signing key rotated: fingerprint {body['fingerprint']}; receivers accept the old key until "
+               f"{body['previous_until']} (command {body['command_id']})")
 
 
 def main() -> None:

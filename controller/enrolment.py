@@ -1,10 +1,12 @@
 """Enrolment: a new Raspberry Pi fetches its own credentials with a one-time code, so nobody has to copy a
 broker password by hand.
 
-- `new_code`, `normalise_code`, `hash_code`: the code is 16 characters of Crockford's base32 (no I, L, O
+- `new_code`, `normalise_code`, `hash_code`: the secret is 16 characters of Crockford's base32 (no I, L, O
   or U, so nothing is misread aloud or on paper), shown as four groups of four: 80 random bits. Reading it
   back, case, spaces and dashes do not matter, and O/I/L count as 0/1/1.
-- `create_code`: store a new code's hash for a receiver, replacing its older unused codes; return the code.
+- `create_code`: store a new code's hash for a receiver, replacing its older unused codes; return the code
+  staff hand out: the secret followed by the fingerprint of the controller's signing key
+  (`receivers.protocol.enrolment.split_code`), which the agent checks the key it receives against.
 - `enrol`: use a code once: check it, mark it used, issue the receiver a new MQTT password, rewrite the
   broker's files and reload the broker; return the agent's config values, or `Refused` with the reason.
 - `refresh_broker_files`, `reload_broker`: rewrite the password and ACL files in `TT_BROKER_DIR` (keeping
@@ -33,13 +35,12 @@ from controller.db.enrolment import EnrolmentCode
 from controller.db.models import Commune, Receiver, utcnow
 from controller.provision import broker_accounts, issue_receiver_password, write_broker_files
 from receivers.protocol import Topics
-from receivers.protocol.enrolment import EnrolAnswer
+from receivers.protocol.enrolment import EnrolAnswer, key_fingerprint, split_code
 
 log = logging.getLogger(__name__)
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's base32: 5 bits a character
 CODE_CHARS = 16
-_READ_AS = str.maketrans({"O": "0", "I": "1", "L": "1"})
 
 # One enrolment at a time in this process: the broker files are written from the database, and two
 # enrolments interleaving could each write a file that lacks the other's new password.
@@ -64,11 +65,10 @@ def new_code() -> str:
 
 
 def normalise_code(code: str) -> str | None:
-    """The code's canonical form (16 characters, no dashes), or None if it cannot be a code."""
-    raw = "".join(code.split()).replace("-", "").upper().translate(_READ_AS)
-    if len(raw) != CODE_CHARS or any(c not in ALPHABET for c in raw):
-        return None
-    return raw
+    """The secret's canonical form (16 characters, no dashes), or None if it cannot be a code. A code with
+    the key's fingerprint after the secret gives its secret."""
+    parts = split_code(code)
+    return parts[0].replace("-", "") if parts else None
 
 
 def hash_code(code: str) -> str:
@@ -78,9 +78,11 @@ def hash_code(code: str) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def create_code(session: Session, receiver_id: str, created_by: str, ttl_h: float) -> tuple[str, dt.datetime]:
-    """A new code for `receiver_id`, valid for `ttl_h` hours; older unused codes of that receiver stop
-    working (an operator who makes a new code has lost or distrusts the old one)."""
+def create_code(session: Session, receiver_id: str, created_by: str, ttl_h: float,
+                public_key: str) -> tuple[str, dt.datetime]:
+    """A new code for `receiver_id`, valid for `ttl_h` hours, ending with the fingerprint of `public_key` (the
+    controller's); older unused codes of that receiver stop working (an operator who makes a new code has
+    lost or distrusts the old one)."""
     now = utcnow()
     session.exec(update(EnrolmentCode)
                  .where(col(EnrolmentCode.receiver_id) == receiver_id, col(EnrolmentCode.used_at).is_(None),
@@ -91,7 +93,7 @@ def create_code(session: Session, receiver_id: str, created_by: str, ttl_h: floa
     session.add(EnrolmentCode(code_hash=hash_code(code), receiver_id=receiver_id, created_by=created_by,
                               created_at=now, expires_at=expires_at))
     session.commit()
-    return code, expires_at
+    return f"{code}-{key_fingerprint(public_key)}", expires_at
 
 
 @dataclass
@@ -100,13 +102,19 @@ class Enrolment:
     created_by: str
 
 
-def _claim(session: Session, code: str) -> EnrolmentCode:
+def _claim(session: Session, code: str, public_key: str) -> EnrolmentCode:
     """Mark the code used, or raise `Refused`. The lookup is by hash, so its timing says nothing about
-    which codes exist; the conditional UPDATE makes a code usable once even by simultaneous requests."""
-    canonical = normalise_code(code)
-    if canonical is None:
-        raise Refused(f"That is not an enrolment code: expected {CODE_CHARS} letters and digits such as "
-                      "7KQ2-M9XD-4HTB-N3PW. Check it with the operator.")
+    which codes exist; the conditional UPDATE makes a code usable once even by simultaneous requests.
+    A code whose fingerprint is not that of the key the controller signs with now (made before a key
+    rotation) is refused unused: the agent would refuse the answer anyway, after the code was spent."""
+    parts = split_code(code)
+    if parts is None:
+        raise Refused(f"That is not an enrolment code: expected {2 * CODE_CHARS} letters and digits such as "
+                      "7KQ2-M9XD-4HTB-N3PW-3F7K-Q2MX-9RTA-B4ND. Check it with the operator.")
+    canonical = parts[0].replace("-", "")
+    if parts[1] is not None and parts[1] != key_fingerprint(public_key):
+        raise Refused("This enrolment code was made for another signing key of the controller (its key was "
+                      "changed since, or the code was mistyped). Ask the operator for a new one.")
     row = session.get(EnrolmentCode, hash_code(canonical))
     now = utcnow()
     if row is None:
@@ -135,7 +143,7 @@ def enrol(session: Session, settings: Settings, public_key: str, code: str) -> E
     stays unused and the receiver's old password keeps working."""
     agent_mqtt_url = receiver_broker_url(settings)  # fails (ValueError) before anything changes
     with _lock:
-        row = _claim(session, code)
+        row = _claim(session, code, public_key)
         receiver = session.get(Receiver, row.receiver_id)
         assert receiver is not None  # foreign key
         commune = session.get(Commune, receiver.commune_id)

@@ -1,6 +1,11 @@
 """Keys and credentials the controller creates and hands out.
 
-- `ensure_signing_key`: the controller's Ed25519 key pair, made on first start (private key mode 0600).
+- `load_signing_key`: the controller's Ed25519 key; a missing one is created only when asked
+  (`create=True`: the demo, `truyenthanh serve --create-key`, `truyenthanh provision`), else
+  `MissingSigningKey` — a silently made new key would make every receiver refuse every command.
+  `ensure_signing_key` is `load_signing_key(create=True)`; `current_public_key` reads the key file.
+- `rotate_signing_key`: a new key, announced to every receiver by a `rotate-key` command signed with the
+  old one (which they accept for the grace it states), then signed with from then on.
 - `issue_receiver_password`: a fresh MQTT password for a receiver (only its hash is stored).
 - `demo_fleet_file`: the demo's credentials for every receiver, kept in `var/fleet.json` (mode 0600) so
   a restarted demo reuses them.
@@ -9,7 +14,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import logging
+import os
 import secrets
 from pathlib import Path
 
@@ -26,7 +34,17 @@ from controller.broker.files import (
 from controller.broker.passwords import hash_password, verify_password
 from controller.config import Settings
 from controller.db.models import Commune, Receiver
-from receivers.protocol import Signer, Topics, generate_private_key_pem, public_key_b64
+from controller.ports import CommandPort
+from receivers.protocol import RotateKey, Signer, Target, Topics, generate_private_key_pem, public_key_b64, utcnow
+from receivers.protocol.enrolment import key_fingerprint
+
+log = logging.getLogger(__name__)
+# How long a queued `rotate-key` stays valid for a receiver that is away (at least the grace).
+ROTATION_TTL = dt.timedelta(days=7)
+
+
+class MissingSigningKey(RuntimeError):
+    """The controller's signing key is not where the settings say; the message says what to do."""
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -34,12 +52,72 @@ def write_private(path: Path, data: bytes) -> None:
     write_file(path, data, 0o600)
 
 
+def _staged(path: Path, data: bytes) -> Path:
+    """`data` in a new private file beside `path` (`….next.pem`), to be moved onto `path`."""
+    staged = path.with_name(f"{path.stem}.next{path.suffix}")
+    write_private(staged, data)
+    return staged
+
+
+def load_signing_key(settings: Settings, *, create: bool = False) -> tuple[Signer, str]:
+    """The signer and its public key (base64). A missing key is made only with `create`."""
+    path = settings.key_file
+    if not path.exists():
+        if not create:
+            raise MissingSigningKey(
+                f"the controller's signing key {path} is missing. Receivers trust only the key they were "
+                "enrolled with: a new one would make every receiver refuse every command ('bad signature'). "
+                "Restore the file from a backup (and check TT_DATA_DIR); on a new installation, create it with "
+                "`truyenthanh serve --create-key` or `truyenthanh provision`.")
+        staged = _staged(path, generate_private_key_pem())
+        try:
+            os.link(staged, path)  # never over a key another process made meanwhile: that one is used
+            log.warning("created the controller's signing key %s (fingerprint %s)", path,
+                        key_fingerprint(current_public_key(settings)))
+        except FileExistsError:
+            pass
+        finally:
+            staged.unlink(missing_ok=True)
+    signer = Signer(path.read_bytes())
+    return signer, signer.public_key
+
+
 def ensure_signing_key(settings: Settings) -> tuple[Signer, str]:
-    """Load (or create on first start) the signing key; return the signer and the public key (base64)."""
-    if not settings.key_file.exists():
-        write_private(settings.key_file, generate_private_key_pem())
-    pem = settings.key_file.read_bytes()
-    return Signer(pem), public_key_b64(pem)
+    """Load the signing key, creating it if missing (the demo, test beds, `provision`)."""
+    return load_signing_key(settings, create=True)
+
+
+def current_public_key(settings: Settings) -> str:
+    """The public key (base64) of the key the controller signs with now."""
+    return public_key_b64(settings.key_file.read_bytes())
+
+
+async def rotate_signing_key(settings: Settings, signer: Signer, port: CommandPort, grace: dt.timedelta,
+                             issued_by: str) -> RotateKey:
+    """Make a new key, announce it to every receiver (`rotate-key`, signed with the current key, to all),
+    then sign with it. Receivers accept the old key for `grace` more (commands already on their way), not
+    after. Nothing changes when the announcement cannot be sent (`CommandNotSent`).
+
+    The new key is on disk before anyone is told of it; the old one is kept in `keys/retired/`."""
+    new_pem = generate_private_key_pem()
+    now = utcnow()
+    command: RotateKey = RotateKey.new(Target.everyone(), max(grace, ROTATION_TTL).total_seconds(), now=now,
+                                       public_key=public_key_b64(new_pem), valid_from=now, old_key_until=now + grace)
+    current = settings.key_file
+    staged = _staged(current, new_pem)
+    try:
+        await port.publish_signed(command, signer.sign(command), issued_by)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    retired = current.parent / "retired" / f"{now:%Y%m%dT%H%M%SZ}-{key_fingerprint(signer.public_key)}.pem"
+    retired.parent.mkdir(mode=0o700, exist_ok=True)
+    os.link(current, retired)
+    os.replace(staged, current)
+    signer.replace(new_pem)
+    log.warning("signing key rotated: now %s (the old key, %s, is accepted by receivers until %s)",
+                key_fingerprint(command.public_key), retired.name, command.old_key_until.isoformat())
+    return command
 
 
 def issue_receiver_password(receiver: Receiver) -> str:

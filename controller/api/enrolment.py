@@ -3,9 +3,11 @@ receiver, being installed, trades the code for its agent config.
 
     POST /api/v1/receivers/{rid}/enrolment   (admin, in the receiver's commune) → {receiver_id, code, expires_at}
     POST /api/v1/enrol  {"code"}             (public: the code is the credential) → the agent's config
+    GET  /api/v1/signing-key                 the controller's key and fingerprint (the end of every code)
+    POST /api/v1/signing-key/rotate {"grace_s"}  (district admin) a new key, announced to every receiver
 
 Both are audited (`receiver.enrolment-code`, `receiver.enrol`), refusals included; the code itself is
-never written anywhere but the answer.
+never written anywhere but the answer. A rotation is audited as `signing-key.rotate`.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 
 from controller.db.enrolment import EnrolmentCodePublic
-from controller.services import receivers
+from controller.services import keys, receivers
 from receivers.protocol.enrolment import EnrolAnswer, EnrolRequest
 
-from .deps import Admin, SessionDep, client_address, public
+from .deps import Admin, ReceiversReader, SessionDep, client_address, public
+from .limits import ENROL
 
 router = APIRouter(tags=["enrolment"])
 
@@ -29,10 +32,28 @@ def create_enrolment_code(rid: str, ctx: Admin) -> EnrolmentCodePublic:
 
 
 @router.post("/enrol", response_model=EnrolAnswer,
-             dependencies=[Depends(public("a receiver being installed, by its one-time enrolment code"))])
+             dependencies=[Depends(public("a receiver being installed, by its one-time enrolment code")),
+                           Depends(ENROL)])
 def enrol_receiver(body: EnrolRequest, session: SessionDep, request: Request) -> EnrolAnswer:
     """Trade a one-time enrolment code for the receiver's agent config: its id, commune, broker URL, a new
     broker password (the old one stops working), the topic base and the controller's public key."""
     state = request.app.state
-    return receivers.enrol(session, state.engine, state.settings, state.public_key, body.code,
+    return receivers.enrol(session, state.engine, state.settings, state.signer.public_key, body.code,
                            client_address(request))
+
+
+@router.get("/signing-key", response_model=keys.SigningKeyPublic)
+def signing_key(ctx: ReceiversReader, request: Request) -> keys.SigningKeyPublic:
+    """The key the controller signs commands and plans with, and its fingerprint (the last four groups of
+    every enrolment code)."""
+    return keys.signing_key(ctx, request.app.state.signer)
+
+
+@router.post("/signing-key/rotate", response_model=keys.SigningKeyPublic)
+async def rotate_signing_key(body: keys.RotateKeyRequest, ctx: Admin, request: Request) -> keys.SigningKeyPublic:
+    """Change the controller's signing key: every receiver is told of the new key by a `rotate-key` command
+    signed with the old one, and accepts the old one for `grace_s` more. Receivers away for longer than the
+    broker keeps their queue (and at most 7 days) miss it and must be enrolled again."""
+    answer = await keys.rotate_key(ctx, request.app.state.signer, body)
+    request.app.state.public_key = answer.public_key
+    return answer

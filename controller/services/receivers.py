@@ -40,6 +40,7 @@ from controller.enrolment import enrol as use_code
 from controller.errors import DomainError, Forbidden, NotFound, Unavailable
 from controller.policy import Right, require, require_in
 from controller.ports import CommandNotSent
+from controller.provision import current_public_key
 from receivers.protocol import Ack, Command, Plan, RestartAgent, SelfTest, SetVolume, Target
 from receivers.protocol.enrolment import EnrolAnswer
 
@@ -167,18 +168,21 @@ def update_receiver(ctx: Ctx, rid: str, body: ReceiverUpdate) -> ReceiverPublic:
 
 async def set_volume(ctx: Ctx, rid: str, body: VolumeRequest) -> CommandOutcome:
     """A signed `set-volume`, answered (within TT_COMMAND_TIMEOUT_S) by the receiver's acknowledgement."""
+    controlled_receiver(ctx, rid, "receiver.volume")  # 404 for an unknown id before it is made a target
     command = SetVolume.new(Target.receiver(rid), ctx.settings.command_ttl_s, volume=body.volume)
     return await command_one(ctx, rid, command, "receiver.volume", detail=f"volume={body.volume}",
                              during_emergency="changing its volume")
 
 
 async def self_test(ctx: Ctx, rid: str) -> CommandOutcome:
+    controlled_receiver(ctx, rid, "receiver.self-test")
     command = SelfTest.new(Target.receiver(rid), ctx.settings.command_ttl_s)
     return await command_one(ctx, rid, command, "receiver.self-test", timeout=ctx.settings.command_timeout_s + 5,
                              during_emergency="a self-test (a tone over it)")
 
 
 async def restart_agent(ctx: Ctx, rid: str) -> CommandOutcome:
+    controlled_receiver(ctx, rid, "receiver.restart-agent")
     command = RestartAgent.new(Target.receiver(rid), ctx.settings.command_ttl_s)
     return await command_one(ctx, rid, command, "receiver.restart-agent",
                              during_emergency="restarting its agent (which cuts it)")
@@ -244,7 +248,9 @@ def create_enrolment_code(ctx: Ctx, rid: str) -> EnrolmentCodePublic:
     Policy: `admin` in the receiver's commune. The issue suggests receivers:control; admin is what the route
     needed before and is the stricter of the two (an enrolled box gets a new broker password), so it stays."""
     _receiver(ctx, rid, Right.ADMIN, "receiver.enrolment-code")
-    code, expires_at = create_code(ctx.session, rid, ctx.who.actor, ctx.settings.enrolment_ttl_h)
+    # The code ends with the fingerprint of the key the controller signs with: the agent checks it.
+    code, expires_at = create_code(ctx.session, rid, ctx.who.actor, ctx.settings.enrolment_ttl_h,
+                                   current_public_key(ctx.settings))
     ctx.audit("receiver.enrolment-code", target=rid, detail=f"valid until {expires_at:%Y-%m-%d %H:%M} UTC")
     return EnrolmentCodePublic(receiver_id=rid, code=code, expires_at=expires_at)
 

@@ -2,6 +2,7 @@
 
     truyenthanh-agent run [--config FILE]        the agent (what systemd starts)
     truyenthanh-agent enroll --controller URL --code CODE   fetch this receiver's config with a one-time code
+                                                            (checked against the key fingerprint it ends with)
     truyenthanh-agent self-test [--config FILE]  a quiet tone through the amplifier and loudspeakers
     truyenthanh-agent status [--config FILE]     what the state directory holds: plan, queue, outbox
 
@@ -23,7 +24,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from .config import AgentSettings
-from .enroll import EnrolFailed, render_config, request_config, write_private
+from .enroll import BadCode, EnrolFailed, render_config, request_config, write_private
 from .hardware import HardwareError, PiHardware
 
 DEFAULT_CONFIG = Path("/etc/truyenthanh/agent.toml")
@@ -110,13 +111,17 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         except KeyError:
             account = None
     try:
-        answer = request_config(args.controller, args.code, args.state_dir, timeout=args.timeout)
+        answer = request_config(args.controller, args.code, args.state_dir, timeout=args.timeout,
+                                allow_cleartext=args.allow_cleartext)
+    except BadCode as e:
+        raise UsageError(f"--code: {e}") from None
     except ValueError as e:
         raise UsageError(f"--controller: {e}") from None
     except EnrolFailed as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    write_private(args.config, render_config(answer, args.state_dir, args.controller, dt.datetime.now(dt.UTC)))
+    write_private(args.config, render_config(answer, args.state_dir, args.controller, dt.datetime.now(dt.UTC),
+                                             allow_cleartext=args.allow_cleartext))
     if account is not None:
         os.chown(args.config, account.pw_uid, account.pw_gid)
     print(f"wrote {args.config} (mode 0600{f', owner {account.pw_name}' if account else ''}): receiver "
@@ -191,6 +196,9 @@ def parser() -> argparse.ArgumentParser:
     enroll.add_argument("--owner", help="give the file to this user, who runs the agent (default when run as "
                                         "root: 'truyenthanh' if it exists)")
     enroll.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the controller")
+    enroll.add_argument("--allow-cleartext", action="store_true",
+                        help="accept http:// and mqtt:// to another machine: only on a closed private network "
+                             "(a VPN that already encrypts, a LAN with no way out)")
     enroll.set_defaults(func=cmd_enroll)
 
     test = sub.add_parser("self-test", help="play a quiet tone through the relay, amplifier and loudspeakers "

@@ -28,12 +28,14 @@ from receivers.protocol import Topics
 
 RID = "tra-bui-thon-1-1"
 CONTROLLER_PASSWORD = "a-real-controller-password"
-CODE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{4}(-[0-9A-HJKMNP-TV-Z]{4}){3}$")  # Crockford base32: no I L O U
+# Crockford base32 (no I L O U): the secret, then the fingerprint of the controller's key, four groups each.
+CODE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{4}(-[0-9A-HJKMNP-TV-Z]{4}){7}$")
 
 
 def make_client(tmp_path: Path, broker: str | None = "mosquitto", **overrides: Any) -> Iterator[TestClient]:
     broker_dir = tmp_path / "broker"
-    defaults: dict[str, Any] = {"mqtt_url": f"mqtt://controller:{CONTROLLER_PASSWORD}@10.0.0.5:1883",
+    defaults: dict[str, Any] = {"mqtt_url": f"mqtts://controller:{CONTROLLER_PASSWORD}@10.0.0.5:8883",
+                                "create_key": True,
                                 "controller_url": "https://tt.example/"}
     settings = Settings(data_dir=tmp_path / "data", broker_dir=broker_dir if broker else None,
                         **{**defaults, **overrides})
@@ -122,12 +124,12 @@ def test_enrolment_gives_a_config_the_agent_accepts(client: TestClient, tmp_path
     assert r.status_code == 200, r.text
     cfg = r.json()
     assert cfg["receiver_id"] == cfg["username"] == RID and cfg["commune"] == "tra-bui"
-    assert cfg["mqtt_url"] == "mqtt://10.0.0.5:1883"  # TT_MQTT_URL's broker, without the controller's account
+    assert cfg["mqtt_url"] == "mqtts://10.0.0.5:8883"  # TT_MQTT_URL's broker, without the controller's account
     assert cfg["controller_url"] == "https://tt.example"
     assert cfg["controller_public_key"] == client.app.state.public_key  # type: ignore[attr-defined]
     assert cfg["warnings"] and "TT_BROKER_RELOAD" in cfg["warnings"][0]
     agent = AgentSettings(**{k: v for k, v in cfg.items() if k != "warnings"}, state_dir=tmp_path / "state")
-    assert agent.broker == ("10.0.0.5", 1883, False) and agent.base == "truyenthanh"
+    assert agent.broker == ("10.0.0.5", 8883, True) and agent.base == "truyenthanh"
 
     new_hash = password_hash(client)
     assert new_hash != old_hash and new_hash is not None

@@ -26,16 +26,18 @@ from controller.inventory import apply_seed, load_seed
 from controller.provision import ensure_signing_key
 from receivers.agent import AgentSettings
 from receivers.agent.cli import main as agent_cli
+from receivers.protocol.enrolment import key_fingerprint
 from tests.live_server import live_server
 
 RID = "tra-ka-thon-2-1"
+ANY_CODE = "ABCD-EFGH-JKMN-PQRS-ABCD-EFGH-JKMN-PQRS"  # a secret and a key fingerprint, in the form of a code
 
 
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """The controller's environment, shared by `serve` (the live server) and the operator's CLI."""
     values = {"TT_DATA_DIR": str(tmp_path / "data"), "TT_MQTT_URL": "mqtts://controller:pw-7f3a@broker.example:8883",
-              "TT_RECEIVER_MQTT_URL": "mqtts://broker.example:8883"}
+              "TT_RECEIVER_MQTT_URL": "mqtts://broker.example:8883", "TT_CREATE_KEY": "1"}
     for k, v in values.items():
         monkeypatch.setenv(k, v)
     settings = Settings()
@@ -101,10 +103,11 @@ def test_enroll_writes_a_private_config_the_agent_loads(controller: str, env: Se
     engine.dispose()
 
 
-def test_a_wrong_code_shows_the_controllers_reason_and_writes_nothing(controller: str, tmp_path: Path,
-                                                                      enroll: Enroll) -> None:
+def test_a_wrong_code_shows_the_controllers_reason_and_writes_nothing(controller: str, env: Settings,
+                                                                      tmp_path: Path, enroll: Enroll) -> None:
     config = tmp_path / "agent.toml"
-    code, out = enroll("--controller", controller, "--code", "ABCD-EFGH-JKMN-PQRS", "--config", str(config))
+    wrong = f"ABCD-EFGH-JKMN-PQRS-{key_fingerprint(ensure_signing_key(env)[1])}"
+    code, out = enroll("--controller", controller, "--code", wrong, "--config", str(config))
     assert code == 1 and "the controller refused the code: Unknown enrolment code" in out
     real = enrolment_code()
     assert enroll("--controller", controller, "--code", real, "--config", str(config))[0] == 0
@@ -116,10 +119,10 @@ def test_a_wrong_code_shows_the_controllers_reason_and_writes_nothing(controller
 
 def test_an_unreachable_controller_is_a_clear_error(tmp_path: Path, enroll: Enroll) -> None:
     config = tmp_path / "agent.toml"
-    code, out = enroll("--controller", f"http://127.0.0.1:{free_port()}", "--code", "ABCD-EFGH-JKMN-PQRS",
+    code, out = enroll("--controller", f"http://127.0.0.1:{free_port()}", "--code", ANY_CODE,
                        "--config", str(config))
     assert code == 1 and "cannot reach the controller at http://127.0.0.1:" in out
-    code, out = enroll("--controller", "tt.example", "--code", "ABCD-EFGH-JKMN-PQRS", "--config", str(config))
+    code, out = enroll("--controller", "tt.example", "--code", ANY_CODE, "--config", str(config))
     assert code == 2 and "http://" in out
     assert not config.exists()
 
