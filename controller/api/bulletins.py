@@ -11,14 +11,15 @@ import tempfile
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
 
 from controller.db.models import BulletinPublic, BulletinsPublic
 from controller.errors import Invalid, TooLarge
 from controller.services import content
 from controller.services.content import BulletinUpload, ReturnRequest
 
-from .deps import ContentApprover, ContentReader, ContentWriter, PageDep
+from .deps import ContentApprover, ContentReader, ContentWriter, PageDep, RowId
+from .limits import UPLOAD
 
 router = APIRouter(prefix="/bulletins", tags=["bulletins"])
 MULTIPART_OVERHEAD = 64 * 1024
@@ -44,7 +45,7 @@ def receive_upload(upload: UploadFile, limit_bytes: int, directory: Path) -> Pat
         raise
 
 
-@router.post("", status_code=201, response_model=BulletinPublic)
+@router.post("", status_code=201, response_model=BulletinPublic, dependencies=[Depends(UPLOAD)])
 def create_bulletin(
     request: Request, ctx: ContentWriter,
     file: Annotated[UploadFile, File(description="MP3, WAV, OGG/Opus, M4A/AAC, FLAC, AMR or 3GP")],
@@ -70,23 +71,23 @@ def list_bulletins(ctx: ContentReader, page: PageDep, commune: str | None = None
 
 
 @router.get("/{bid}", response_model=BulletinPublic)
-def get_bulletin(bid: int, ctx: ContentReader) -> BulletinPublic:
+def get_bulletin(bid: RowId, ctx: ContentReader) -> BulletinPublic:
     return content.get_bulletin(ctx, bid)
 
 
 @router.post("/{bid}/approve", response_model=BulletinPublic)
-def approve_bulletin(bid: int, ctx: ContentApprover) -> BulletinPublic:
+def approve_bulletin(bid: RowId, ctx: ContentApprover) -> BulletinPublic:
     """Approve a draft (duyệt tin) so it can be played and scheduled; approving it again changes nothing."""
     return content.approve_bulletin(ctx, bid)
 
 
 @router.post("/{bid}/return", response_model=BulletinPublic)
-def return_bulletin(bid: int, body: ReturnRequest, ctx: ContentApprover) -> BulletinPublic:
+def return_bulletin(bid: RowId, body: ReturnRequest, ctx: ContentApprover) -> BulletinPublic:
     """Send a draft back to its author with a comment (duyệt tin: trả lại); it stays a draft."""
     return content.return_bulletin(ctx, bid, body.comment)
 
 
 @router.delete("/{bid}", status_code=204)
-def delete_bulletin(bid: int, ctx: ContentWriter) -> Response:
+def delete_bulletin(bid: RowId, ctx: ContentWriter) -> Response:
     content.delete_bulletin(ctx, bid)
     return Response(status_code=204)

@@ -33,6 +33,7 @@ from controller.services.emergencies import (
 
 from .bulletins import receive_upload
 from .deps import EmergencyTrigger, PageDep, client_address
+from .limits import UPLOAD
 
 router = APIRouter(prefix="/emergencies", tags=["emergencies"])
 
@@ -43,7 +44,7 @@ async def create_emergency(body: EmergencyCreate, ctx: EmergencyTrigger,
     return await emergencies.trigger(ctx, body, idempotency_key)
 
 
-@router.post("/upload", status_code=202, response_model=EmergencyTriggered)
+@router.post("/upload", status_code=202, response_model=EmergencyTriggered, dependencies=[Depends(UPLOAD)])
 async def upload_emergency(ctx: EmergencyTrigger, file: Annotated[UploadFile, File()],
                            targets: Annotated[str, Form(description='JSON, e.g. {"communes": ["tra-kot"]}')],
                            title: Annotated[str | None, Form(max_length=200)] = None,

@@ -1,10 +1,25 @@
 """The audit log: every broadcast-affecting action and every refusal, with who, what, from where and the
 outcome. `record` writes one row in its own transaction; `entries` lists them for district admins (filtered by
-action, outcome, actor and period)."""
+action, outcome, actor and period).
+
+Refusals (outcome `refused` or `rate-limited`) of callers who did not authenticate — no or a bad token, a
+wrong password, a made-up receiver — cannot fill the disk: `RefusalBudget` writes at most so many a minute
+per client address (an IPv6 address counts by its /64) and so many from all addresses together; the rest
+are counted, and one row (`audit.suppressed`) per address and minute says how many were not written. A
+refusal of a principal that did authenticate (the policy's 403 or 404) is always written: it names a token
+or a person, who can be disabled. `limit_refusals(engine, …)` sets an engine's budget (`create_app`:
+`http.refusal_audits_…`); `flush(engine)` writes the counts still pending (at shutdown). Every other row is
+always written.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
@@ -16,12 +31,140 @@ if TYPE_CHECKING:
     from .context import Ctx, Page
 
 
+REFUSALS = frozenset({"refused", "rate-limited"})
+WINDOW_S = 60.0
+SUPPRESSED = "audit.suppressed"
+
+
+def _source(address: str | None) -> str:
+    """Whom a refusal is counted against: the address, an IPv6 one by its /64 (one line holds a /64)."""
+    if address is None:
+        return "?"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:100]
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+@dataclass
+class _Window:
+    start: float
+    written: int = 0
+    suppressed: int = 0
+    address: str | None = None
+    everyone: bool = False  # the window of all addresses together
+
+
+@dataclass
+class RefusalBudget:
+    """Refusal rows written per source (see `_source`) and in all, per minute (see the module's docstring)."""
+
+    per_source: int = 30
+    total: int = 600
+    _windows: dict[str, _Window] = field(default_factory=dict)
+    _all: _Window = field(default_factory=lambda: _Window(time.monotonic(), everyone=True))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def admit(self, address: str | None) -> tuple[bool, list[_Window]]:
+        """Whether to write this refusal's row; and the counts of windows that have ended, to be written."""
+        now = time.monotonic()
+        with self._lock:
+            ended = self._ended(now)
+            if self._all.written >= self.total:
+                self._all.suppressed += 1
+                return False, ended
+            key = _source(address)
+            w = self._windows.setdefault(key, _Window(now, address=address))
+            if w.written >= self.per_source:
+                w.suppressed += 1
+                return False, ended
+            w.written += 1
+            self._all.written += 1
+            return True, ended
+
+    def _ended(self, now: float, everything: bool = False) -> list[_Window]:
+        done = [k for k, w in self._windows.items() if everything or now - w.start >= WINDOW_S]
+        ended = [w for w in (self._windows.pop(k) for k in done) if w.suppressed]
+        if everything or now - self._all.start >= WINDOW_S:
+            if self._all.suppressed:
+                ended.append(self._all)
+            self._all = _Window(now, everyone=True)
+        return ended
+
+    def drain(self) -> list[_Window]:
+        with self._lock:
+            return self._ended(time.monotonic(), everything=True)
+
+
+_budgets: weakref.WeakKeyDictionary[Engine, RefusalBudget] = weakref.WeakKeyDictionary()
+_budgets_lock = threading.Lock()
+
+
+def _budget(engine: Engine) -> RefusalBudget:
+    with _budgets_lock:
+        budget = _budgets.get(engine)
+        if budget is None:
+            budget = _budgets[engine] = RefusalBudget()
+        return budget
+
+
+def limit_refusals(engine: Engine, per_address: int, total: int) -> None:
+    with _budgets_lock:
+        _budgets[engine] = RefusalBudget(per_address, total)
+
+
+def _write(engine: Engine, rows: list[AuditEntry]) -> None:
+    with Session(engine) as s:
+        s.add_all(rows)
+        s.commit()
+
+
+def _summaries(budget: RefusalBudget, windows: list[_Window]) -> list[AuditEntry]:
+    rows = []
+    for w in windows:
+        if w.everyone:
+            detail = (f"{w.suppressed} more refusals from any address were not written one by one (more than "
+                      f"{budget.total} a minute)")
+            address = None
+        else:
+            detail = (f"{w.suppressed} more refusals from this address were not written one by one (more than "
+                      f"{budget.per_source} a minute)")
+            address = w.address
+        rows.append(AuditEntry(actor="system", action=SUPPRESSED, outcome="suppressed", detail=detail,
+                               address=address, target=f"{w.suppressed}"))
+    return rows
+
+
+def flush(engine: Engine) -> None:
+    """Write the counts of refusals not written one by one, whatever their minute (the app's shutdown)."""
+    budget = _budgets.get(engine)
+    if budget is not None and (windows := budget.drain()):
+        _write(engine, _summaries(budget, windows))
+
+
+def _budgeted(actor: str, action: str, outcome: str) -> bool:
+    """A refusal of a caller who did not authenticate (`Unauthenticated` is always `auth.refused`)."""
+    return outcome in REFUSALS and (action == "auth.refused" or not actor.startswith(("token:", "user:")))
+
+
 def record(engine: Engine, actor: str, action: str, outcome: str, *, target: str | None = None,
            detail: str | None = None, address: str | None = None) -> None:
-    with Session(engine) as s:
-        s.add(AuditEntry(actor=actor, action=action, target=target, outcome=outcome,
-                         detail=detail[:2000] if detail else None, address=address))
-        s.commit()
+    rows = []
+    if _budgeted(actor, action, outcome):
+        budget = _budget(engine)
+        write, ended = budget.admit(address)
+        rows = _summaries(budget, ended)
+        if not write and not rows:
+            return
+    else:
+        write = True
+    if write:
+        rows.append(AuditEntry(actor=actor, action=action, target=target[:500] if target else None, outcome=outcome,
+                               detail=detail[:2000] if detail else None, address=address))
+    _write(engine, rows)
 
 
 class AuditEntryPublic(SQLModel):
