@@ -20,7 +20,8 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from controller.broker.files import Account
+from controller.broker.files import Account, controller_account
+from controller.broker.passwords import hash_password
 from controller.config import DEFAULT_SEED, Settings
 from controller.db import make_engine, migrate
 from controller.inventory import apply_seed, load_seed
@@ -35,6 +36,11 @@ from firmware_sim.fleet import load_fleet_file
 from receivers.protocol import Topics
 
 from .ports import free_port, stop_child, wait_port
+
+# A second account with the controller's rights, for tests and benchmarks that speak as the controller while a
+# controller runs: the brokers make the client id the user name, so a second connection of one account takes
+# the first one's place, and the controller's own account must be its alone.
+TOOLS_USER = "test-tools"
 
 
 class BrokerUnavailable(RuntimeError):
@@ -97,6 +103,11 @@ class Testbed:
     public_key: str
     controller_password: str
 
+    @property
+    def tools(self) -> tuple[str, str]:
+        """User name and password of the tools account (`TOOLS_USER`)."""
+        return TOOLS_USER, self.controller_password
+
     def close(self) -> None:
         self.broker.stop()
         self.engine.dispose()
@@ -126,6 +137,7 @@ def make_testbed(data_dir: Path, broker_kind: str, *, seed_file: Path = DEFAULT_
         demo_fleet_file(s, data_dir / "fleet.json", mqtt_url=f"mqtt://127.0.0.1:{port}", base=base.mqtt_base,
                         public_key=public_key)
         accounts = broker_accounts(s, Topics(base.mqtt_base), "controller", password)
+    accounts.append(controller_account(Topics(base.mqtt_base), TOOLS_USER, hash_password(password)))
     broker = start_broker(broker_kind, data_dir / "broker", accounts, port=port, persistence=persistence)
     final = base.model_copy(update={"mqtt_url": f"mqtt://controller:{password}@127.0.0.1:{port}"})
     return Testbed(final, engine, broker, load_fleet_file(data_dir / "fleet.json"), public_key, password)
