@@ -44,7 +44,7 @@ class Station:
                 acks: list[Ack] = []
                 async with asyncio.timeout(30):
                     async for m in c.messages:
-                        acks.append(Ack.model_validate_json(m.payload))  # type: ignore[arg-type]
+                        acks.append(Ack.model_validate_json(m.payload))
                         if acks[-1].status in final:
                             return acks
                 return acks
