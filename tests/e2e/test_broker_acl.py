@@ -136,7 +136,8 @@ def test_retained_messages_obey_the_read_acl(testbed: Testbed, broker_kind: str)
 
 def test_a_client_id_cannot_take_another_account_over(testbed: Testbed, broker_kind: str) -> None:
     """Receiver A's password with the controller's client id, or receiver B's, neither disconnects them nor
-    gets B's subscriptions: both brokers make the client id the user name."""
+    gets B's subscriptions or the commands queued for B while it is away: both brokers make the client id the
+    user name."""
     tb, topics = testbed, Topics(testbed.settings.mqtt_base)
     a, b = tb.fleet["receivers"][0], tb.fleet["receivers"][1]
     mqtt = tb.settings.mqtt
@@ -160,11 +161,20 @@ def test_a_client_id_cannot_take_another_account_over(testbed: Testbed, broker_k
             b_got = [p for _, p in await until(cb, b"for-b-30")]
             await cb.publish(topics.receiver(b["receiver_id"], "ack"), b"b-still-here", qos=1)
             ctl_got = [p for _, p in await until(ctl, b"b-still-here")]
+        # B away, a command waits in its session; the intruder asks for that session by B's client id.
+        async with client(tb, ctl_id, mqtt.username, mqtt.password, persistent=True) as ctl:
+            await ctl.publish(topics.receiver_cmd(b["receiver_id"], "ping"), b"queued-for-b", qos=1)
+            async with client(tb, b["username"], a["username"], a["password"], persistent=True) as intruder:
+                await intruder.subscribe(topics.receiver_cmd(a["receiver_id"], "ping"), qos=1)
+                await ctl.publish(topics.receiver_cmd(a["receiver_id"], "ping"), b"for-a-last", qos=1)
+                stolen += [p for _, p in await until(intruder, b"for-a-last")]
+            async with client(tb, b["username"], b["username"], b["password"], persistent=True) as cb:
+                b_got += [p for _, p in await until(cb, b"queued-for-b")]  # still there, for B
         return stolen, b_got, ctl_got
 
     stolen, b_got, ctl_got = asyncio.run(scenario())
     assert all(p.startswith(b"for-a-") for p in stolen), stolen  # nothing meant for B reached the intruder
-    assert b_got == [f"for-b-{n}{p}".encode() for n in range(4) for p in (1, 0)]  # B lost nothing
+    assert b_got == [f"for-b-{n}{p}".encode() for n in range(4) for p in (1, 0)] + [b"queued-for-b"]  # B lost nothing
     assert ctl_got == [b"b-still-here"]
 
 
