@@ -290,9 +290,19 @@ class Agent:
                     break
 
     async def _ack_play(self, command: Play, status: str, reason: str | None) -> None:
-        await self._ack(command.command_id, "play", status, reason, item_id=command.item_id)
+        # The player does not wait on the link: on a silent link a PUBACK takes the client's 10 s timeout, and
+        # every ack would hold the next item back that long. Each publish is queued as its task starts, so
+        # the acks still leave in order.
+        task = asyncio.create_task(self._ack(command.command_id, "play", status, reason, item_id=command.item_id))
+        self._handling.add(task)
+        task.add_done_callback(self._handling.discard)
 
     async def _state_changed(self) -> None:
+        task = asyncio.create_task(self._publish_state_quietly())  # as _ack_play: the player never waits
+        self._handling.add(task)
+        task.add_done_callback(self._handling.discard)
+
+    async def _publish_state_quietly(self) -> None:
         try:
             await self.publish_state()
         except aiomqtt.MqttError:

@@ -54,8 +54,11 @@ def test_corrupted_download_never_plays_and_is_fetched_again(fleet: FleetThread,
 class AgentProcess:
     """A simulated receiver in its own process, as on a Pi: it can be killed like a power cut."""
 
-    def __init__(self, fleet: FleetThread, live: LiveController, controller_url: str, **overrides: Any) -> None:
+    def __init__(self, fleet: FleetThread, live: LiveController, controller_url: str, *, mqtt_url: str | None = None,
+                 **overrides: Any) -> None:
         [s] = fleet.settings(1, controller_url=controller_url, amp_warmup_s=0.1, amp_idle_off_s=1.0, **overrides)
+        if mqtt_url is not None:  # e.g. through a LinkProxy
+            s = s.model_copy(update={"mqtt_url": mqtt_url})
         self.settings = s
         self.config = s.state_dir.parent / f"{s.receiver_id}.toml"
         self.config.parent.mkdir(parents=True, exist_ok=True)

@@ -130,3 +130,76 @@ def test_cut_between_publish_and_puback_plays_once_and_counts_once(
     assert played.completed
     assert [e for e, _ in events(live, agent.rid)] == ["started", "finished"]
     fleet.run(proxy.close())
+
+
+def test_killed_agent_is_offline_by_its_will_alone(testbed: Testbed, fleet: FleetThread) -> None:
+    """The controller's own silence rule is off: only the broker's last will can say the receiver is gone."""
+    from controller.config import LivenessSettings
+    from devrig.ports import free_port
+    from tests.e2e.test_faults import AgentProcess
+
+    keepalive = 4
+    testbed.settings = testbed.settings.model_copy(update={"liveness": LivenessSettings(silence_rule=False)})
+    live = LiveController(testbed, free_port())
+    agent = AgentProcess(fleet, live, live.url, keepalive_s=keepalive)
+    rid = agent.settings.receiver_id
+    try:
+        agent.start()
+        agent.power_cut()  # SIGKILL: no 'stopped', no DISCONNECT; the broker publishes the will
+        killed = time.monotonic()
+        wait_for(lambda: live.http.get(f"/api/v1/receivers/{rid}").json()["availability"] == "offline",
+                 3 * keepalive, "offline after the kill")
+        elapsed = time.monotonic() - killed
+        print(f"offline seen {elapsed:.2f} s after the agent was killed (keepalive {keepalive} s)")
+        assert elapsed <= 1.5 * keepalive + 1.0  # + a status flush and a poll of the API on a busy machine
+    finally:
+        agent.stop()
+        live.close()
+
+
+def test_agent_killed_in_an_outage_delivers_every_event_once(fleet: FleetThread, live: LiveController,
+                                                             tmp_path: Path) -> None:
+    """Three plays end while the link is black-holed: their events wait in the outbox. The agent is killed
+    there (a power cut), comes back on the same disk, and delivers: the controller stores exactly the events
+    the agent appended — every sequence number it handed out, once."""
+    import sqlite3
+
+    from tests.e2e.test_faults import AgentProcess
+    from tests.e2e.test_playback import plays
+
+    bulletin = upload(live, make(tmp_path / "b.wav", seconds=1.5), "Bản tin ngắn")
+    proxy = LinkProxy("127.0.0.1", fleet.testbed.broker.port)
+    port = fleet.run(proxy.start())
+    agent = AgentProcess(fleet, live, live.url, mqtt_url=f"mqtt://127.0.0.1:{port}", keepalive_s=30)
+    rid = agent.settings.receiver_id
+    try:
+        agent.start()
+        for _ in range(3):
+            r = live.http.post(f"/api/v1/receivers/{rid}/play", json={"bulletin_id": bulletin["id"]})
+            assert r.status_code == 202, r.text
+        wait_for(lambda: [p["event"] for p in plays(live, rid)][:1] == ["started"], 20, "the first play started")
+        fleet.loop.call_soon_threadsafe(proxy.blackhole)
+        # The player does not wait on acks or state the silent link cannot carry (it did: 10 s each).
+        wait_for(lambda: sum(p["completed"] for p in agent.played()) == 3, 20, "all three played in the outage")
+        stored_before = len(plays(live, rid))
+        agent.power_cut()
+        fleet.loop.call_soon_threadsafe(proxy.restore)
+        agent.start()  # same disk, same outbox
+        outbox = sqlite3.connect(agent.settings.state_dir / "outbox.sqlite")
+        try:
+            def appended() -> int:
+                row = outbox.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+                return int(row[0]) if row else 0
+
+            wait_for(lambda: len(plays(live, rid)) >= appended() >= 6, 30, "every event delivered")
+            stored = plays(live, rid)
+            assert sorted(p["seq"] for p in stored) == list(range(1, appended() + 1))  # each number once
+            assert len({p["event_id"] for p in stored}) == len(stored)
+            assert stored_before < len(stored)  # some really waited in the outbox through the kill
+            kinds = [p["event"] for p in sorted(stored, key=lambda p: p["seq"])]
+            assert kinds[:6] == ["started", "finished"] * 3
+        finally:
+            outbox.close()
+    finally:
+        agent.stop()
+        fleet.run(proxy.close())
