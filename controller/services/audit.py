@@ -77,7 +77,7 @@ class RefusalBudget:
                 self._all.suppressed += 1
                 return False, ended
             key = _source(address)
-            w = self._windows.setdefault(key, _Window(now, address=address))
+            w = self._windows.setdefault(key, _Window(now, address=key if address is not None else None))
             if w.written >= self.per_source:
                 w.suppressed += 1
                 return False, ended
@@ -130,8 +130,8 @@ def _summaries(budget: RefusalBudget, windows: list[_Window]) -> list[AuditEntry
                       f"{budget.total} a minute)")
             address = None
         else:
-            detail = (f"{w.suppressed} more refusals from this address were not written one by one (more than "
-                      f"{budget.per_source} a minute)")
+            detail = (f"{w.suppressed} more refusals from this address (or network) were not written one by one "
+                      f"(more than {budget.per_source} a minute)")
             address = w.address
         rows.append(AuditEntry(actor="system", action=SUPPRESSED, outcome="suppressed", detail=detail,
                                address=address, target=f"{w.suppressed}"))

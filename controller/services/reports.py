@@ -3,7 +3,9 @@ actually played (proof of play), and the receivers that missed items.
 
 - `broadcast_report(ctx, commune=, month= | from_=/to=)` → `BroadcastReport`.
 - `broadcast_csv(report, part, month)` → `CsvFile`: the per-programme table (`part="missed"`: the missed
-  items), UTF-8 with a BOM so spreadsheet programs read Vietnamese correctly.
+  items), UTF-8 with a BOM so spreadsheet programs read Vietnamese correctly. Every text cell that a
+  spreadsheet would take for a formula (`=`, `+`, `-`, `@`, tab, CR first: a title, a receiver's reason) is
+  written with a `'` before it (`spreadsheet_text`), so opening the file runs nothing.
 
 Planned: the approved programmes as they stand (drafts are on no plan), placed for every receiver in scope
 up to now (or the period's end). Played: each receiver's proof of play of plan items — a `finished` item
@@ -38,6 +40,15 @@ from .context import Ctx
 from .programmes import SHARED_TITLE, masked_programmes, scope, window
 
 PLAN_ITEM = re.compile(r"^p(\d+)-")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_text(value: Any) -> Any:
+    """A CSV cell as a spreadsheet must read it: text that would start a formula gets a `'` before it (the
+    OWASP advice); numbers, dates and other text are written as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
 
 
 class CommuneMinutes(BaseModel):
@@ -219,7 +230,8 @@ def broadcast_csv(report: BroadcastReport, part: Literal["summary", "missed"], m
     writer = csv.DictWriter(buf, fieldnames=list((ProgrammeMinutes if part == "summary" else MissedItem).model_fields))
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in row.model_dump().items()})
+        writer.writerow({k: v.isoformat() if isinstance(v, dt.datetime) else spreadsheet_text(v)
+                         for k, v in row.model_dump().items()})
     period = month or f"{report.from_:%Y%m%d}-{report.to:%Y%m%d}"
     name = f"bao-cao-phat-thanh-{period}{'-bo-lo' if part == 'missed' else ''}.csv"
     return CsvFile(name, "\ufeff" + buf.getvalue())

@@ -1,0 +1,82 @@
+"""The audit log under a flood of refusals (issue 12): an outsider's refused requests cannot fill the disk.
+Each client address gets `http.refusal_audits_per_minute` refusal rows a minute; the rest are counted, and
+one `audit.suppressed` row says how many were not written. Refusals of a principal that authenticated are
+still written one by one, and every row written for a request names the client's address."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from sqlmodel import Session, col, select
+
+from controller.app import create_app
+from controller.bridge_memory import InMemoryBridge
+from controller.db.models import AuditEntry
+from controller.services.accounts import issue_token
+from controller.services.audit import RefusalBudget
+from tests.conftest import Seeded
+
+
+def rows(seeded: Seeded) -> list[AuditEntry]:
+    with Session(seeded.engine) as s:
+        return list(s.exec(select(AuditEntry).order_by(col(AuditEntry.id))))
+
+
+@pytest.mark.parametrize("flood", [600, pytest.param(10_000, marks=pytest.mark.long)])
+def test_a_flood_of_refused_requests_writes_a_bounded_number_of_rows(seeded: Seeded, flood: int) -> None:
+    """Without the budget, every refusal was a row: 10,000 requests, 10,000 rows."""
+    before = len(rows(seeded))
+    app = create_app(seeded.settings, bridge=InMemoryBridge)
+
+    async def refused() -> list[int]:
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app, client=("203.0.113.7", 4000)), base_url="http://tt") as client:
+            statuses = []
+            for i in range(flood):
+                if i % 2:
+                    r = await client.get("/api/v1/receivers")  # refused by the route (no token)
+                else:
+                    r = await client.post("/api/v1/bulletins", content=b"x" * 100,
+                                          headers={"Authorization": "Bearer tt_guess"})  # refused at the edge
+                statuses.append(r.status_code)
+            return statuses
+
+    assert set(asyncio.run(refused())) == {401}
+    written = rows(seeded)[before:]
+    per_minute = seeded.settings.http.refusal_audits_per_minute
+    refused = [a for a in written if a.outcome == "refused"]
+    suppressed = [a for a in written if a.action == "audit.suppressed"]
+    assert len(refused) <= 2 * per_minute, len(refused)  # a minute may turn during the flood
+    assert all(a.address == "203.0.113.7" for a in written)
+    assert sum(int(a.target or 0) for a in suppressed) == flood - len(refused)
+    assert "were not written one by one" in (suppressed[0].detail or "")
+
+
+def test_refusals_of_an_authenticated_principal_are_all_written(seeded: Seeded) -> None:
+    """A token without the right is refused (403) and each refusal written: it names who, who can be stopped."""
+    with Session(seeded.engine) as s:
+        _, token = issue_token(s, "chi-xem", ["receivers:read"])
+    app = create_app(seeded.settings, bridge=InMemoryBridge)
+    n = seeded.settings.http.refusal_audits_per_minute + 10
+
+    async def refused() -> set[int]:
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app, client=("203.0.113.8", 4000)), base_url="http://tt") as client:
+            return {(await client.get("/api/v1/audit", headers={"Authorization": f"Bearer {token}"})).status_code
+                    for _ in range(n)}
+
+    assert asyncio.run(refused()) == {403}
+    written = [a for a in rows(seeded) if a.outcome == "refused"]
+    assert len(written) == n and all(a.actor.endswith(":chi-xem") and a.address == "203.0.113.8" for a in written)
+
+
+def test_the_budget_counts_an_ipv6_network_as_one_address_and_has_a_total() -> None:
+    budget = RefusalBudget(per_source=3, total=5)
+    same_line = [f"2001:db8:1:2::{i:x}" for i in range(10)]  # one /64: one customer's line
+    assert [budget.admit(a)[0] for a in same_line] == [True] * 3 + [False] * 7
+    assert [budget.admit(a)[0] for a in ("198.51.100.1", "198.51.100.2", "198.51.100.3")] == [True, True, False]
+    ended = budget.drain()
+    assert sorted((w.address, w.suppressed) for w in ended if not w.everyone) == [("2001:db8:1:2::/64", 7)]
+    assert [w.suppressed for w in ended if w.everyone] == [1]
