@@ -13,6 +13,9 @@ Acknowledgements also resolve the waiter of the request that sent the command (`
 Bad input (unknown topic, malformed JSON, unknown kind, a kind on the wrong topic, an unknown receiver) is
 logged and counted in `rejected`, and ingest goes on.
 
+Commands are numbered per stream (`controller.stream_watch`); a receiver back online behind those numbers is
+resynchronised (`resync`), and one answered for by two agent processes is flagged as cloned.
+
 Every change of a receiver's availability (online / offline / stopped) is also written as a
 `ReceiverStatusEvent` — its status history — in the same transaction as the status rows: the flush already
 reads the availability it is about to change, so the history costs one more bulk INSERT per batch.
@@ -45,6 +48,7 @@ from receivers.protocol import (
     ProtocolError,
     ReceiverState,
     Signer,
+    SyncSchedule,
     Target,
     Telemetry,
     Topics,
@@ -54,6 +58,7 @@ from receivers.protocol import (
 from receivers.transport import Link
 
 from .ports import AckListener, AvailabilityListener, CommandNotSent, EventListener
+from .stream_watch import StreamWatch
 
 log = logging.getLogger(__name__)
 FINAL_ACKS = ("applied", "rejected", "done", "failed")  # a command's outcome; play steps are progress
@@ -100,6 +105,8 @@ class BridgeBase:
         self._known: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._flush_lock = asyncio.Lock()
+        self.streams = StreamWatch(settings, engine)
+        self.streams.gap_listeners.append(self.resync)
 
     @property
     def connected(self) -> bool:
@@ -113,9 +120,11 @@ class BridgeBase:
 
     async def start(self) -> None:
         self._known = await asyncio.to_thread(self._load_known)
+        await asyncio.to_thread(self.streams.load)
         self._tasks.append(asyncio.create_task(self._flush_loop()))
 
     async def stop(self) -> None:
+        await self.streams.stop()
         await self.flush()
         for t in self._tasks:
             t.cancel()
@@ -141,6 +150,8 @@ class BridgeBase:
         match msg:
             case Availability(status=status):
                 p.update(rid, availability=status, availability_at=msg.at or now)
+                if status == "online":
+                    self.streams.on_online(rid, msg, retain=retain)
                 for availability_watcher in self.availability_watchers:
                     availability_watcher(rid, status)
                 if msg.agent_version:
@@ -158,6 +169,7 @@ class BridgeBase:
                 p.update(rid, telemetry=telemetry, telemetry_at=msg.at)
             case Ack():
                 p.acks.append((rid, msg))
+                self.streams.on_ack(rid, msg)
                 for watcher in self._watchers.get(str(msg.command_id), ()):
                     watcher(rid, msg)
                 for ack_watcher in self.ack_watchers:
@@ -272,8 +284,21 @@ class BridgeBase:
     # ----------------------------------------------------------------------------------- commands
 
     async def send(self, command: Command, issued_by: str) -> None:
-        """Sign and publish (QoS 1, never retained), and record the command."""
+        """Number, sign and publish (QoS 1, never retained), and record the command."""
+        command = self.number(command)
         await self.publish_signed(command, self.signer.sign(command), issued_by)
+
+    def number(self, command: Command) -> Any:
+        """`command` with the next number of its stream, for a caller that signs it itself (`publish_signed`)."""
+        return self.streams.number(command)
+
+    async def resync(self, rid: str, missing: dict[str, int]) -> None:
+        """Receiver `rid` came back behind (`missing`: stream → commands): have it fetch its plan now. The
+        emergency tracker has already sent it again, on its "online", every emergency play or stop it lacks."""
+        try:
+            await self.send(SyncSchedule.new(Target.receiver(rid), self.settings.schedule.sync_ttl_s), "resync")
+        except CommandNotSent as e:
+            log.warning("bridge: could not resynchronise %s: %s", rid, e)
 
     async def publish_signed(self, command: Command, payload: bytes, issued_by: str) -> None:
         """Publish `payload`, the signed `command` (signed by the caller, who keeps it), and record it."""

@@ -91,6 +91,11 @@ class LivenessSettings(BaseModel):
     # The controller's own rule (silent for 1.5 × keepalive → offline). Off, only the broker's last will
     # marks a receiver offline (a test of the will turns it off).
     silence_rule: bool = True
+    # A receiver back online behind the controller's command numbers may just be waiting for what the
+    # broker queued for it: its gap is judged (and it is resynchronised) this long after its "online".
+    resync_grace_s: float = Field(default=5.0, ge=0, description="wait before judging a sequence gap")
+    # Online availabilities of one receiver going back to an earlier agent process within this window: a clone.
+    clone_window_s: float = Field(default=600.0, gt=0, description="window of the cloned-receiver check")
 
 
 class HttpSettings(BaseModel):
@@ -102,7 +107,7 @@ class HttpSettings(BaseModel):
                                            description="refusal rows per client address a minute; the rest counted")
     refusal_audits_total_per_minute: int = Field(default=600, ge=1, description="and from all addresses together")
     streams_per_token: int = Field(default=4, ge=1, description="open event streams (SSE) per token")
-    plan_failures: int = Field(default=10, ge=1, description="failed plan fetches per receiver id per window")
+    plan_failures: int = Field(default=10, ge=1, description="failed plan fetches per receiver id and address")
     plan_failures_per_address: int = Field(default=100, ge=1, description="and per client address")
     plan_window_min: float = Field(default=5.0, gt=0)
 
@@ -138,8 +143,6 @@ class Settings(BaseSettings):
     # The broker. Unset in the demo, which starts an embedded one and fills this in.
     mqtt_url: str | None = None
     mqtt_base: str = "truyenthanh"
-    # Used only without a user name: the generated brokers make the client id the user name, so each
-    # controller process needs an account of its own.
     # Used only without a user name: the generated brokers make the client id the user name, so each
     # controller process needs an account of its own.
     mqtt_client_id: str = "tt-controller"

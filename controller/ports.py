@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.engine import Engine
 
@@ -45,6 +45,10 @@ class CommandPort(Protocol):
 
     async def send(self, command: Command, issued_by: str) -> None:
         """Sign and send (never retained), and record the command. Raises `CommandNotSent`."""
+        ...
+
+    def number(self, command: Command) -> Any:
+        """`command` with the next number of its stream (`Command.seq`), for a caller that signs it itself."""
         ...
 
     async def publish_signed(self, command: Command, payload: bytes, issued_by: str) -> None:

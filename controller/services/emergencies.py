@@ -473,8 +473,8 @@ async def launch(ctx: Ctx, inv: Inventory, p: Prepared, media: MediaFile) -> Eme
         audio = {"media": MediaRef(sha256=media.sha256, url=media_url(media.sha256), size=media.size_bytes)}
     ttl = (p.expires_at - utcnow()).total_seconds()
     gap = ctx.settings.emergency.gap_s
-    commands = [Play.new(target, ttl, item_id=f"em-{eid}", priority="emergency", volume=p.volume, repeat=p.repeat,
-                         gap_s=gap, title=p.title[:200], **audio) for target in topics]
+    commands = [bridge.number(Play.new(target, ttl, item_id=f"em-{eid}", priority="emergency", volume=p.volume,
+                                       repeat=p.repeat, gap_s=gap, title=p.title[:200], **audio)) for target in topics]
     payloads = {str(c.target): bridge.signer.sign(c).decode() for c in commands}
     row = Emergency(id=eid, title=p.title[:200], text=p.text, spoken_text=p.spoken, source=p.source,
                     bulletin_id=p.bulletin_id,

@@ -15,6 +15,7 @@ import asyncio
 import datetime as dt
 import logging
 import random
+import secrets
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
@@ -88,6 +89,10 @@ class Agent:
         saved = self.state_file.load()
         if isinstance(saved.get("volume"), int):
             hardware.set_volume(saved["volume"])
+        # This process's id, in its "online": another process with the same credentials has another one.
+        self.instance = secrets.token_hex(8)
+        # The highest command number received per stream (see `Command.seq`), kept across restarts.
+        self.last_seq: dict[str, int] = {k: v for k, v in (saved.get("last_seq") or {}).items() if isinstance(v, int)}
         self._rng = rng or random.Random()
         self._started = time.monotonic()
         self._telemetry_task: asyncio.Task[None] | None = None
@@ -160,9 +165,24 @@ class Agent:
         log.info("%s: online (connection %d)", self.rid, self.link.connections)
         self.plan_keeper.pull_soon()  # a sync-schedule may have been missed while away
 
+    def streams(self) -> list[str]:
+        """The command streams this receiver listens to, as `Command.target` names them."""
+        return [str(Target.receiver(self.rid)), str(Target.commune(self.settings.commune)), str(Target.everyone())]
+
+    def _note_seq(self, stream: str, seq: int | None) -> None:
+        if seq is None or seq <= self.last_seq.get(stream, 0):
+            return
+        self.last_seq[stream] = seq
+        try:
+            self.state_file.save({**self.state_file.load(), "last_seq": self.last_seq})
+        except OSError as e:  # a full SD card: the controller sees a gap after a restart and resends
+            log.warning("%s: command numbers not saved: %s", self.rid, e)
+
     async def _publish_availability(self, status: str) -> None:
+        online = status == "online"
         msg = Availability(status=status, at=self.clock(), agent_version=AGENT_VERSION,  # type: ignore[arg-type]
-                           keepalive_s=self.settings.keepalive_s)
+                           keepalive_s=self.settings.keepalive_s, instance=self.instance,
+                           last_seq={k: self.last_seq.get(k, 0) for k in self.streams()} if online else None)
         await self.link.publish(self.topics.receiver(self.rid, "availability"), msg.to_bytes(), retain=True)
 
     async def publish_state(self) -> None:
@@ -212,6 +232,7 @@ class Agent:
                 raise Rejected(f"a {command.kind!r} command on the {info.command!r} topic", command)
             if not self._addressed_to_me(command.target):
                 raise Rejected(f"addressed to {str(command.target)!r}", command)
+            self._note_seq(str(command.target), command.seq)
             try:
                 first = self.replay.first_time(str(command.command_id), command.expires_at, self.clock(),
                                                issued_at=command.issued_at)

@@ -87,6 +87,12 @@ class Availability(Message):
     # The agent publishes something at least this often while online; the controller declares it offline
     # after 1.5 × this much silence, as the broker would, without waiting for the broker's keepalive sweep.
     keepalive_s: int | None = None
+    # A random id per agent process: two processes answering for one receiver (a cloned SD card, stolen
+    # credentials) show as online availabilities alternating between two ids.
+    instance: str | None = Field(default=None, max_length=64)
+    # The highest command `seq` the agent has received per stream ("receiver:{id}", "commune:{code}", "all"),
+    # in its "online": the controller compares them with what it sent and resynchronises a receiver behind.
+    last_seq: dict[str, int] | None = Field(default=None, max_length=3)
 
 
 class ReceiverState(Message):
@@ -183,6 +189,9 @@ class Command(Message):
     issued_at: AwareDatetime
     expires_at: AwareDatetime
     target: TargetField
+    # The command's number in its stream (its target), counted by the controller: a receiver that reports
+    # a lower last number than the controller's has missed commands (see `Availability.last_seq`).
+    seq: int | None = Field(default=None, ge=1)
 
     @classmethod
     def new(cls, target: Target, ttl_s: float, now: dt.datetime | None = None, **fields: Any) -> Any:
@@ -326,4 +335,11 @@ def _validate(adapter: TypeAdapter[Any], payload: bytes, *, wire: bool = False) 
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "payload"
-        raise ProtocolError(f"invalid message: {where}: {first.get('msg')}") from None
+        raise ProtocolError(log_line(f"invalid message: {where}: {first.get('msg')}")) from None
+
+
+def log_line(text: str, limit: int = 300) -> str:
+    """`text` fit for one log line: pydantic's messages quote the input, so a payload could otherwise write
+    lines of its own into the log (or megabytes into one)."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit + 1])
+    return text if len(text) <= limit else text[:limit - 1] + "…"

@@ -78,7 +78,7 @@ def test_every_command_is_signed_recorded_and_verifies_with_the_controllers_key(
         await bridge.flush()
         assert [(s.kind, str(s.target)) for s in bridge.sent] == [("set-volume", f"receiver:{rid}"),
                                                                   ("stop", "commune:tra-nu")]
-        assert bridge.commands("stop") == [stop]
+        assert bridge.commands("stop") == [stop.model_copy(update={"seq": 1})]  # numbered in its stream
 
     run(seeded, body)
     verifier = Verifier(seeded.public_key)
@@ -88,7 +88,8 @@ def test_every_command_is_signed_recorded_and_verifies_with_the_controllers_key(
 
     async def signed(bridge: InMemoryBridge) -> None:
         await bridge.send(volume, "tester")
-        assert verifier.open(bridge.sent[0].payload, utcnow()) == volume  # what an agent would accept
+        # What an agent would accept: numbered 2 in its stream, after the one the database recorded above.
+        assert verifier.open(bridge.sent[0].payload, utcnow()) == volume.model_copy(update={"seq": 2})
 
     run(seeded, signed)
 

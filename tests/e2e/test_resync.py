@@ -2,6 +2,8 @@
 
 - A cancel it missed (its broker session discarded while it was away) is sent again when it is back, and a
   replay of the cancelled emergency's original play command is then refused.
+- Commands are numbered per stream; one back behind the numbers (away longer than the broker kept its queue)
+  is recorded as a sequence gap and resynchronised: its new plan and the emergency under way reach it.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import aiomqtt
 import pytest
 from sqlmodel import Session, col, select
 
-from controller.db.models import CommandRecord, Emergency
+from controller.db.models import AuditEntry, CommandRecord, Emergency
 from receivers.agent import AgentSettings
 from receivers.protocol import Ack, Target, Topics
 from tests.conftest import FleetThread, LiveController, wait_for
 from tests.e2e.test_emergency import TEXT, agent_overrides, em_plays, emergency
+from tests.e2e.test_schedule import announce, programme, soon
 
 pytestmark = pytest.mark.integration
 
@@ -93,3 +96,44 @@ def test_a_missed_cancel_is_sent_again_and_the_replayed_play_is_refused(
     assert em_plays(back, eid) == []
     assert f"em-{eid}" not in back.player.items
     assert emergency(live, eid)["state"] == "cancelled"
+
+
+def audited(live: LiveController, action: str, rid: str) -> list[AuditEntry]:
+    with Session(live.testbed.engine) as s:
+        return list(s.exec(select(AuditEntry).where(AuditEntry.action == action, AuditEntry.target == rid)))
+
+
+def test_a_receiver_back_after_its_queue_was_lost_is_told_of_the_gap_and_resynchronised(
+        fleet: FleetThread, live: LiveController) -> None:
+    settings = [s for s in fleet.settings(None, **agent_overrides(live)) if s.commune == "tra-son"][:2]
+    agents = fleet.start(settings)
+    away = settings[0]
+    rid = away.receiver_id
+    wait_for(lambda: all(live.http.get(f"/api/v1/receivers/{a.rid}").json()["availability"] == "online"
+                         for a in agents), 15, "both online")
+    item = announce(live, "Thông báo lịch tiêm phòng cho gia súc.")
+    fleet.stop_one(rid)
+    wait_for(lambda: live.http.get(f"/api/v1/receivers/{rid}").json()["availability"] != "online", 10, "gone")
+
+    # While it is away: its plan changes (a sync-schedule to it) and an emergency goes to its commune.
+    programme(live, "Tiêm phòng", [{"announcement_id": item["id"]}], [rid], soon(600))
+    runner = live.app.state.runner
+    wait_for(lambda: rid in runner.plans and runner.plans[rid].slots, 15, "its new plan compiled")
+    eid = live.http.post("/api/v1/emergencies", json={"text": TEXT, "targets": {"communes": ["tra-son"]},
+                                                      "repeat": 1}).json()["id"]
+    wait_for(lambda: em_plays(agents[1], eid), 30, "the emergency heard where the receiver is online")
+    fleet.run(discard_session(away))  # the broker forgot what it held for it
+
+    [back] = fleet.start([away])
+    [gap] = wait_for(lambda: audited(live, "receiver.sequence-gap", rid), 30, "the gap recorded")
+    # The sync-schedule it missed; the emergency (its commune's stream) is sent again by the tracker at once,
+    # and acknowledged within the grace period, so it is no longer missing when the gap is judged.
+    assert f"missed 1 on receiver:{rid}" in (gap.detail or "")
+    wait_for(lambda: back.plan_keeper.version == runner.plans[rid].version, 20, "the new plan on the receiver")
+    wait_for(lambda: {x["id"]: x["status"] for x in emergency(live, eid)["receivers"]}[rid] == "done", 60,
+             "the emergency played on the receiver that came back")
+    assert len(em_plays(back, eid)) == 1
+    with Session(live.testbed.engine) as s:
+        [resync] = s.exec(select(CommandRecord).where(CommandRecord.issued_by == "resync",
+                                                      CommandRecord.target == str(Target.receiver(rid)))).all()
+    assert resync.kind == "sync-schedule"
