@@ -117,7 +117,9 @@ def _parse_xml(xml_bytes: bytes) -> etree._Element:
         raise CapError("not XML: the body is empty")
     # CAP never needs a DTD; refusing any makes entity tricks (billion laughs, external entities) moot. Looked for
     # before parsing too, because libxml2 reports an entity bomb with an obscure "amplification factor" error.
-    if any(_DOCTYPE.encode(codec) in xml_bytes for codec in ("utf-8", "utf-16-le", "utf-16-be")):
+    # UTF-32 too: libxml2 reads it, and would otherwise get as far as the DTD before refusing it.
+    if any(_DOCTYPE.encode(codec) in xml_bytes for codec in ("utf-8", "utf-16-le", "utf-16-be", "utf-32-le",
+                                                              "utf-32-be")):
         raise CapError(_NO_DTD)
     parser = etree.XMLParser(
         resolve_entities=False,

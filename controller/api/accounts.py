@@ -19,7 +19,7 @@ from controller.services.accounts import (
 )
 from controller.services.audit import AuditEntriesPublic
 
-from .deps import Admin, PageDep, SignedIn
+from .deps import Admin, PageDep, RowId, SignedIn
 
 router = APIRouter(tags=["accounts"])
 
@@ -35,7 +35,7 @@ def create_user(body: UserCreate, ctx: Admin) -> UserPublic:
 
 
 @router.patch("/users/{uid}", response_model=UserPublic)
-def update_user(uid: int, body: UserUpdate, ctx: Admin) -> UserPublic:
+def update_user(uid: RowId, body: UserUpdate, ctx: Admin) -> UserPublic:
     """Change a person's role or communes, disable or enable the account, or reset the password."""
     return accounts.update_user(ctx, uid, body)
 
@@ -52,7 +52,7 @@ def create_token(body: TokenCreate, ctx: Admin) -> TokenCreated:
 
 
 @router.delete("/tokens/{tid}", status_code=204)
-def revoke_token(tid: int, ctx: Admin) -> Response:
+def revoke_token(tid: RowId, ctx: Admin) -> Response:
     accounts.revoke_token(ctx, tid)
     return Response(status_code=204)
 

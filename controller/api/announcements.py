@@ -17,7 +17,7 @@ from controller.services import content
 from controller.services.abbreviations import AbbreviationPublic, AbbreviationPut, AbbreviationsPublic
 from controller.services.content import AnnouncementCreate, PreviewPublic, PreviewRequest, ReturnRequest
 
-from .deps import ContentApprover, ContentReader, ContentWriter, PageDep
+from .deps import ContentApprover, ContentReader, ContentWriter, PageDep, RowId
 
 router = APIRouter(prefix="/announcements", tags=["announcements"])
 abbreviations = APIRouter(prefix="/abbreviations", tags=["announcements"])
@@ -44,24 +44,24 @@ def list_announcements(ctx: ContentReader, page: PageDep, commune: str | None = 
 
 
 @router.get("/{aid}", response_model=AnnouncementPublic)
-def get_announcement(aid: int, ctx: ContentReader) -> AnnouncementPublic:
+def get_announcement(aid: RowId, ctx: ContentReader) -> AnnouncementPublic:
     return content.get_announcement(ctx, aid)
 
 
 @router.post("/{aid}/approve", response_model=AnnouncementPublic)
-def approve_announcement(aid: int, ctx: ContentApprover) -> AnnouncementPublic:
+def approve_announcement(aid: RowId, ctx: ContentApprover) -> AnnouncementPublic:
     """Approve a draft (duyệt tin) so it can be played and scheduled; approving it again changes nothing."""
     return content.approve_announcement(ctx, aid)
 
 
 @router.post("/{aid}/return", response_model=AnnouncementPublic)
-def return_announcement(aid: int, body: ReturnRequest, ctx: ContentApprover) -> AnnouncementPublic:
+def return_announcement(aid: RowId, body: ReturnRequest, ctx: ContentApprover) -> AnnouncementPublic:
     """Send a draft back to its author with a comment (duyệt tin: trả lại); it stays a draft."""
     return content.return_announcement(ctx, aid, body.comment)
 
 
 @router.delete("/{aid}", status_code=204)
-def delete_announcement(aid: int, ctx: ContentWriter) -> Response:
+def delete_announcement(aid: RowId, ctx: ContentWriter) -> Response:
     content.delete_announcement(ctx, aid)
     return Response(status_code=204)
 

@@ -15,7 +15,7 @@ route), the service context.
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
@@ -81,8 +81,14 @@ def public(reason: str) -> Callable[[], None]:
     return open_route
 
 
+# SQLite's integers are 64-bit: a larger offset or row id was a 500 (OverflowError) instead of a 422.
+MAX_OFFSET = 10**9
+# A row's id in a path (`/bulletins/{bid}`…).
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
 def page(limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="rows per page")] = DEFAULT_LIMIT,
-         offset: Annotated[int, Query(ge=0, description="rows to skip")] = 0) -> Page:
+         offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="rows to skip")] = 0) -> Page:
     return Page(limit, offset)
 
 

@@ -3,6 +3,8 @@ every refusal of the access policy is audited with who, what (method and path) a
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -11,7 +13,28 @@ from controller.policy import Principal
 from controller.services import audit
 
 
+def _document_detail(app: FastAPI) -> None:
+    """The schema says what the API answers: FastAPI documents a 422's `detail` as its list of validation
+    errors only, but a domain `Invalid` is a 422 with a sentence (`{"detail": "..."}`)."""
+    make_schema = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = make_schema()
+            error = schema.get("components", {}).get("schemas", {}).get("HTTPValidationError", {})
+            listed = error.get("properties", {}).get("detail")
+            if listed is not None:
+                error["properties"]["detail"] = {
+                    "title": "Detail", "anyOf": [{"type": "string", "description": "what is wrong, in a sentence"},
+                                                 {**listed, "description": "each field that is wrong"}]}
+        return app.openapi_schema or make_schema()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install(app: FastAPI) -> None:
+    _document_detail(app)
+
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> JSONResponse:
         if isinstance(exc, Refusal):

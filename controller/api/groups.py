@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 from controller.db.models import ReceiverGroupCreate, ReceiverGroupPublic, ReceiverGroupsPublic
 from controller.services import programmes as service
 
-from .deps import ContentReader, ContentWriter, PageDep
+from .deps import ContentReader, ContentWriter, PageDep, RowId
 
 router = APIRouter(prefix="/receiver-groups", tags=["programmes"])
 
@@ -25,6 +25,6 @@ def list_groups(ctx: ContentReader, page: PageDep) -> ReceiverGroupsPublic:
 
 
 @router.delete("/{ident}", status_code=204, response_class=Response)
-def delete_group(ident: int, ctx: ContentWriter) -> Response:
+def delete_group(ident: RowId, ctx: ContentWriter) -> Response:
     service.delete_group(ctx, ident)
     return Response(status_code=204)

@@ -15,7 +15,7 @@ from controller.scheduling import local as local  # re-exported: emergencies and
 from controller.services import programmes as service
 from controller.services.content import ReturnRequest
 
-from .deps import ContentApprover, ContentReader, ContentWriter, PageDep
+from .deps import ContentApprover, ContentReader, ContentWriter, PageDep, RowId
 
 router = APIRouter(prefix="/programmes", tags=["programmes"])
 
@@ -35,39 +35,39 @@ def list_programmes(ctx: ContentReader, page: PageDep, commune: str | None = Non
 
 
 @router.get("/{ident}", response_model=ProgrammePublic)
-def get_programme(ident: int, ctx: ContentReader) -> ProgrammePublic:
+def get_programme(ident: RowId, ctx: ContentReader) -> ProgrammePublic:
     return service.get_programme(ctx, ident)
 
 
 @router.patch("/{ident}", response_model=ProgrammePublic)
-def edit_programme(ident: int, body: ProgrammeUpdate, ctx: ContentWriter) -> ProgrammePublic:
+def edit_programme(ident: RowId, body: ProgrammeUpdate, ctx: ContentWriter) -> ProgrammePublic:
     """An edit by someone who cannot approve the programme makes it a draft again."""
     return service.edit_programme(ctx, ident, body)
 
 
 @router.post("/{ident}/pause", response_model=ProgrammePublic)
-def pause_programme(ident: int, ctx: ContentWriter) -> ProgrammePublic:
+def pause_programme(ident: RowId, ctx: ContentWriter) -> ProgrammePublic:
     return service.pause_programme(ctx, ident)
 
 
 @router.post("/{ident}/resume", response_model=ProgrammePublic)
-def resume_programme(ident: int, ctx: ContentWriter) -> ProgrammePublic:
+def resume_programme(ident: RowId, ctx: ContentWriter) -> ProgrammePublic:
     return service.resume_programme(ctx, ident)
 
 
 @router.post("/{ident}/approve", response_model=ProgrammePublic)
-def approve_programme(ident: int, ctx: ContentApprover) -> ProgrammePublic:
+def approve_programme(ident: RowId, ctx: ContentApprover) -> ProgrammePublic:
     """Put a draft on air (the approver covers every commune it reaches)."""
     return service.approve_programme(ctx, ident)
 
 
 @router.post("/{ident}/return", response_model=ProgrammePublic)
-def return_programme(ident: int, body: ReturnRequest, ctx: ContentApprover) -> ProgrammePublic:
+def return_programme(ident: RowId, body: ReturnRequest, ctx: ContentApprover) -> ProgrammePublic:
     """Send a draft back to its author with a comment; it stays a draft (an edit or approval clears it)."""
     return service.return_programme(ctx, ident, body.comment)
 
 
 @router.delete("/{ident}", status_code=204, response_class=Response)
-def delete_programme(ident: int, ctx: ContentWriter) -> Response:
+def delete_programme(ident: RowId, ctx: ContentWriter) -> Response:
     service.delete_programme(ctx, ident)
     return Response(status_code=204)

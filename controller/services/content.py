@@ -291,6 +291,8 @@ def _visible_query(model: type[Bulletin] | type[Announcement], who: Principal) -
 
 def _find(ctx: Ctx, kind: Kind, ident: int, action: str) -> tuple[Any, MediaFile, Commune | None]:
     model = MODELS[kind]
+    if not 0 < ident < 2**63:  # beyond SQLite's integers: binding it would be an OverflowError (a 500)
+        raise NotFound(f"No {kind} {ident}.")
     row = ctx.session.exec(select(model, MediaFile, Commune)
                            .join(MediaFile, MediaFile.sha256 == model.media_sha256)  # type: ignore[arg-type]
                            .join(Commune, Commune.id == model.commune_id, isouter=True)  # type: ignore[arg-type]

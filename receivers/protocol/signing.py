@@ -164,7 +164,7 @@ class Verifier:
         if not isinstance(envelope, dict) or "body" not in envelope:
             raise Rejected("unsigned: no signed envelope")
         if envelope.get("v") != ENVELOPE_VERSION:
-            raise Rejected(f"unsupported envelope version {envelope.get('v')!r}")
+            raise Rejected(f"unsupported envelope version {envelope.get('v')!r:.40}")  # bounded: goes into the ack
         body, sig = envelope.get("body"), envelope.get("sig")
         if not isinstance(body, str):
             raise Rejected("malformed envelope: body is not a string")
