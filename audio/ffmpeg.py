@@ -4,14 +4,21 @@ The binary is the system's `ffmpeg` where installed, else the one shipped inside
 wheel, so `make demo` needs no root. Only `ffmpeg` is used (no `ffprobe`: the wheel does not ship it);
 `parse_probe` reads the stream description ffmpeg prints for its input.
 
-- `ffmpeg_exe()`, `run(args, on_time)`: run ffmpeg, streaming its `-progress` output to a callback.
-- `parse_probe(stderr) -> Probe`, `parse_ebur128(stderr) -> Ebur128`, `parse_silence(stderr, duration)`.
+- `ffmpeg_exe()`, `run(args, on_time, timeout, nice)`: run ffmpeg, streaming its `-progress` output to a
+  callback; past `timeout` its whole process group is killed (`FfmpegTimeout`).
+- `safe_input(demuxer)`: the input options for a file nobody vouches for (an upload): only the `file`
+  protocol, only the demuxers of `DEMUXERS` — no playlists (`concat`, `hls`), images, text, subtitles or
+  generated sources, which would make a small file read other files, the network or decode for hours.
+- `parse_probe(stderr) -> Probe`, `parse_demuxer(stderr)`, `parse_ebur128(stderr) -> Ebur128`,
+  `parse_silence(stderr, duration)`.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import subprocess
 import threading
 from collections.abc import Callable
@@ -20,7 +27,28 @@ from functools import lru_cache
 
 
 class FfmpegError(RuntimeError):
-    """ffmpeg failed; the message carries the end of what it said."""
+    """ffmpeg failed; the message carries the end of what it said, `stderr` all of it."""
+
+    def __init__(self, message: str, stderr: str = "") -> None:
+        super().__init__(message)
+        self.stderr = stderr
+
+
+class FfmpegTimeout(FfmpegError):
+    """ffmpeg ran past its time and was killed."""
+
+
+# The demuxers (ffmpeg's names) that read what staff upload: phone recordings (M4A/AAC, 3GP/AMR, OGG/Opus,
+# WebM), MP3s, WAVs and FLACs. None of them opens another file or URL (mov's external references are off by
+# default and, with only the `file` protocol, could not reach beyond the disk anyway).
+DEMUXERS = ("mp3", "wav", "ogg", "flac", "mov", "aac", "matroska", "amr", "amrnb", "amrwb")
+
+
+def safe_input(demuxer: str | None = None) -> list[str]:
+    """Options to put before `-i` for an untrusted file: the `file` protocol only, the demuxers of
+    `DEMUXERS` only, and (once probed) that very demuxer, so no later pass can read it as something else."""
+    options = ["-protocol_whitelist", "file", "-format_whitelist", ",".join(DEMUXERS)]
+    return options + (["-f", demuxer] if demuxer else [])
 
 
 @lru_cache
@@ -36,37 +64,66 @@ def ffmpeg_exe() -> str:
         raise FfmpegError("ffmpeg not found: install it (apt-get install ffmpeg) or pip install imageio-ffmpeg") from e
 
 
-def run(args: list[str], *, on_time: Callable[[float], None] | None = None, timeout: float | None = None) -> str:
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # its own group: whatever it started goes too
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run(args: list[str], *, on_time: Callable[[float], None] | None = None, timeout: float | None = None,
+        nice: int = 0) -> str:
     """Run ffmpeg with `args`; return its stderr. `on_time(seconds)` is called as it goes with how much
     of the input it has processed (the last call says how long the input was). stderr is drained by a
     thread all along: ffmpeg blocks once a pipe's buffer is full, so reading one pipe to the end before
-    the other would hang it."""
+    the other would hang it. ffmpeg runs in a process group of its own: past `timeout` seconds (wall
+    clock) a watchdog kills the group, whatever this thread is doing, and `FfmpegTimeout` is raised.
+    `nice` lowers its CPU priority (ingests of uploads must not slow the API and the emergencies)."""
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats"]
     if on_time:
         cmd += ["-progress", "pipe:1"]
     cmd += args
+    timed_out = threading.Event()
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          encoding="utf-8", errors="replace") as proc:
-        assert proc.stdout is not None and proc.stderr is not None
-        err_lines: list[str] = []
-        drain = threading.Thread(target=lambda: err_lines.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
-        drain.start()
-        for line in proc.stdout:
-            if on_time and line.startswith("out_time_us="):
-                try:
-                    on_time(int(line.split("=", 1)[1]) / 1e6)
-                except ValueError:
-                    pass  # "N/A" before the first frame
+                          encoding="utf-8", errors="replace", start_new_session=True) as proc:
+        if nice:
+            try:
+                os.setpriority(os.PRIO_PROCESS, proc.pid, nice)
+            except (ProcessLookupError, PermissionError):
+                pass
+        watchdog = None
+        if timeout is not None:
+            def expire() -> None:
+                timed_out.set()
+                _kill_group(proc)
+            watchdog = threading.Timer(timeout, expire)
+            watchdog.daemon = True
+            watchdog.start()
         try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise FfmpegError(f"ffmpeg took longer than {timeout} s") from None
-        drain.join()
+            assert proc.stdout is not None and proc.stderr is not None
+            err_lines: list[str] = []
+            drain = threading.Thread(target=lambda: err_lines.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
+            drain.start()
+            for line in proc.stdout:
+                if on_time and line.startswith("out_time_us="):
+                    try:
+                        on_time(int(line.split("=", 1)[1]) / 1e6)
+                    except ValueError:
+                        pass  # "N/A" before the first frame
+            proc.wait()
+            drain.join()
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+            if proc.poll() is None:  # left early (an exception in on_time): do not leave it running
+                _kill_group(proc)
+                proc.wait()
+    if timed_out.is_set():
+        raise FfmpegTimeout(f"ffmpeg took longer than {timeout:.0f} s and was stopped")
     stderr = "".join(err_lines)
     if proc.returncode != 0:
         tail = "\n".join(stderr.strip().splitlines()[-5:])
-        raise FfmpegError(f"ffmpeg exited with {proc.returncode}: {tail}")
+        raise FfmpegError(f"ffmpeg exited with {proc.returncode}: {tail}", stderr)
     return stderr
 
 
@@ -85,6 +142,16 @@ class Probe:
 _INPUT = re.compile(r"^Input #0, ([^,]+(?:,[^,]+)*?), from ", re.M)
 _DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
 _AUDIO = re.compile(r"Stream #0:\d+(?:\[[^\]]*\])?(?:\([^)]*\))?: Audio: ([^,\s]+)[^,]*(?:, (\d+) Hz)?(?:, ([^,]+))?")
+
+
+_PROBED = re.compile(r"Format (\S+) probed with size=")
+
+
+def parse_demuxer(stderr: str) -> str | None:
+    """The demuxer ffmpeg chose for its input, from what it says at `-v debug` (also when a whitelist then
+    refused it)."""
+    found = _PROBED.search(stderr)
+    return found.group(1) if found else None
 
 
 def parse_probe(stderr: str) -> Probe | None:

@@ -10,22 +10,105 @@
 4. the caller stores the result (`audio.store.MediaStore`)
 
 ffmpeg streams throughout: memory does not grow with the length of the recording. Every refusal is an
-`IngestError` with a message fit for the person who uploaded the file.
+`IngestError` with a message fit for the person who uploaded the file (and a `code` the staff UI says in
+its own words).
+
+The input is nobody's word: every pass reads it with `ffmpeg.safe_input` (the `file` protocol, the probed
+demuxer of `ffmpeg.DEMUXERS` and no other), decodes at most `max_duration_s` of it, and runs under a
+wall-clock limit scaled to the audio's length (`Limits`); ffmpeg runs at a lower CPU priority (`NICE`).
+`IngestGate` bounds how many ingests run at once and how many wait: the caller (the content service)
+holds a slot around `ingest`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import ffmpeg
-from .ffmpeg import FfmpegError, Probe
+from .ffmpeg import FfmpegError, FfmpegTimeout, Probe
 
 
 class IngestError(ValueError):
-    """The input cannot become broadcast audio; the message says why, for the uploader."""
+    """The input cannot become broadcast audio; the message says why, for the uploader. `code` names the
+    reason for faces that speak another language (`errors.<code>` of the staff UI)."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Wall-clock limits of the ffmpeg runs on an upload. Decoding runs at ~250× real time here and
+    encoding at ~60× (docs/PERFORMANCE.md), so `per_audio_s` = 0.1 (10× real time) leaves a wide margin
+    for a busy machine while a file that decodes far slower than its length says is stopped."""
+
+    probe_s: float = 20.0
+    floor_s: float = 30.0
+    per_audio_s: float = 0.1
+    ceiling_s: float = 1800.0
+
+    def for_audio(self, seconds: float) -> float:
+        return min(self.ceiling_s, self.floor_s + self.per_audio_s * max(0.0, seconds))
+
+
+NICE = 10  # ffmpeg on uploads yields the CPU to the API, the bridge and the emergencies
+
+# Demuxers refused, by what a person would call the file (the rest: "a format that is not accepted").
+_KINDS = {"a playlist": ("concat", "hls", "dash", "applehttp", "ffmetadata", "mpl2", "smil"),
+          "an image": ("image2", "png_pipe", "jpeg_pipe", "gif", "webp_pipe", "bmp_pipe", "svg_pipe", "tiff_pipe"),
+          "a text file": ("tty", "lavfi", "txt"),
+          "subtitles": ("srt", "ass", "webvtt", "subviewer", "subviewer1", "microdvd", "sami", "jacosub",
+                        "realtext", "stl", "pjs", "vplayer", "aqtitle", "mpsub", "lrc", "scc", "sup")}
+ACCEPTED = "MP3, WAV, OGG/Opus, M4A/AAC, FLAC, AMR, 3GP or WebM"
+
+
+def _refused_format(demuxer: str) -> IngestError:
+    kind = next((k for k, names in _KINDS.items() if demuxer in names), None)
+    what = f"{kind} (ffmpeg reads it as '{demuxer}')" if kind else f"in a format that is not accepted ('{demuxer}')"
+    return IngestError(f"This file is not audio but {what}: upload a recording ({ACCEPTED}).", code="audio_format")
+
+
+class IngestBusy(Exception):
+    """Every ingest slot is taken and the queue is full, or the wait for a slot ran out."""
+
+
+class IngestGate:
+    """At most `running` ingests at a time; at most `waiting` more wait, each for at most `wait_s`.
+
+    A waiting upload holds a worker thread of the server, so the queue is short: a staff member whose
+    upload arrives while two others are being made broadcast-ready waits a little, while a flood of
+    uploads is refused at once (`IngestBusy`) and leaves the server's threads to the other routes."""
+
+    def __init__(self, running: int, waiting: int, wait_s: float) -> None:
+        self._slots = threading.BoundedSemaphore(running)
+        self._lock = threading.Lock()
+        self._waiting = 0
+        self.waiting_max, self.wait_s = waiting, wait_s
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        if not self._slots.acquire(blocking=False):
+            with self._lock:
+                if self._waiting >= self.waiting_max:
+                    raise IngestBusy("every ingest slot is taken and the queue is full")
+                self._waiting += 1
+            try:
+                got = self._slots.acquire(timeout=self.wait_s)
+            finally:
+                with self._lock:
+                    self._waiting -= 1
+            if not got:
+                raise IngestBusy(f"no ingest slot came free within {self.wait_s:.0f} s")
+        try:
+            yield
+        finally:
+            self._slots.release()
 
 
 @dataclass(frozen=True)
@@ -73,16 +156,42 @@ LOUDNESS_TOLERANCE_LU = 0.3
 CALIBRATION_SAMPLE_S = 300.0
 
 
-def probe(path: Path) -> Probe:
+def _demuxer(info: Probe) -> str:
+    """The one demuxer name to force for later passes ("mov,mp4,m4a,…" → "mov")."""
+    return info.container.split(",")[0].strip()
+
+
+def probe(path: Path, limits: Limits = Limits()) -> Probe:
+    """What the file is, read only by a whitelisted demuxer. When ffmpeg cannot open it, a second look at
+    `-v debug` (where ffmpeg names the demuxer it probed, even one the whitelist then refuses: nothing is
+    read past the probe) lets the refusal say what the file is."""
+    args = [*ffmpeg.safe_input(), "-i", str(path), "-f", "null", "-t", "0", "-"]
     try:
-        stderr = ffmpeg.run(["-i", str(path), "-f", "null", "-t", "0", "-"])
+        stderr = ffmpeg.run(args, timeout=limits.probe_s, nice=NICE)
+    except FfmpegTimeout as e:
+        raise IngestError(f"Reading this file took longer than {limits.probe_s:.0f} s: it is not audio that can "
+                          "be read.", code="audio_timeout") from e
     except FfmpegError as e:
+        try:
+            ffmpeg.run(["-v", "debug", *args], timeout=limits.probe_s, nice=NICE)
+            demuxer = ""
+        except FfmpegError as again:
+            demuxer = ffmpeg.parse_demuxer(again.stderr) or ""
+        if demuxer and demuxer not in ffmpeg.DEMUXERS:
+            raise _refused_format(demuxer) from e
         raise IngestError("This file is not audio that can be read (it may be damaged or in an unknown format).") \
             from e
     info = ffmpeg.parse_probe(stderr)
     if info is None:
         raise IngestError("This file has no audio track.")
+    if _demuxer(info) not in ffmpeg.DEMUXERS:  # cannot happen past the whitelist; a second lock on the door
+        raise _refused_format(_demuxer(info))
     return info
+
+
+def _timed_out(e: FfmpegTimeout) -> IngestError:
+    return IngestError(f"Making this file broadcast-ready took too long ({e}); it may be damaged.",
+                       code="audio_timeout")
 
 
 def _timer(duration_s: float | None, on_progress: Callable[[float], None] | None,
@@ -95,22 +204,28 @@ def _timer(duration_s: float | None, on_progress: Callable[[float], None] | None
 
 
 def analyse(path: Path, info: Probe, fmt: BroadcastFormat, *, trim_silence: bool,
-            on_progress: Callable[[float], None] | None = None) -> Analysis:
+            on_progress: Callable[[float], None] | None = None, limits: Limits = Limits()) -> Analysis:
     """One decoding pass over the mono downmix (what will be broadcast: a stereo phone recording's mono
     peaks are up to 3 dB higher than its channels'): loudness, true peak, and where the sound is."""
     filters = [MONO, METER]
     if trim_silence:
         filters.insert(1, f"silencedetect=n={fmt.silence_threshold_db}dB:d={fmt.silence_min_s}")
     seen: list[float] = []
+    # Decode at most a little past the limit, whatever the container says of its length.
+    bound = ["-t", f"{fmt.max_duration_s + 1:.0f}"]
     try:
-        stderr = ffmpeg.run(["-i", str(path), "-map", "0:a:0", "-vn", "-af", ",".join(filters), "-f", "null", "-"],
-                            on_time=_timer(info.duration_s, on_progress, seen))
+        stderr = ffmpeg.run([*ffmpeg.safe_input(_demuxer(info)), *bound, "-i", str(path), "-map", "0:a:0", "-vn",
+                             "-af", ",".join(filters), "-f", "null", "-"],
+                            on_time=_timer(info.duration_s, on_progress, seen),
+                            timeout=limits.for_audio(info.duration_s or fmt.max_duration_s), nice=NICE)
+    except FfmpegTimeout as e:
+        raise _timed_out(e) from e
     except FfmpegError as e:
         raise IngestError("The audio could not be decoded to the end (the file may be damaged).") from e
     duration = seen[-1] if seen else (info.duration_s or 0.0)
     if duration <= 0.05:
         raise IngestError("The audio is empty.")
-    if duration > fmt.max_duration_s:
+    if duration > fmt.max_duration_s:  # the decode stopped at the bound: longer than that
         raise IngestError(f"The audio lasts {duration / 60:.0f} minutes; the limit is {fmt.max_duration_s / 60:.0f}.")
     loudness = ffmpeg.parse_ebur128(stderr)
     if not math.isfinite(loudness.integrated) or loudness.integrated < -60:
@@ -137,7 +252,8 @@ def _trim(analysis: Analysis) -> list[str]:
     return []
 
 
-def calibrate(path: Path, analysis: Analysis, fmt: BroadcastFormat) -> float:
+def calibrate(path: Path, analysis: Analysis, fmt: BroadcastFormat, demuxer: str | None = None,
+              limits: Limits = Limits()) -> float:
     """The gain correction that makes a limited file hit the target: limiting heavy peaks (synthetic
     speech, clipped phone recordings) costs loudness. Trials decode and filter a sample of at most
     CALIBRATION_SAMPLE_S without encoding, and step by the secant, so long files cost little more; the
@@ -151,8 +267,9 @@ def calibrate(path: Path, analysis: Analysis, fmt: BroadcastFormat) -> float:
     correction = 0.0
     for _ in range(3):
         chain = [*gain_chain(analysis.loudness, fmt, correction), "ebur128=framelog=verbose"]
-        stderr = ffmpeg.run([*sample, "-i", str(path), "-map", "0:a:0", "-vn", "-af", ",".join(chain),
-                             "-f", "null", "-"])
+        stderr = ffmpeg.run([*ffmpeg.safe_input(demuxer), *sample, "-i", str(path), "-map", "0:a:0", "-vn",
+                             "-af", ",".join(chain), "-f", "null", "-"],
+                            timeout=limits.for_audio(length), nice=NICE)
         reached = ffmpeg.parse_ebur128(stderr).integrated
         if abs(target - reached) <= LOUDNESS_TOLERANCE_LU:
             break
@@ -166,28 +283,36 @@ def calibrate(path: Path, analysis: Analysis, fmt: BroadcastFormat) -> float:
 
 
 def encode(path: Path, out: Path, analysis: Analysis, fmt: BroadcastFormat, correction_db: float,
-           on_progress: Callable[[float], None] | None = None) -> ffmpeg.Ebur128:
+           on_progress: Callable[[float], None] | None = None, demuxer: str | None = None,
+           limits: Limits = Limits()) -> ffmpeg.Ebur128:
     """Encode once, then measure the file as written (what receivers will play)."""
     chain = [*gain_chain(analysis.loudness, fmt, correction_db), f"aresample={fmt.sample_rate}"]
-    ffmpeg.run([*_trim(analysis), "-i", str(path), "-map", "0:a:0", "-vn", "-map_metadata", "-1",
-                "-af", ",".join(chain), "-ac", "1", "-ar", str(fmt.sample_rate),
+    length = analysis.end_s - analysis.start_s
+    ffmpeg.run([*ffmpeg.safe_input(demuxer), *_trim(analysis), "-i", str(path), "-map", "0:a:0", "-vn",
+                "-map_metadata", "-1", "-af", ",".join(chain), "-ac", "1", "-ar", str(fmt.sample_rate),
                 "-c:a", "libmp3lame", "-b:a", f"{fmt.bitrate_kbps}k", "-f", "mp3", "-y", str(out)],
-               on_time=_timer(analysis.end_s - analysis.start_s, on_progress, []))
-    return ffmpeg.parse_ebur128(ffmpeg.run(["-i", str(out), "-af", METER, "-f", "null", "-"]))
+               on_time=_timer(length, on_progress, []), timeout=limits.for_audio(length), nice=NICE)
+    return ffmpeg.parse_ebur128(ffmpeg.run([*ffmpeg.safe_input("mp3"), "-i", str(out), "-af", METER, "-f", "null",
+                                            "-"], timeout=limits.for_audio(length), nice=NICE))
 
 
 def ingest(path: Path, out: Path, fmt: BroadcastFormat, *, trim_silence: bool = False,
-           on_progress: Progress | None = None) -> Ingested:
+           on_progress: Progress | None = None, limits: Limits = Limits()) -> Ingested:
     """Run the whole pipeline from `path` to an MP3 at `out`."""
-    info = probe(path)
+    info = probe(path, limits)
     if info.duration_s is not None and info.duration_s > fmt.max_duration_s:
         raise IngestError(f"The audio lasts {info.duration_s / 60:.0f} minutes; "
                           f"the limit is {fmt.max_duration_s / 60:.0f}.")
+    demuxer = _demuxer(info)
     analysis = analyse(path, info, fmt, trim_silence=trim_silence,
-                       on_progress=(lambda f: on_progress("analyse", f)) if on_progress else None)
-    correction = calibrate(path, analysis, fmt)
-    result = encode(path, out, analysis, fmt, correction,
-                    on_progress=(lambda f: on_progress("encode", f)) if on_progress else None)
+                       on_progress=(lambda f: on_progress("analyse", f)) if on_progress else None, limits=limits)
+    try:
+        correction = calibrate(path, analysis, fmt, demuxer, limits)
+        result = encode(path, out, analysis, fmt, correction,
+                        on_progress=(lambda f: on_progress("encode", f)) if on_progress else None, demuxer=demuxer,
+                        limits=limits)
+    except FfmpegTimeout as e:
+        raise _timed_out(e) from e
     return Ingested(output=out, probe=info, duration_s=round(analysis.end_s - analysis.start_s, 3),
                     loudness_before=round(analysis.loudness.integrated, 2), loudness_after=round(result.integrated, 2),
                     true_peak_after=round(result.true_peak if result.true_peak is not None else 0.0, 2),

@@ -15,6 +15,11 @@ that will actually be spoken, and the staff's abbreviation lists.
   Nothing edits content after it is made.
 - Abbreviations: `controller.services.abbreviations` (the district's list and each commune's own).
 
+Bounds: making audio holds a slot of the media store's `IngestGate` (`TT_AUDIO__MAX_CONCURRENT_INGESTS` at
+a time, a short queue, then `Unavailable` 503 "busy, try again"); texts are at most `max_text_chars`, titles
+`MAX_TITLE`; an upload's file name is kept only as a label (`display_filename`: no directories, control or
+bidirectional-override characters), never used as a path.
+
 Shared with the other domains (these signatures are relied on):
 - `usable_content(ctx, bulletin_id=…, announcement_id=…, action=…)`: the content a play, programme or
   emergency may use — visible to the principal (another commune's is `Hidden`, 404) and approved (a draft
@@ -28,7 +33,10 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+import unicodedata
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -36,7 +44,8 @@ from typing import Any, Literal, overload
 from pydantic import BaseModel, Field, field_validator
 from sqlmodel import Session, col, func, select
 
-from audio.ingest import IngestError, Progress, ingest
+from audio.ingest import IngestBusy, IngestError, IngestGate, Progress, ingest
+from audio.store import MediaStore
 from audio.tts import TtsEngine, TtsUnavailable
 from audio.vi_text import normalize
 from controller.content import broadcast_format, engines, ingest_error, make_media, media_url, speak
@@ -53,7 +62,7 @@ from controller.db.models import (
     Programme,
     utcnow,
 )
-from controller.errors import Conflict, Forbidden, Hidden, Invalid, NotFound, Unavailable
+from controller.errors import Conflict, DomainError, Forbidden, Hidden, Invalid, NotFound, Unavailable
 from controller.policy import Principal, Right, require
 
 from .abbreviations import abbreviations_for
@@ -78,16 +87,21 @@ class BulletinUpload:
     trim_silence: bool | None = None  # None: the controller's setting
 
 
+MAX_TITLE = 200
+
+
 class AnnouncementCreate(BaseModel):
     text: str = Field(description="Vietnamese text to read aloud")
-    title: str | None = Field(default=None, max_length=200)
-    engine: str | None = Field(default=None, description="'offline' (eSpeak NG) or 'gtts' (Google, online)")
-    voice: str | None = None
+    title: str | None = Field(default=None, max_length=MAX_TITLE)
+    engine: str | None = Field(default=None, max_length=40,
+                               description="'offline' (eSpeak NG) or 'gtts' (Google, online)")
+    voice: str | None = Field(default=None, max_length=100)
     chime_before: bool = False
     chime_after: bool = False
     repeat: int = Field(default=1, ge=1, le=10)
     gap_s: float = Field(default=2.0, ge=0, le=60)
-    commune: str | None = Field(default=None, description="the commune's code; none for district-wide content")
+    commune: str | None = Field(default=None, max_length=100,
+                                description="the commune's code; none for district-wide content")
 
     @field_validator("text")
     @classmethod
@@ -103,7 +117,8 @@ class ReturnRequest(BaseModel):
 
 class PreviewRequest(BaseModel):
     text: str
-    commune: str | None = Field(default=None, description="read with this commune's own abbreviations too")
+    commune: str | None = Field(default=None, max_length=100,
+                                description="read with this commune's own abbreviations too")
 
 
 class PreviewPublic(BaseModel):
@@ -132,6 +147,57 @@ def preview_text(ctx: Ctx, body: PreviewRequest) -> PreviewPublic:
     commune = commune_named(ctx, body.commune, "announcement.preview")
     code = commune.code if commune else None
     return PreviewPublic(text=body.text, normalized_text=spoken_text(ctx.session, body.text, code), commune=code)
+
+
+# ------------------------------------------------------------------------------------------- bounds
+
+BUSY = ("Máy chủ đang bận xử lý các tệp âm thanh khác; hãy thử lại sau ít phút. "
+        "(The server is busy making other audio broadcast-ready; try again in a minute.)")
+_GATES: weakref.WeakKeyDictionary[MediaStore, IngestGate] = weakref.WeakKeyDictionary()
+# Characters that change how a name is read without being seen: bidirectional overrides and marks.
+_INVISIBLE = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C)}
+
+
+@contextmanager
+def ingest_slot(ctx: Ctx) -> Iterator[None]:
+    """A slot of the controller's ingest gate (one per media store) while audio is made; `Unavailable`
+    (503, with Retry-After) when every slot is taken and the queue is full or the wait runs out."""
+    store, audio = ctx.require_media(), ctx.settings.audio
+    gate = _GATES.get(store)
+    if gate is None:
+        gate = _GATES.setdefault(store, IngestGate(audio.max_concurrent_ingests, audio.max_waiting_ingests,
+                                                   audio.ingest_wait_s))
+    try:
+        with gate.slot():
+            yield
+    except IngestBusy as e:
+        raise Unavailable(BUSY, headers={"Retry-After": "30"}, code="ingest_busy", detail=BUSY) from e
+
+
+def refused_audio(e: IngestError) -> DomainError:
+    """The domain error for audio that cannot be made (415 not audio, 422 otherwise), with the code the
+    ingest gave when the message alone does not name one."""
+    error = ingest_error(e)
+    error.code = error.code or e.code
+    return error
+
+
+def display_filename(name: str | None) -> str:
+    """An upload's file name as a label: its last path part, without control characters or bidirectional
+    overrides, normalised, at most `MAX_TITLE` characters ("upload" when nothing is left). It is never
+    used as a path (the audio is stored by its hash)."""
+    text = unicodedata.normalize("NFC", name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    text = "".join(c for c in text if c not in _INVISIBLE and unicodedata.category(c)[0] != "C").strip()
+    return text.strip(".") and text[:MAX_TITLE] or "upload"
+
+
+def checked_title(title: str) -> str:
+    text = (title or "").strip()
+    if not text:
+        raise Invalid("The title is empty.")
+    if len(text) > MAX_TITLE:
+        raise Invalid(f"The title is {len(text)} characters long; the limit is {MAX_TITLE}.")
+    return text
 
 
 # ------------------------------------------------------------------------------ communes and approval
@@ -382,19 +448,22 @@ def create_bulletin(ctx: Ctx, form: BulletinUpload, receive: Callable[[Path], Pa
     publish where it asked to. `on_progress(stage, fraction)`: how far making it broadcast-ready has got."""
     action = "bulletin.create"
     commune = _publishing_in(ctx, form.commune, action)
+    title, filename = checked_title(form.title), display_filename(form.filename)
     store, audio = ctx.require_media(), ctx.settings.audio
-    source = receive(store.root)
-    try:
-        media, result = make_media(ctx.session, store, source, broadcast_format(audio),
-                                   trim_silence=audio.trim_silence if form.trim_silence is None else form.trim_silence,
-                                   on_progress=on_progress)
-    except IngestError as e:
-        ctx.audit(action, "refused", target=form.filename, detail=str(e))
-        raise ingest_error(e) from None
-    finally:
-        source.unlink(missing_ok=True)
-    bulletin = Bulletin(title=form.title.strip(), media_sha256=media.sha256,
-                        source_filename=(form.filename or "upload")[:200], source_format=result.probe.container,
+    with ingest_slot(ctx):
+        source = receive(store.root)
+        try:
+            media, result = make_media(
+                ctx.session, store, source, broadcast_format(audio),
+                trim_silence=audio.trim_silence if form.trim_silence is None else form.trim_silence,
+                on_progress=on_progress)
+        except IngestError as e:
+            ctx.audit(action, "refused", target=filename, detail=str(e))
+            raise refused_audio(e) from None
+        finally:
+            source.unlink(missing_ok=True)
+    bulletin = Bulletin(title=title, media_sha256=media.sha256,
+                        source_filename=filename, source_format=result.probe.container,
                         loudness_before=result.loudness_before, loudness_after=result.loudness_after,
                         trimmed_s=result.trimmed_s, created_by=ctx.who.actor)
     _store(ctx, bulletin, commune, action, f"{bulletin.title} ({media.sha256[:12]}, {media.duration_s:.1f} s)")
@@ -454,7 +523,7 @@ def listen_announcement(ctx: Ctx, body: AnnouncementCreate, directory: Path) -> 
     requested, voice = _engine_and_voice(ctx, body)
     commune = _publishing_in(ctx, body.commune, action)
     text = spoken_text(ctx.session, body.text, commune.code if commune else None)
-    with tempfile.TemporaryDirectory(dir=directory, prefix=".work-") as work:
+    with ingest_slot(ctx), tempfile.TemporaryDirectory(dir=directory, prefix=".work-") as work:
         composed = Path(work) / "announcement.wav"
         engine, voice, note = _speak(ctx, requested, voice, text, body, composed)
         fd, name = tempfile.mkstemp(dir=directory, prefix="listen-", suffix=".mp3")
@@ -464,7 +533,7 @@ def listen_announcement(ctx: Ctx, body: AnnouncementCreate, directory: Path) -> 
         except BaseException as e:
             Path(name).unlink(missing_ok=True)
             if isinstance(e, IngestError):
-                raise ingest_error(e) from None
+                raise refused_audio(e) from None
             raise
     return Listening(path=Path(name), normalized_text=text, engine=engine.name, voice=voice, note=note,
                      duration_s=result.duration_s, loudness_before=result.loudness_before,
@@ -481,14 +550,14 @@ def create_announcement(ctx: Ctx, body: AnnouncementCreate) -> AnnouncementPubli
     commune = _publishing_in(ctx, body.commune, action)
     text = spoken_text(ctx.session, body.text, commune.code if commune else None)
     store = ctx.require_media()
-    with tempfile.TemporaryDirectory(dir=store.root, prefix=".work-") as work:
+    with ingest_slot(ctx), tempfile.TemporaryDirectory(dir=store.root, prefix=".work-") as work:
         composed = Path(work) / "announcement.wav"
         engine, voice, note = _speak(ctx, requested, voice, text, body, composed)
         try:
             media, result = make_media(ctx.session, store, composed, broadcast_format(settings.audio),
                                        trim_silence=False)
         except IngestError as e:
-            raise ingest_error(e) from None
+            raise refused_audio(e) from None
     announcement = Announcement(
         title=(body.title or body.text.strip()[:80]), media_sha256=media.sha256, text=body.text,
         normalized_text=text, engine_requested=requested, engine=engine.name, voice=voice,
