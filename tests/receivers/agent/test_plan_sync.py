@@ -108,7 +108,7 @@ def test_sync_schedule_pulls_applies_and_acks(fleet: FleetThread, server: PlanSe
         wait_for(lambda: agent.plan_keeper.version == first.version, 10, "the plan pulled after connecting")
         wait_for(lambda: [e.event for e in ctl.events] == ["started", "finished"], 20, "proof of play over MQTT")
         started = ctl.events[0]
-        assert started.item_id == "prog-1-a" and abs((started.at - first.entries[0].start_at).total_seconds()) < 0.05
+        assert started.item_id == "prog-1-a" and abs((started.at - first.entries[0].start_at).total_seconds()) < 0.25
 
         # A changed plan, announced: pulled, acknowledged as applied, played.
         second = make_plan([entry("prog-1-b", b, 3.0)], rid=rid,
