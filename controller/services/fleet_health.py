@@ -2,8 +2,10 @@
 
 - `alarms`: the receivers (of the principal's communes) that are offline for long (`OFFLINE_ALARM`), whose
   clock drifts (`receivers.CLOCK_DRIFT_S`, as `ReceiverPublic.clock_drift`), whose disk is nearly full
-  (`DISK_LOW_MB`, from their telemetry) or whose last self-test did not pass (its acknowledgement, kept in
-  the command records). One `Alarm` per receiver and kind, the longest-standing first.
+  (`DISK_LOW_MB`, from their telemetry), whose last self-test did not pass (its acknowledgement, kept in
+  the command records), or that two agent processes answered for lately (`cloned`: the bridge's
+  `receiver.cloned` audit rows of the last `CLONE_ALARM`). One `Alarm` per receiver and kind, the
+  longest-standing first.
 - `status_history`: a receiver's availability changes (online / offline / stopped), newest first, as the
   bridge writes them (`ReceiverStatusEvent`); absent outside the principal's communes, as the receiver is.
 """
@@ -16,8 +18,17 @@ from typing import Literal
 from pydantic import BaseModel
 from sqlmodel import col, func, select
 
-from controller.db.models import CommandRecord, Commune, Receiver, ReceiverStatus, ReceiverStatusEvent, utcnow
+from controller.db.models import (
+    AuditEntry,
+    CommandRecord,
+    Commune,
+    Receiver,
+    ReceiverStatus,
+    ReceiverStatusEvent,
+    utcnow,
+)
 from controller.policy import Right, require
+from controller.stream_watch import CLONED
 from receivers.protocol import Target
 
 from .context import Ctx, Page
@@ -25,7 +36,8 @@ from .receivers import CLOCK_DRIFT_S, get_receiver
 
 OFFLINE_ALARM = dt.timedelta(minutes=10)
 DISK_LOW_MB = 200.0  # below this a receiver may fail to keep the media of its plan
-AlarmKind = Literal["offline", "clock_drift", "disk_low", "self_test_failed"]
+CLONE_ALARM = dt.timedelta(hours=24)  # a cloned receiver stays an alarm this long after it was last seen
+AlarmKind = Literal["offline", "clock_drift", "disk_low", "self_test_failed", "cloned"]
 
 
 class Alarm(BaseModel):
@@ -34,9 +46,10 @@ class Alarm(BaseModel):
     commune: str
     commune_name: str
     kind: AlarmKind
-    since: dt.datetime | None = None  # offline since (None: never heard from); when the self-test failed
+    since: dt.datetime | None = None  # offline since (None: never heard from); when the self-test failed;
+    # when two processes were last seen answering for it
     value: float | None = None  # the clock's offset (s) or the free disk (MB)
-    reason: str | None = None  # why the self-test failed, as the receiver said
+    reason: str | None = None  # why the self-test failed, as the receiver said; what the clone check saw
 
 
 class StatusEventPublic(BaseModel):
@@ -87,6 +100,11 @@ def alarms(ctx: Ctx, *, now: dt.datetime | None = None) -> list[Alarm]:
             name, code, commune_name = names[rid]
             found.append(Alarm(receiver_id=rid, receiver_name=name, commune=code, commune_name=commune_name,
                                kind="self_test_failed", since=_aware(at), reason=reason))
+    for rid, (at, detail) in _clones(ctx, now).items():
+        if rid in names:
+            name, code, commune_name = names[rid]
+            found.append(Alarm(receiver_id=rid, receiver_name=name, commune=code, commune_name=commune_name,
+                               kind="cloned", since=_aware(at), reason=detail))
     oldest = dt.datetime.min.replace(tzinfo=dt.UTC)
     found.sort(key=lambda a: (a.since or oldest, a.commune, a.receiver_id))
     return found
@@ -103,6 +121,14 @@ def _last_self_tests(ctx: Ctx, rids: list[str]) -> dict[str, tuple[str | None, s
         .join(last, (last.c.target == CommandRecord.target) & (last.c.at == CommandRecord.issued_at))
         .where(CommandRecord.kind == "self-test")).all()
     return {targets[target]: (outcome, reason, at) for target, outcome, reason, at in rows if target in targets}
+
+
+def _clones(ctx: Ctx, now: dt.datetime) -> dict[str, tuple[dt.datetime, str | None]]:
+    """Receiver id → when and what the clone check last said of it, within `CLONE_ALARM`."""
+    rows = ctx.session.exec(select(AuditEntry.target, AuditEntry.at, AuditEntry.detail)
+                            .where(AuditEntry.action == CLONED, AuditEntry.at >= now - CLONE_ALARM)
+                            .order_by(col(AuditEntry.at))).all()
+    return {target: (at, detail) for target, at, detail in rows if target}
 
 
 def status_history(ctx: Ctx, rid: str, page: Page) -> StatusEventsPublic:

@@ -3,6 +3,9 @@
 A receiver declares its keepalive in its retained `online`; the controller's silence rule counts it only up to
 `liveness.max_keepalive_s`, so a receiver (or a stolen receiver's account) declaring an hour cannot hide an
 outage for an hour and a half.
+
+Two agent processes running with one receiver's credentials (a copied SD card) take the connection from each
+other: the controller flags the receiver as cloned (an audit row, an alarm on the dashboard).
 """
 
 from __future__ import annotations
@@ -10,12 +13,18 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlmodel import Session, select
 
 from controller.app import create_app
+from controller.db.models import AuditEntry
+from controller.policy import Principal, Right
+from controller.services import Ctx
+from controller.services.fleet_health import alarms
 from devrig.testbed import Testbed
 from firmware_sim.netproxy import LinkProxy
 from tests.conftest import Api, FleetThread, admin_token, wait_for
@@ -60,3 +69,30 @@ def test_a_declared_hour_of_keepalive_does_not_hide_an_outage(testbed: Testbed, 
         wait_for(lambda: availability(api, rid) == "offline", 30, "offline after 1.5 × the capped keepalive")
         print(f"offline {time.monotonic() - cut:.1f} s after the link went silent (declared 3600 s, cap {cap:g} s)")
     fleet.run(proxy.close())
+
+
+def test_two_agents_with_one_receivers_credentials_are_flagged_as_a_clone(
+        testbed: Testbed, fleet: FleetThread, data_dir: Path) -> None:
+    [s] = fleet.settings(1)
+    rid = s.receiver_id
+    copy = FleetThread(testbed, data_dir / "copied-sd-card")
+    with controller(testbed) as api:
+        fleet.start([s])
+        wait_for(lambda: availability(api, rid) == "online", 10, "the genuine receiver online")
+        try:
+            copy.start(copy.settings(1))  # the same receiver id, user name and password
+
+            def flagged() -> list[AuditEntry]:
+                with Session(testbed.engine) as session:
+                    return list(session.exec(select(AuditEntry).where(AuditEntry.action == "receiver.cloned",
+                                                                      AuditEntry.target == rid)))
+
+            [row] = wait_for(flagged, 30, "the clone flagged")
+        finally:
+            copy.close()
+        assert "two agent processes" in (row.detail or "")
+        with Session(testbed.engine) as session:
+            district = Principal("user", 1, "huyen", frozenset({Right.RECEIVERS_READ}), None)
+            found = [a for a in alarms(Ctx(session, district, testbed.settings, testbed.engine))
+                     if a.receiver_id == rid]
+        assert [a.kind for a in found if a.kind == "cloned"] == ["cloned"]

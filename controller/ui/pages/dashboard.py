@@ -65,11 +65,13 @@ def alarm_text(a: Alarm) -> str:
             return t("dashboard.alarm.disk_low", mb=f"{a.value or 0:.0f}")
         case "self_test_failed":
             return t("dashboard.alarm.self_test_failed", at=datetime_vi(a.since))
+        case "cloned":
+            return t("dashboard.alarm.cloned", at=datetime_vi(a.since))
     return a.kind
 
 
 ALARM_ICONS = {"offline": "wifi_off", "clock_drift": "schedule", "disk_low": "sd_card_alert",
-               "self_test_failed": "report_problem"}
+               "self_test_failed": "report_problem", "cloned": "content_copy"}
 
 
 @staff_page(paths.HOME, Right.RECEIVERS_READ, "dashboard.title")
