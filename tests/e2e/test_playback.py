@@ -170,16 +170,20 @@ def test_a_resent_event_counts_once(fleet: FleetThread, live: LiveController) ->
     event = PlayEvent(event_id=uuid.uuid4(), seq=7, event="finished", item_id="bulletin-9-x",
                       at=dt.datetime.now(dt.UTC), position_s=0.0).to_bytes()
 
+    marker = PlayEvent(event_id=uuid.uuid4(), seq=8, event="started", item_id="bulletin-9-y",
+                       at=dt.datetime.now(dt.UTC), position_s=0.0).to_bytes()
+
     async def send_twice() -> None:
         async with aiomqtt.Client("127.0.0.1", fleet.testbed.broker.port, identifier="resender",
                                   username=creds["username"], password=creds["password"]) as c:
-            for _ in range(2):  # as after a lost PUBACK
-                await c.publish(Topics().receiver(creds["receiver_id"], "event"), event, qos=1)
+            for payload in (event, event, marker):  # twice as after a lost PUBACK, then a marker
+                await c.publish(Topics().receiver(creds["receiver_id"], "event"), payload, qos=1)
 
     fleet.run(send_twice())
-    wait_for(lambda: plays(live, creds["receiver_id"]), 10, "event stored")
-    time.sleep(0.5)
-    assert len(plays(live, creds["receiver_id"])) == 1
+    # The marker went after both copies on the same session: once it is stored, both copies were handled.
+    wait_for(lambda: any(p["item_id"] == "bulletin-9-y" for p in plays(live, creds["receiver_id"])), 10,
+             "the marker stored")
+    assert sorted(p["item_id"] for p in plays(live, creds["receiver_id"])) == ["bulletin-9-x", "bulletin-9-y"]
 
 
 def test_short_audio_travels_inline_and_needs_no_download(fleet: FleetThread, live: LiveController,
