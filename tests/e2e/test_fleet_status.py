@@ -40,6 +40,9 @@ def test_fifty_receivers_online_with_telemetry(api: Api, fleet: FleetThread, bro
 
 def test_silent_link_loss_shows_offline_within_one_and_a_half_keepalives(
         api: Api, fleet: FleetThread, broker_kind: str) -> None:
+    """A link gone silent: the controller's own silence rule and the broker's keepalive sweep (then its will)
+    race to say so, and either meets this bound. That the will alone does is
+    tests/e2e/test_reliability.py::test_killed_agent_is_offline_by_its_will_alone (silence rule off)."""
     keepalive = 4
     proxy = LinkProxy("127.0.0.1", fleet.testbed.broker.port)
     port = fleet.run(proxy.start())
@@ -56,7 +59,7 @@ def test_silent_link_loss_shows_offline_within_one_and_a_half_keepalives(
              3 * keepalive, "victim offline", interval=0.02)
     elapsed = time.monotonic() - cut
     print(f"{broker_kind}: offline seen {elapsed:.2f} s after the link went silent (keepalive {keepalive} s)")
-    assert elapsed <= 1.5 * keepalive + 0.5  # + one status flush and poll of the API
+    assert elapsed <= 1.5 * keepalive + 1.0  # + a status flush and a poll of the API on a busy machine
     # The others are unaffected.
     assert len(online(api)) == 4
     fleet.run(proxy.close())
