@@ -6,11 +6,18 @@ this topic (its `publish` filters), may it subscribe to this filter (the filter 
 filters — Mosquitto's `topic read`). amqtt's own `TopicAccessControlListPlugin` has no rule for the last one,
 so every message, retained ones included, reached anyone subscribed; `embedded.GuardedBroker` asks it for
 retained messages too. `matches` and `covers` are MQTT's wildcard rules, pure.
+
+The rules live in a JSON file (`acl_file`: `{"publish": {user: [filters]}, "subscribe": {…}}`, written by
+`files.write_amqtt`) that is read again when it changes, checked at each SUBSCRIBE (one `stat`): an account
+added at enrolment may subscribe at once, as the password file is re-read at each login.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from amqtt.contexts import Action, BaseContext
 from amqtt.plugins.base import BaseTopicPlugin
@@ -46,6 +53,30 @@ class AccountAcl(BaseTopicPlugin):
         super().__init__(context)
         self._publish: dict[str, list[str]] = self.config.publish
         self._subscribe: dict[str, list[str]] = self.config.subscribe
+        self._file = Path(self.config.acl_file) if self.config.acl_file else None
+        self._stamp: tuple[int, int, int] | None = None
+        self._refresh()  # a missing file at start is an error
+
+    def _refresh(self) -> None:
+        if self._file is None:
+            return
+        try:
+            with self._file.open(encoding="utf-8") as f:
+                st = os.fstat(f.fileno())
+                stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+                if stamp == self._stamp:
+                    return
+                rules = json.load(f)
+        except (OSError, ValueError) as e:
+            if self._stamp is None:
+                raise
+            # keep the rules we have rather than lock everybody out
+            self.context.logger.warning("cannot re-read ACL file %s: %s", self._file, e)
+            return
+        first = self._stamp is None
+        self._publish, self._subscribe, self._stamp = rules["publish"], rules["subscribe"], stamp
+        if not first:
+            self.context.logger.info("ACL file %s re-read: %d accounts", self._file, len(self._subscribe))
 
     async def topic_filtering(self, *, session: Session | None = None, topic: str | None = None,
                               action: Action | None = None) -> bool:
@@ -55,6 +86,7 @@ class AccountAcl(BaseTopicPlugin):
         if action == Action.PUBLISH:
             return any(matches(topic, f) for f in self._publish.get(user, []))
         if action == Action.SUBSCRIBE:
+            self._refresh()
             return any(covers(f, topic) for f in self._subscribe.get(user, []))
         if action == Action.RECEIVE:
             return any(matches(topic, f) for f in self._subscribe.get(user, []))
@@ -64,3 +96,4 @@ class AccountAcl(BaseTopicPlugin):
     class Config:
         publish: dict[str, list[str]] = field(default_factory=dict)
         subscribe: dict[str, list[str]] = field(default_factory=dict)
+        acl_file: str = ""  # if given, the rules come from this file instead

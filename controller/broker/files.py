@@ -141,17 +141,18 @@ def write_mosquitto(directory: Path, accounts: list[Account], *, port: int, bind
 
 
 def write_amqtt(directory: Path, accounts: list[Account], *, port: int, bind: str = "127.0.0.1") -> Path:
-    """Write the embedded broker's config (JSON is valid YAML) and the shared passwd file."""
+    """Write the embedded broker's config (JSON is valid YAML), its topic rules (`acl.json`, re-read when they
+    change) and the shared passwd file."""
     directory.mkdir(parents=True, exist_ok=True)
     _write(directory / "passwd", "".join(f"{a.username}:{a.password_hash}\n" for a in accounts))
+    rules = {"publish": {a.username: a.publish for a in accounts},
+             "subscribe": {a.username: a.subscribe for a in accounts}}
+    _write(directory / "acl.json", json.dumps(rules, indent=1))
     config = {
         "listeners": {"default": {"type": "tcp", "bind": f"{bind}:{port}", "max_connections": 0}},
         "plugins": {
             "controller.broker.amqtt_auth.MosquittoPasswordFile": {"password_file": str(directory / "passwd")},
-            "controller.broker.amqtt_acl.AccountAcl": {
-                "subscribe": {a.username: a.subscribe for a in accounts},
-                "publish": {a.username: a.publish for a in accounts},
-            },
+            "controller.broker.amqtt_acl.AccountAcl": {"acl_file": str(directory / "acl.json")},
         },
         # Read by `embedded.serve`, not by amqtt; the client id rule needs no setting there (always on).
         "truyenthanh": {"max_packet_size": MAX_PAYLOAD},

@@ -7,13 +7,17 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import signal
 import uuid
 from typing import Any
 
 import aiomqtt
 import pytest
+from sqlmodel import Session
 
-from controller.broker.files import MAX_PACKET
+from controller.broker.files import MAX_PACKET, controller_account, receiver_account
+from controller.broker.passwords import hash_password
+from controller.provision import broker_accounts, write_broker_files
 from devrig.testbed import Testbed
 from receivers.protocol import PlayEvent, Topics
 from tests.conftest import Api, wait_for
@@ -207,3 +211,33 @@ def test_an_oversized_message_is_dropped(api: Api, testbed: Testbed, broker_kind
 
     wait_for(lambda: "bulletin-1-small" in items(), 15, "the normal event stored")
     assert items() == ["bulletin-1-small"]
+
+
+def test_an_account_added_later_works_without_a_restart(testbed: Testbed, broker_kind: str) -> None:
+    """Enrolment rewrites the broker's files (and reloads Mosquitto): a new receiver may then log in, read its
+    commands and report. The embedded broker re-reads its topic rules as it re-reads its passwords."""
+    tb, topics = testbed, Topics(testbed.settings.mqtt_base)
+    a, mqtt = tb.fleet["receivers"][0], tb.settings.mqtt
+    rid, password = "tra-my-moi-1", "new-receiver-password"
+    with Session(tb.engine) as s:
+        accounts = broker_accounts(s, topics, "controller", tb.controller_password)
+    accounts.append(controller_account(topics, tb.tools[0], hash_password(tb.tools[1])))
+    accounts.append(receiver_account(topics, rid, a["commune"], hash_password(password)))
+    write_broker_files(broker_kind, tb.broker.directory, accounts, tb.broker.port)
+    if broker_kind == "mosquitto":
+        tb.broker.proc.send_signal(signal.SIGHUP)
+
+    async def scenario() -> tuple[list[bytes], list[bytes]]:
+        async with client(tb, "controller", mqtt.username, mqtt.password) as ctl:
+            await ctl.subscribe(topics.receiver(rid, "state"), qos=1)
+            async with asyncio.timeout(20):
+                while await refused(tb, rid, password):  # Mosquitto reloads in its own time
+                    await asyncio.sleep(0.1)
+            async with client(tb, rid, rid, password) as new:
+                await new.subscribe(f"{topics.base}/receivers/{rid}/cmd/+", qos=1)
+                await ctl.publish(topics.receiver_cmd(rid, "ping"), b"welcome", qos=1)
+                got = [p for _, p in await until(new, b"welcome")]
+                await new.publish(topics.receiver(rid, "state"), b"new-state", qos=1)
+                return got, [p for _, p in await until(ctl, b"new-state")]
+
+    assert asyncio.run(scenario()) == ([b"welcome"], [b"new-state"])
