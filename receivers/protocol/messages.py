@@ -66,7 +66,9 @@ Ident = Annotated[str, _bounded(MAX_ID)]
 
 
 class Message(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # No NaN or Infinity (Python's JSON reads them, JSON has none): a NaN stored as NULL in a NOT NULL column
+    # failed the controller's whole batch of reports, every receiver's, again at each retry.
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json(exclude_none=False).encode()
@@ -300,7 +302,7 @@ class PlanEntry(BaseModel):
     """One item to play at an absolute time. `item_id` names this occurrence of this item of this programme
     and changes whenever anything about it changes (time, audio), so an agent can tell old from new."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
     item_id: str = Field(min_length=1, max_length=100)
     programme_id: int

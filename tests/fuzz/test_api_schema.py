@@ -127,3 +127,24 @@ def test_anonymous_requests_never_break_the_server_or_the_schema(world: World, m
 @pytest.mark.parametrize(("method", "path"), OPS)
 def test_admin_requests_at_length(world: World, method: str, path: str) -> None:
     _fuzz(world, method, path, world.headers, LONG)
+
+
+STATEFUL = settings(max_examples=8, stateful_step_count=8, derandomize=True, database=None, deadline=None,
+                    suppress_health_check=list(HealthCheck), phases=[Phase.generate])
+
+
+def test_admin_sequences_never_break_the_server_or_the_schema(world: World) -> None:
+    """Stateful: sequences of calls that feed one answer's values into the next request, along the links
+    Schemathesis infers from the schema (the schema declares none; on this one it infers those between the
+    users' operations: a created user's id into PATCH /users/{uid}). The known ids above do the rest."""
+    headers = world.headers
+
+    class Sequences(world.schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"headers": headers}
+
+        def validate_response(self, response: Any, case: Any, additional_checks: Any = None, **kwargs: Any) -> None:
+            case.validate_response(response, checks=_checks(), headers=headers, transport_kwargs=kwargs)
+
+    Sequences.run(settings=STATEFUL)
+

@@ -192,6 +192,27 @@ def test_receiver_message_mutated(data: st.DataObject, sample: tuple[str, bytes]
     _check_receiver_message(data.draw(mutation(payload)), leaf)
 
 
+def _numeric_fields() -> list[tuple[str, bytes, str]]:
+    out = []
+    for leaf, payload in receiver_samples():
+        for key, value in json.loads(payload).items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                out.append((leaf, payload, key))
+    return out
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize(("leaf", "payload", "key"), _numeric_fields())
+def test_a_non_finite_number_is_refused(leaf: str, payload: bytes, key: str, value: str) -> None:
+    """Python's JSON reads NaN and Infinity (JSON has neither); stored, a NaN became NULL in a NOT NULL column
+    and failed the controller's whole batch of reports, every receiver's, at each retry."""
+    obj = json.loads(payload)
+    obj[key] = "__x__"
+    with pytest.raises(ProtocolError) as e:
+        parse_receiver_message(json.dumps(obj).replace('"__x__"', value).encode(), leaf)
+    reason_of(e.value)
+
+
 # ---------------------------------------------------------------------------- controller → receivers
 
 
