@@ -1,2 +1,3 @@
-"""Everything about the MQTT broker that the controller owns: password hashes, the ACL rules and the
-files that configure Mosquitto or the embedded amqtt broker (`files`), and the embedded broker itself."""
+"""Everything about the MQTT broker that the controller owns: password hashes (`passwords`), the ACL rules and
+the files that configure Mosquitto or the embedded amqtt broker (`files`), and the embedded broker itself
+(`embedded`, with its login plugin `amqtt_auth` and its topic rules `amqtt_acl`)."""
