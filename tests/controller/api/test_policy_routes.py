@@ -87,6 +87,10 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/api/v1/receivers/{rid}/plan"): Case("public", _rid),
     ("POST", "/api/v1/receivers/{rid}/enrolment"): Case(Right.ADMIN, _rid),
     ("POST", "/api/v1/enrol"): Case("public"),
+    # The signing key is the district's: anyone who reads receivers may see its fingerprint; only an admin over
+    # the whole district may change it.
+    ("GET", "/api/v1/signing-key"): Case(Right.RECEIVERS_READ, elsewhere={200}),
+    ("POST", "/api/v1/signing-key/rotate"): Case(Right.ADMIN, json=lambda o: {"grace_s": 60}, elsewhere={403}),
     ("GET", "/api/v1/plays"): Case(Right.RECEIVERS_READ, is_list=True),
     ("GET", "/api/v1/receivers/{rid}/plays"): Case(Right.RECEIVERS_READ, _rid),
     ("POST", "/api/v1/bulletins"): Case(Right.CONTENT_WRITE, files=lambda o: {"file": ("x.wav", _wav(), "audio/wav")},
