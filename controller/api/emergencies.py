@@ -73,18 +73,25 @@ def get_emergency(eid: str, ctx: EmergencyTrigger) -> EmergencyPublic:
 async def subscription(eid: str, ctx: EmergencyTrigger, request: Request) -> AsyncIterator[Subscription]:
     """Checked and subscribed before the stream starts, so a refusal is still an HTTP status. While it
     streams, the same bearer token is authenticated again at every batch and keepalive (a revoked or expired
-    token, a disabled owner or a narrower role ends the stream)."""
+    token, a disabled owner or a narrower role ends the stream). One token holds at most
+    `http.streams_per_token` streams open at once (`limits.StreamSlots`): one more is 429."""
     _, token = get_authorization_scheme_param(request.headers.get("Authorization"))
     address = client_address(request)
 
     def reauthenticate(session: Session) -> Principal:
         return principal_for_token(session, token, address)
 
-    sub = await emergencies.subscribe(ctx, eid, reauthenticate)
+    release = request.app.state.streams.take(ctx.who.actor)
+    try:
+        sub = await emergencies.subscribe(ctx, eid, reauthenticate)
+    except BaseException:
+        release()
+        raise
     try:
         yield sub
     finally:
         sub.close()
+        release()
 
 
 @router.get("/{eid}/events", response_class=EventSourceResponse,
