@@ -13,10 +13,10 @@ between signer and verifier. MQTT 3.1.1 has no user properties, so the signature
 
 The high-water mark: commands are stamped with the controller's clock, so the latest `issued_at` an agent
 has verified is a time it knows the controller had reached, whatever its own clock (no RTC, unauthenticated
-NTP) says. A command issued more than `tolerance` before it is refused ("issued before …"): a recorded
-command replayed after the receiver's clock was set back no longer looks fresh. The tolerance covers
-commands issued close together and delivered out of order; inside it, the replay memory (which keeps every
-id the mark has not passed) refuses a replay.
+NTP) says. A command issued more than `tolerance` before it is refused ("issued before …"), and so is one
+whose expiry the mark has passed: a recorded command replayed after the receiver's clock was set back no
+longer looks fresh. The tolerance covers commands issued close together and delivered out of order; inside
+it, the replay memory (which keeps every id the mark has not passed) refuses a replay.
 """
 
 from __future__ import annotations
@@ -143,6 +143,9 @@ class Verifier:
                            f"command seen ({high_water.isoformat()}), a replay whatever the clock says", command)
         if command.expires_at <= now:
             raise Rejected(f"expired at {command.expires_at.isoformat()}", command)
+        if high_water is not None and command.expires_at <= high_water:
+            raise Rejected(f"expired at {command.expires_at.isoformat()}, which the controller's clock had passed "
+                           f"({high_water.isoformat()}): a replay whatever the clock says", command)
         if command.issued_at > now + MAX_FUTURE_SKEW:
             raise Rejected(f"issued in the future ({command.issued_at.isoformat()})", command)
         return command, key

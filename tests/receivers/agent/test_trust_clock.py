@@ -16,7 +16,7 @@ import pytest
 
 from firmware_sim.clock import OffsetClock
 from receivers.agent import Agent, AgentSettings
-from receivers.protocol import Ack, Ping, Play, Signer, Target, Topics
+from receivers.protocol import Ack, Ping, Play, Rejected, Signer, Target, Topics, Verifier, generate_private_key_pem
 from tests.conftest import FleetThread
 from tests.samples import make
 
@@ -108,3 +108,19 @@ def test_a_recorded_emergency_replayed_after_the_clock_was_set_back_is_refused(f
     # A command issued now is still accepted: the mark refuses the past, not the present.
     fresh = Ping.new(Target.receiver(rid), 60, now=later.issued_at)
     assert station.send(rid, "ping", station.signer.sign(fresh), ("applied", "rejected"))[-1].status == "applied"
+
+
+def test_the_mark_refuses_what_expired_by_the_controllers_clock() -> None:
+    # Inside the tolerance, a command whose expiry the mark has passed is refused too: the controller's clock
+    # had gone beyond it, so it can only be a replay, however early the receiver's clock says it is.
+    signer = Signer(generate_private_key_pem())
+    verifier = Verifier(signer.public_key, tolerance=dt.timedelta(minutes=5))
+    t0 = dt.datetime.now(dt.UTC)
+    short = signer.sign(Ping.new(Target.receiver("r1"), 30, now=t0))
+    mark = t0 + dt.timedelta(seconds=60)
+    with pytest.raises(Rejected, match="which the controller's clock had passed"):
+        verifier.open(short, t0 + dt.timedelta(seconds=1), mark)
+    long_lived = signer.sign(Ping.new(Target.receiver("r1"), 3600, now=t0))
+    assert verifier.open(long_lived, t0 + dt.timedelta(seconds=1), mark).issued_at == t0
+    with pytest.raises(Rejected, match="^issued before"):
+        verifier.open(long_lived, t0, t0 + dt.timedelta(minutes=6))
