@@ -137,9 +137,19 @@ def receiver_config(
     """Issue a receiver a new MQTT password and write its agent config. Re-run `provision` afterwards so
     the broker learns the new password."""
     from controller.db.models import AuditEntry, Commune, Receiver
-    from controller.provision import issue_receiver_password, load_signing_key, write_private
+    from controller.provision import MissingSigningKey, issue_receiver_password, load_signing_key, write_private
+    from receivers.protocol.urls import cleartext_problem
 
     settings = _settings()
+    problem = cleartext_problem(mqtt_url, "--mqtt-url")
+    if problem and not settings.allow_cleartext:  # the agent would refuse it; said now, before a password is issued
+        raise typer.BadParameter(f"{problem} (TT_ALLOW_CLEARTEXT=1 writes allow_cleartext = true into the config)",
+                                 param_hint="--mqtt-url")
+    try:  # before a password is issued
+        _, public_key = load_signing_key(settings, create=settings.create_key)
+    except MissingSigningKey as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
     with _session(settings) as s:
         receiver = s.get(Receiver, receiver_id)
         if receiver is None:
@@ -152,10 +162,9 @@ def receiver_config(
         s.add(AuditEntry(actor="cli", action="receiver.credentials", target=receiver_id, outcome="ok",
                          detail="new MQTT password issued"))
         s.commit()
-    _, public_key = load_signing_key(settings, create=settings.create_key)
     lines = {"receiver_id": receiver_id, "commune": commune_code, "mqtt_url": mqtt_url, "username": receiver_id,
              "password": password, "base": settings.mqtt_base, "controller_public_key": public_key,
-             "state_dir": str(state_dir)}
+             "state_dir": str(state_dir), **({"allow_cleartext": True} if problem else {})}
     write_private(out, "".join(f"{k} = {json.dumps(v)}\n" for k, v in lines.items()).encode())
     typer.echo(f"wrote {out}; now run `truyenthanh provision` so the broker accepts the new password")
 

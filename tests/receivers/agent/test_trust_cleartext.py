@@ -93,3 +93,11 @@ def test_enroll_refuses_a_clear_text_controller_before_sending_the_code(tmp_path
     err = capsys.readouterr().err
     assert "the controller's URL is http:// to 192.0.2.1" in err and "--allow-cleartext" in err
     assert not (tmp_path / "agent.toml").exists()
+
+
+def test_receiver_config_refuses_a_clear_text_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("TT_MQTT_URL", "mqtts://controller:pw-7f3a@broker.example:8883")
+    r = CliRunner().invoke(cli, ["receiver-config", "tra-ka-thon-2-1", "--out", str(tmp_path / "agent.toml"),
+                                 "--mqtt-url", "mqtt://10.0.0.5:1883"])
+    assert r.exit_code == 2 and "mqtt:// to 10.0.0.5" in r.output and not (tmp_path / "agent.toml").exists()
