@@ -6,6 +6,7 @@ still written one by one, and every row written for a request names the client's
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,7 +17,7 @@ from controller.bridge_memory import InMemoryBridge
 from controller.db.models import AuditEntry
 from controller.services.accounts import issue_token
 from controller.services.audit import RefusalBudget
-from tests.conftest import Seeded
+from tests.conftest import Api, Seeded
 
 
 def rows(seeded: Seeded) -> list[AuditEntry]:
@@ -80,3 +81,40 @@ def test_the_budget_counts_an_ipv6_network_as_one_address_and_has_a_total() -> N
     ended = budget.drain()
     assert sorted((w.address, w.suppressed) for w in ended if not w.everyone) == [("2001:db8:1:2::/64", 7)]
     assert [w.suppressed for w in ended if w.everyone] == [1]
+
+
+def test_every_row_written_for_a_request_names_the_client_address(api: Api, tmp_path: Path) -> None:
+    """Actions of every kind over HTTP — content, programmes, commands, emergencies, CAP, enrolment codes,
+    accounts — and their refusals: each audit row they write carries the caller's address. (This held before
+    issue 12 already; it guards the address as the edge and the services change.)"""
+    from tests.controller.api.test_emergencies import cap, post_cap
+    from tests.controller.api.test_programmes import at
+    from tests.samples import make
+
+    rid = "tra-nu-thon-1-1"
+    api.online(rid)
+    wav = make(tmp_path / "tin.wav", seconds=2)
+    with wav.open("rb") as f:
+        bulletin = api.post("/api/v1/bulletins", files={"file": ("tin.wav", f)}, data={"title": "Tin sáng"}).json()
+    calls = [
+        api.post(f"/api/v1/bulletins/{bulletin['id']}/approve"),
+        api.post("/api/v1/programmes", json={"title": "Sáng", "items": [{"bulletin_id": bulletin["id"]}],
+                                             "targets": {"communes": ["tra-nu"]}, "start": at(6)}),
+        api.post(f"/api/v1/receivers/{rid}/volume", json={"volume": 40}),
+        api.post(f"/api/v1/receivers/{rid}/enrolment"),
+        api.post("/api/v1/emergencies", json={"text": "Lũ về.", "targets": {"communes": ["tra-nu"]}}),
+        api.post("/api/v1/tokens", json={"name": "may-chu", "scopes": ["receivers:read"]}),
+        api.post("/api/v1/users", json={"username": "can-bo", "display_name": "Cán bộ", "password": "mat-khau-dai-1",
+                                        "role": "viewer"}),
+        api.client.get("/api/v1/receivers"),  # refused: no token
+    ]
+    assert [r.status_code for r in calls][:-1] == [200, 201, 200, 201, 202, 201, 201], \
+        [r.text[:300] for r in calls]
+    eid = calls[4].json()["id"]
+    assert api.post(f"/api/v1/emergencies/{eid}/cancel").status_code == 200
+    assert post_cap(api, cap("flash-flood-alert.xml"))[0] == 202
+    with Session(api.engine) as s:
+        written = list(s.exec(select(AuditEntry)))
+    from_requests = [a for a in written if a.actor != "system"]
+    assert len({a.action for a in from_requests}) >= 8, sorted({a.action for a in from_requests})
+    assert [(a.actor, a.action) for a in from_requests if a.address != "testclient"] == []
