@@ -5,11 +5,11 @@ action, outcome, actor and period).
 Refusals (outcome `refused` or `rate-limited`) of callers who did not authenticate — no or a bad token, a
 wrong password, a made-up receiver — cannot fill the disk: `RefusalBudget` writes at most so many a minute
 per client address (an IPv6 address counts by its /64) and so many from all addresses together; the rest
-are counted, and one row (`audit.suppressed`) per address and minute says how many were not written. A
-refusal of a principal that did authenticate (the policy's 403 or 404) is always written: it names a token
-or a person, who can be disabled. `limit_refusals(engine, …)` sets an engine's budget (`create_app`:
-`http.refusal_audits_…`); `flush(engine)` writes the counts still pending (at shutdown). Every other row is
-always written.
+are counted, and one row (`audit.suppressed`) per address and minute says how many were not written (with
+the first row written after that minute, or at shutdown). A refusal of a principal that did authenticate
+(the policy's 403 or 404) is always written: it names a token or a person, who can be disabled.
+`limit_refusals(engine, …)` sets an engine's budget (`create_app`: `http.refusal_audits_…`); `flush(engine)`
+writes the counts still pending (at shutdown). Every other row is always written.
 """
 
 from __future__ import annotations
@@ -94,6 +94,11 @@ class RefusalBudget:
             self._all = _Window(now, everyone=True)
         return ended
 
+    def ended(self) -> list[_Window]:
+        """The windows that have ended with refusals not written (their counts are then due)."""
+        with self._lock:
+            return self._ended(time.monotonic())
+
     def drain(self) -> list[_Window]:
         with self._lock:
             return self._ended(time.monotonic(), everything=True)
@@ -161,6 +166,9 @@ def record(engine: Engine, actor: str, action: str, outcome: str, *, target: str
             return
     else:
         write = True
+        pending = _budgets.get(engine)
+        if pending is not None:  # any row written also writes the counts now due
+            rows = _summaries(pending, pending.ended())
     if write:
         rows.append(AuditEntry(actor=actor, action=action, target=target[:500] if target else None, outcome=outcome,
                                detail=detail[:2000] if detail else None, address=address))

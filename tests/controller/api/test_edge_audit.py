@@ -118,3 +118,23 @@ def test_every_row_written_for_a_request_names_the_client_address(api: Api, tmp_
     from_requests = [a for a in written if a.actor != "system"]
     assert len({a.action for a in from_requests}) >= 8, sorted({a.action for a in from_requests})
     assert [(a.actor, a.action) for a in from_requests if a.address != "testclient"] == []
+
+
+def test_the_count_of_a_minute_is_written_with_the_next_row_after_it(seeded: Seeded,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from controller.services import audit
+
+    clock = SimpleNamespace(monotonic=lambda: 1000.0)
+    monkeypatch.setattr(audit, "time", clock)
+    audit.limit_refusals(seeded.engine, 2, 100)
+    before = len(rows(seeded))
+    for _ in range(5):
+        audit.record(seeded.engine, "anonymous", "auth.refused", "refused", address="198.51.100.1")
+    assert len(rows(seeded)) - before == 2
+    clock.monotonic = lambda: 1061.0  # the minute is over; nobody is refused any more
+    audit.record(seeded.engine, "cli", "user.create", "ok", target="can-bo")
+    new = rows(seeded)[before + 2:]
+    assert [(a.action, a.target, a.address) for a in new] == [("audit.suppressed", "3", "198.51.100.1"),
+                                                              ("user.create", "can-bo", None)]
