@@ -93,10 +93,11 @@ def current_public_key(settings: Settings) -> str:
 
 
 async def rotate_signing_key(settings: Settings, signer: Signer, port: CommandPort, grace: dt.timedelta,
-                             issued_by: str) -> RotateKey:
+                             issued_by: str) -> tuple[RotateKey, bytes]:
     """Make a new key, announce it to every receiver (`rotate-key`, signed with the current key, to all),
     then sign with it. Receivers accept the old key for `grace` more (commands already on their way), not
-    after. Nothing changes when the announcement cannot be sent (`CommandNotSent`).
+    after. Nothing changes when the announcement cannot be sent (`CommandNotSent`). Returns the command and
+    its signed payload (to send again to receivers that missed it).
 
     The new key is on disk before anyone is told of it; the old one is kept in `keys/retired/`."""
     new_pem = generate_private_key_pem()
@@ -105,8 +106,9 @@ async def rotate_signing_key(settings: Settings, signer: Signer, port: CommandPo
                                        public_key=public_key_b64(new_pem), valid_from=now, old_key_until=now + grace)
     current = settings.key_file
     staged = _staged(current, new_pem)
+    payload = signer.sign(command)
     try:
-        await port.publish_signed(command, signer.sign(command), issued_by)
+        await port.publish_signed(command, payload, issued_by)
     except BaseException:
         staged.unlink(missing_ok=True)
         raise
@@ -117,7 +119,7 @@ async def rotate_signing_key(settings: Settings, signer: Signer, port: CommandPo
     signer.replace(new_pem)
     log.warning("signing key rotated: now %s (the old key, %s, is accepted by receivers until %s)",
                 key_fingerprint(command.public_key), retired.name, command.old_key_until.isoformat())
-    return command
+    return command, payload
 
 
 def issue_receiver_password(receiver: Receiver) -> str:
