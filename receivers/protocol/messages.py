@@ -23,6 +23,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -63,6 +64,21 @@ def _bounded(limit: int) -> BeforeValidator:
 
 Reason = Annotated[str, _bounded(MAX_REASON)]
 Ident = Annotated[str, _bounded(MAX_ID)]
+# A count a receiver reports: stored in 64-bit columns, so larger is refused (it failed the controller's batch).
+Count = Annotated[int, Field(ge=0, le=2**63 - 1)]
+
+
+def _in_utc(value: dt.datetime) -> dt.datetime:
+    try:
+        value.astimezone(dt.UTC)
+    except OverflowError:  # 0001-01-01T00:00+14:00, 9999-12-31T23:59-14:00
+        raise ValueError("not a moment in UTC's calendar") from None
+    return value
+
+
+# When a receiver says something happened: any time zone, but a moment that exists in UTC (the controller
+# stores it so; one that does not failed its batch).
+Moment = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 
 
 class Message(BaseModel):
@@ -84,24 +100,24 @@ class Availability(Message):
 
     kind: Literal["availability"] = "availability"
     status: Availability_
-    at: AwareDatetime | None = None  # absent in the last will, which is composed at connect time
+    at: Moment | None = None  # absent in the last will, which is composed at connect time
     agent_version: Ident | None = None
     # The agent publishes something at least this often while online; the controller declares it offline
     # after 1.5 × this much silence, as the broker would, without waiting for the broker's keepalive sweep.
-    keepalive_s: int | None = None
+    keepalive_s: Count | None = None
     # A random id per agent process: two processes answering for one receiver (a cloned SD card, stolen
     # credentials) show as online availabilities alternating between two ids.
     instance: str | None = Field(default=None, max_length=64)
     # The highest command `seq` the agent has received per stream ("receiver:{id}", "commune:{code}", "all"),
     # in its "online": the controller compares them with what it sent and resynchronises a receiver behind.
-    last_seq: dict[str, int] | None = Field(default=None, max_length=3)
+    last_seq: dict[str, Count] | None = Field(default=None, max_length=3)
 
 
 class ReceiverState(Message):
     """Retained: what the receiver is doing now."""
 
     kind: Literal["state"] = "state"
-    at: AwareDatetime
+    at: Moment
     volume: int = Field(ge=0, le=100)
     amplifier: Literal["on", "off"]
     playing: Ident | None = None  # item id while playing, None when idle
@@ -111,7 +127,7 @@ class Telemetry(Message):
     """Periodic health snapshot."""
 
     kind: Literal["telemetry"] = "telemetry"
-    at: AwareDatetime
+    at: Moment
     uptime_s: float
     temperature_c: float | None = None
     signal_dbm: float | None = None
@@ -133,7 +149,7 @@ class Ack(Message):
     status: AckStatus
     reason: Reason | None = None
     item_id: Ident | None = None
-    at: AwareDatetime
+    at: Moment
 
 
 PlayEventKind = Literal["started", "finished", "cut", "failed", "missed"]
@@ -145,16 +161,16 @@ class PlayEvent(Message):
 
     kind: Literal["play-event"] = "play-event"
     event_id: uuid.UUID
-    seq: int = Field(ge=0, description="per-receiver order of events")
+    seq: Count = Field(description="per-receiver order of events")
     event: PlayEventKind
-    at: AwareDatetime
+    at: Moment
     item_id: Ident
     command_id: uuid.UUID | None = None
     priority: Literal["emergency", "priority", "normal"] = "normal"
     media_sha256: Ident | None = None
     position_s: float = 0.0  # where in the item (for `cut`: where it was cut)
-    repeat_index: int = 0
-    volume: int | None = None
+    repeat_index: Count = 0
+    volume: int | None = Field(default=None, ge=0, le=100)
     reason: Reason | None = None
 
 
