@@ -76,6 +76,12 @@ from .context import Ctx, Page
 
 NEXT_SHOWN = 5
 MAX_WINDOW = dt.timedelta(days=31)
+# Bounds of what one programme may hold: each is far above what staff write, and keeps a check cheap.
+MAX_ITEMS = 100
+MAX_EXDATES = 1000
+MAX_TARGETS = 20_000  # names of communes, villages, receivers and groups together
+MAX_START_AGE = dt.timedelta(days=10 * 366)  # a rule with COUNT is walked from its start
+MAX_AHEAD = dt.timedelta(days=100 * 366)  # dates beyond: a typing mistake (and 9999-12-31 + 1 day overflows)
 # How a programme reaching communes other than the principal's is named to it (the schedule, the report).
 SHARED_TITLE = "Chương trình chung của huyện/xã khác"
 
@@ -162,7 +168,10 @@ def _apply(row: Programme, data: dict[str, Any]) -> None:
         if key == "targets":
             row.targets = {k: v for k, v in value.items() if v}
         elif key == "start":
-            row.start = local(value).astimezone(dt.UTC)
+            try:
+                row.start = local(value).astimezone(dt.UTC)
+            except OverflowError:  # the year 1 in Asia/Ho_Chi_Minh is the year 0 in UTC
+                raise Invalid("The start is outside the years a programme can use.") from None
         elif key == "exdates":
             row.exdates = sorted({d.isoformat() for d in value})
         elif key == "order":
@@ -235,6 +244,7 @@ def _check(ctx: Ctx, row: Programme, action: str) -> tuple[schedules.Programme, 
 
 def _checked(ctx: Ctx, row: Programme, action: str) -> tuple[schedules.Programme, set[str]]:
     who, settings = ctx.who, ctx.settings
+    _bounded(row)
     if row.priority == "emergency" and not who.has(Right.EMERGENCY):
         raise Forbidden("An emergency-class programme needs the 'emergency:trigger' right.", who=who, action=action)
     inv = Inventory.load(ctx.session)
@@ -264,6 +274,27 @@ def _checked(ctx: Ctx, row: Programme, action: str) -> tuple[schedules.Programme
     if clash is not None:
         raise _clash_error(ctx, inv, clash)
     return value, communes
+
+
+def _bounded(row: Programme) -> None:
+    """Refuse, before any of it is looked up or expanded, a programme larger than anybody writes."""
+    if len(row.items) > MAX_ITEMS:
+        raise Invalid(f"A programme plays at most {MAX_ITEMS} items; this one has {len(row.items)}.")
+    if len(row.exdates) > MAX_EXDATES:
+        raise Invalid(f"At most {MAX_EXDATES} skipped dates; give a validity period instead.")
+    named = sum(len(v) for v in row.targets.values() if isinstance(v, list))
+    if named > MAX_TARGETS:
+        raise Invalid(f"The targets name {named} receivers, villages, communes and groups; at most {MAX_TARGETS}.")
+    start = row.start if row.start.tzinfo else row.start.replace(tzinfo=dt.UTC)  # as SQLite gives it back
+    now = utcnow()
+    if start < now - MAX_START_AGE:
+        raise Invalid(f"The start is more than {MAX_START_AGE.days // 366} years ago: give the date it starts "
+                      "from now (the same time of day keeps the same times).")
+    latest = (now + MAX_AHEAD).date()
+    dates = [start.date(), row.valid_from, row.valid_until, *(dt.date.fromisoformat(d) for d in row.exdates)]
+    if any(d is not None and d > latest for d in dates):
+        raise Invalid(f"A date is more than {MAX_AHEAD.days // 366} years ahead: check the start, the validity "
+                      "period and the skipped dates.")
 
 
 def _clash_error(ctx: Ctx, inv: Inventory, clash: schedules.Clash) -> Conflict:
