@@ -8,7 +8,8 @@ nothing, and nobody's body is spooled or parsed past its route's limit.
      budget of `controller.services.audit`);
   2. a declared `Content-Length` over the route's limit → 413, the body unread;
   3. a body sent chunked (or longer than declared) → counted as the route reads it, 413 once past the limit.
-  A refusal that leaves a body unread closes the connection.
+  Any answer that leaves a body unread (these refusals, or a route that answered without reading it) closes
+  the connection: the server reads no more of it.
 - `body_limit(size, what)`: what a route declares, as `deps.public` is declared (a dependency that does
   nothing): `UPLOAD` (audio files: `audio.max_upload_mb` plus the form's overhead) and `ENROL`
   (`http.max_enrol_kb`); every other route gets `http.max_body_kb`.
@@ -121,10 +122,10 @@ class EdgeLimits:
         limit = counted = 0
         rule = _DEFAULT
         refused: _Refused | None = None
-        started = ours = False
+        started = ours = read_all = False
 
         async def guarded() -> Message:
-            nonlocal judged, rule, limit, counted, refused
+            nonlocal judged, rule, limit, counted, refused, read_all
             if not judged:
                 judged = True
                 rule = _rule(scope.get("route"))
@@ -134,6 +135,7 @@ class EdgeLimits:
                 message = await receive()
                 if message["type"] == "http.request":
                     counted += len(message.get("body", b""))
+                    read_all = not message.get("more_body", False)
                     if counted > limit:
                         refused = _too_large(rule, limit)
             if refused is not None:
@@ -147,7 +149,10 @@ class EdgeLimits:
                 await _answer(send, refused)
             if ours:
                 return
-            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                started = True
+                if not read_all:  # an answer with the body unread (a 401 of the route, say): read no more of it
+                    message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
             await send(message)
 
         try:

@@ -156,3 +156,14 @@ def test_requests_with_a_token_and_a_body_within_the_limit_still_work(server: tu
         assert r.status_code == 202, r.text
         # A route without a body is left to its own checks: still 401 without a token.
         assert client.get(url + "/api/v1/emergencies").status_code == 401
+
+
+def test_a_route_that_answers_without_reading_the_body_reads_no_more_of_it(server: tuple[str, str]) -> None:
+    """A route without a body of its own (approving a bulletin) refuses a token-less request by itself. The
+    server used to read (and throw away) the rest of the body, however long, to reach the connection's next
+    request; now the answer closes the connection."""
+    url, _ = server
+    flood = Flood(b"{}")
+    r = post(url + "/api/v1/bulletins/1/approve", flood, {"Content-Type": "application/json"})
+    assert r.status_code == 401 and r.headers["connection"] == "close"
+    assert flood.sent < 1024 * 1024
