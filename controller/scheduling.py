@@ -292,9 +292,14 @@ class Runner:
             changed = []
             for rid, plan in plans.items():
                 row = known.get(rid)
-                if row is not None and row.version == plan.version:
+                # Unchanged, and its receiver was told: nothing to do. A version stored but never announced
+                # (the controller died between this commit and `_notify`) is announced now.
+                if row is not None and row.version == plan.version and row.notified_at is not None \
+                        and row.notified_at >= row.compiled_at:
                     continue
                 changed.append(rid)
+                if row is not None and row.version == plan.version:
+                    continue  # keep its compiled_at: it stays pending until `_notify` stamps it
                 row = row or ReceiverPlanState(receiver_id=rid, version=plan.version, compiled_at=now)
                 row.version, row.compiled_at = plan.version, now
                 s.add(row)
@@ -302,8 +307,10 @@ class Runner:
         return changed
 
     async def _notify(self, rids: list[str]) -> None:
-        """One `sync-schedule` per commune whose receivers all changed, one per receiver otherwise."""
-        if self.bridge is None:
+        """One `sync-schedule` per commune whose receivers all changed, one per receiver otherwise. Once sent,
+        the receivers' rows are stamped `notified_at`; until then a recompile (e.g. after a restart) sends again."""
+        if self.bridge is None:  # nobody to tell: receivers poll
+            self._stamp_notified(rids)
             return
         with Session(self.engine) as s:
             inv = Inventory.load(s)
@@ -319,8 +326,12 @@ class Runner:
             for target, version in targets:
                 await self.bridge.send(SyncSchedule.new(target, ttl, version=version), "runner")
                 self.notified += 1
-        except CommandNotSent as e:  # receivers poll their plan anyway
+        except CommandNotSent as e:  # receivers poll their plan anyway; the next recompile sends again
             log.warning("runner: sync-schedule not sent (%s); receivers will catch up by polling", e)
+            return
+        self._stamp_notified(rids)
+
+    def _stamp_notified(self, rids: list[str]) -> None:
         now = utcnow()
         with Session(self.engine) as s:
             for row in s.exec(select(ReceiverPlanState).where(col(ReceiverPlanState.receiver_id).in_(rids))):
