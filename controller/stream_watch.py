@@ -142,6 +142,10 @@ class StreamWatch:
             except Exception:
                 log.exception("resynchronising %s failed", rid)
 
+    def instances(self, rid: str) -> list[str]:
+        """The agent processes seen online for receiver `rid` within the clone window, oldest first."""
+        return [i for _, i in self._instances.get(rid, ())]
+
     def _check_clone(self, rid: str, instance: str) -> None:
         now, window = time.monotonic(), self.settings.liveness.clone_window_s
         seen = self._instances.setdefault(rid, collections.deque(maxlen=16))

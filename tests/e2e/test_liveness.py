@@ -79,6 +79,11 @@ def test_two_agents_with_one_receivers_credentials_are_flagged_as_a_clone(
     with controller(testbed) as api:
         fleet.start([s])
         wait_for(lambda: availability(api, rid) == "online", 10, "the genuine receiver online")
+        # A restart is a new process too, but the old one does not come back: not a clone.
+        streams = api.client.app.state.bridge.streams  # type: ignore[attr-defined]
+        assert api.post(f"/api/v1/receivers/{rid}/restart").json()["outcome"] == "applied"
+        wait_for(lambda: len(set(streams.instances(rid))) == 2, 20, "the restarted agent online")
+        assert streams.clones == 0
         try:
             copy.start(copy.settings(1))  # the same receiver id, user name and password
 
