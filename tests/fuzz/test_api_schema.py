@@ -35,9 +35,9 @@ from controller.bridge_memory import InMemoryBridge
 from controller.config import Settings
 from tests.conftest import admin_token, seeded_copy
 
-QUICK = settings(max_examples=4, derandomize=True, database=None, deadline=None,
+QUICK = settings(max_examples=5, derandomize=True, database=None, deadline=None,
                  suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
-LONG = settings(max_examples=60, derandomize=True, database=None, deadline=None,
+LONG = settings(max_examples=30, derandomize=True, database=None, deadline=None,
                 suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate, Phase.shrink])
 
 
