@@ -12,9 +12,13 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from controller.app import create_app
+from controller.bridge_memory import InMemoryBridge
 from controller.cli import app as cli
 from controller.config import Settings
 from controller.provision import MissingSigningKey, load_signing_key
+from receivers.protocol.enrolment import key_fingerprint
+from tests.conftest import Seeded, admin_token
+from tests.live_server import live_server
 
 MQTT = "mqtts://controller:pw-7f3a@broker.example:8883"
 
@@ -60,3 +64,20 @@ def test_the_demo_and_provision_create_it(tmp_path: Path, monkeypatch: pytest.Mo
     r = CliRunner().invoke(cli, ["provision", "--out", str(tmp_path / "broker")])
     assert r.exit_code == 0, r.output
     assert "fingerprint" in r.output and (tmp_path / "prod" / "keys" / "controller-ed25519.pem").exists()
+
+
+def test_rotate_key_from_the_command_line(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = seeded.public_key
+    token = admin_token(seeded.engine)
+    monkeypatch.setenv("TT_DATA_DIR", str(seeded.settings.data_dir))
+    with live_server(create_app(seeded.settings, bridge=InMemoryBridge)) as url:
+        r = CliRunner().invoke(cli, ["rotate-key", "--grace-h", "2", "--controller", url, "--token", token])
+        assert r.exit_code == 0, r.output
+        after = load_signing_key(seeded.settings)[1]
+        assert after != before and f"signing key rotated: fingerprint {key_fingerprint(after)}" in r.output
+        r = CliRunner().invoke(cli, ["rotate-key", "--controller", url, "--token", "not-a-token"])
+        assert r.exit_code == 1 and "answered 401" in r.output
+    with live_server(create_app(seeded.settings, with_bridge=False)) as url:
+        r = CliRunner().invoke(cli, ["rotate-key", "--controller", url, "--token", token])
+        assert r.exit_code == 1 and "503" in r.output and "MQTT bridge is not running" in r.output
+    assert load_signing_key(seeded.settings)[1] == after  # nothing changed without a bridge
