@@ -161,7 +161,12 @@ _INVISIBLE = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0
 @contextmanager
 def ingest_slot(ctx: Ctx) -> Iterator[None]:
     """A slot of the controller's ingest gate (one per media store) while audio is made; `Unavailable`
-    (503, with Retry-After) when every slot is taken and the queue is full or the wait runs out."""
+    (503, with Retry-After) when every slot is taken and the queue is full or the wait runs out.
+
+    The request's read transaction ends first, so its database connection goes back to the pool while it
+    waits and while ffmpeg runs: a flood of uploads held every pooled connection, each then waiting for a
+    second one (the audit row of its refusal), and the emergency route waited 30 s for one, then failed."""
+    ctx.session.commit()
     store, audio = ctx.require_media(), ctx.settings.audio
     gate = _GATES.get(store)
     if gate is None:

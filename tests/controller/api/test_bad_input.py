@@ -1,15 +1,18 @@
 """Bad input through the API, each answered with a 4xx that says why, and nothing stored: crafted and
 mislabelled uploads, truncated recordings, file names with path tricks, huge titles and texts, a full
-ingest queue (503), and RRULEs or programmes whose expansion would run for seconds or minutes. No broker."""
+ingest queue (503), and RRULEs or programmes whose expansion would run for seconds or minutes; and a flood
+of crafted uploads to a live controller (real Mosquitto) while health and an emergency trigger answer."""
 
 from __future__ import annotations
 
 import datetime as dt
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlmodel import Session, func, select
 
@@ -21,7 +24,7 @@ from controller.services import Ctx, content
 from controller.services import programmes as service
 from schedules import TZ
 from tests.audio.test_untrusted_media import ffconcat, finishes, png
-from tests.conftest import Api
+from tests.conftest import Api, LiveController
 from tests.controller.api.test_programmes import add_bulletin
 from tests.samples import make
 
@@ -250,3 +253,57 @@ def test_the_dry_run_refuses_a_slow_rule_as_fast(api: Api) -> None:
             finishes(lambda: service.check_programme(ctx, body), 60, "the dry run")
         assert time.perf_counter() - started < 5
     assert programmes(api) == 0
+
+
+# ------------------------------------------------------------------------------------------- a flood
+
+FLOOD = 40
+FLOOD_REPEATS = 10_000  # per upload: 8 hours of decoding each before the fix, 0.8 MB
+
+
+def test_the_api_answers_health_and_emergencies_during_a_flood_of_crafted_uploads(live: LiveController,
+                                                                                   tmp_path: Path) -> None:
+    """Issue 12: about 40 crafted uploads stalled every route, emergencies included (each held a server
+    thread while ffmpeg decoded for hours). Now each is refused at once (415 by its format, or 503 when the
+    ingest queue is full), and meanwhile /healthz and an emergency trigger answer, on a real uvicorn."""
+    http = live.http
+    with make(tmp_path / "real.mp3", seconds=3).open("rb") as f:
+        real = http.post("/api/v1/bulletins", data={"title": "Cảnh báo lũ"}, files={"file": ("real.mp3", f)})
+    assert real.status_code == 201, real.text
+    store = live.app.state.media
+    target = str(store.path(real.json()["sha256"]).relative_to(store.root))
+    crafted = ffconcat(tmp_path / "ban-tin.wav", target, FLOOD_REPEATS).read_bytes()
+    with Session(live.testbed.engine) as s:
+        bulletins_before = s.exec(select(func.count()).select_from(Bulletin)).one()
+
+    def send(i: int) -> tuple[int, str]:
+        with httpx.Client(base_url=live.url, headers=http.headers, timeout=120) as client:
+            r = client.post("/api/v1/bulletins", data={"title": f"Tin {i}"},
+                            files={"file": (f"ban-tin-{i}.wav", crafted, "audio/wav")})
+            return r.status_code, r.text[:300]
+
+    latencies: dict[str, list[float]] = {"healthz": [], "emergency": []}
+    with ThreadPoolExecutor(FLOOD) as pool:
+        flood = [pool.submit(send, i) for i in range(FLOOD)]
+        # While the uploads are in flight: health every 0.1 s, and one emergency (a stored bulletin: no TTS).
+        emergency_sent = False
+        while not all(f.done() for f in flood) or not emergency_sent:
+            t = time.perf_counter()
+            assert http.get("/healthz", timeout=30).status_code == 200
+            latencies["healthz"].append(time.perf_counter() - t)
+            if not emergency_sent:
+                t = time.perf_counter()
+                r = http.post("/api/v1/emergencies", timeout=30, json={
+                    "bulletin_id": real.json()["id"], "targets": {"communes": ["tra-kot"]}, "repeat": 1})
+                latencies["emergency"].append(time.perf_counter() - t)
+                assert r.status_code == 202, r.text
+                emergency_sent = True
+            time.sleep(0.1)
+        answers = [f.result(timeout=120) for f in flood]
+    statuses = sorted(code for code, _ in answers)
+    assert set(statuses) <= {415, 503}, answers
+    assert all("playlist" in text for code, text in answers if code == 415)
+    with Session(live.testbed.engine) as s:
+        assert s.exec(select(func.count()).select_from(Bulletin)).one() == bulletins_before
+    # Generous bounds for a busy 2-core machine (figures: bench/ingest_flood.py); before, these hung.
+    assert max(latencies["healthz"]) < 10 and max(latencies["emergency"]) < 10, latencies
