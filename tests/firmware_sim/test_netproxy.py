@@ -368,3 +368,21 @@ def test_fault_arguments_are_checked() -> None:
     for bad in (lambda: proxy.corrupt(-1), lambda: proxy.corrupt(0, count=0), lambda: proxy.cut_after(-1)):
         with pytest.raises(ValueError):
             bad()
+
+
+# ------------------------------------------------------------------------------------ MQTT framing
+
+
+def test_mqtt_packets_are_framed_across_reads_and_publishes_read() -> None:
+    from firmware_sim.netproxy import _MqttFramer, _puback_id, _publish_info
+
+    topic = b"truyenthanh/receivers/rx-1/cmd/play"
+    body = len(topic).to_bytes(2, "big") + topic + (7).to_bytes(2, "big") + b"x" * 300  # > 127: 2-byte length
+    publish = bytes([0x3A]) + bytes([(len(body) & 0x7F) | 0x80, len(body) >> 7]) + body  # QoS 1, DUP
+    puback = bytes([0x40, 2, 0, 7])
+    stream = publish + puback + publish[:5]
+    framer = _MqttFramer()
+    packets = [p for i in range(len(stream)) for p in framer.feed(stream[i:i + 1])]  # one byte at a time
+    assert packets == [publish, puback]
+    assert _publish_info(publish) == (topic.decode(), 7, True)
+    assert _publish_info(puback) is None and _puback_id(puback) == 7
