@@ -307,3 +307,13 @@ def test_the_api_answers_health_and_emergencies_during_a_flood_of_crafted_upload
         assert s.exec(select(func.count()).select_from(Bulletin)).one() == bulletins_before
     # Generous bounds for a busy 2-core machine (figures: bench/ingest_flood.py); before, these hung.
     assert max(latencies["healthz"]) < 10 and max(latencies["emergency"]) < 10, latencies
+
+
+def test_the_staff_ui_says_each_new_refusal_in_vietnamese() -> None:
+    """The codes these refusals carry have their own Vietnamese text in the staff UI (without one, the UI
+    shows only its generic 'not possible' for the kind of error)."""
+    import tomllib
+
+    texts = tomllib.loads((Path(content.__file__).parents[1] / "ui/locale/vi/errors.toml").read_text("utf-8"))
+    assert {"audio_format", "audio_timeout", "ingest_busy"} <= set(texts)
+    assert "thử lại" in texts["ingest_busy"] and "MP3" in texts["audio_format"]
