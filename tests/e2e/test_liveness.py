@@ -11,6 +11,7 @@ other: the controller flags the receiver as cloned (an audit row, an alarm on th
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,7 +62,9 @@ def test_a_declared_hour_of_keepalive_does_not_hide_an_outage(testbed: Testbed, 
         rid = s.receiver_id
         wait_for(lambda: api.get(f"/api/v1/receivers/{rid}").json()["telemetry"], 10, "telemetry")
         # Telemetry every second keeps it online past 1.5 × the cap.
-        time.sleep(2 * cap)
+        first = dt.datetime.fromisoformat(api.get(f"/api/v1/receivers/{rid}").json()["last_seen"])
+        wait_for(lambda: dt.datetime.fromisoformat(api.get(f"/api/v1/receivers/{rid}").json()["last_seen"])
+                 > first + dt.timedelta(seconds=2 * cap), 20, "heard from for 2 × the cap")
         assert availability(api, rid) == "online"
 
         fleet.loop.call_soon_threadsafe(proxy.blackhole)
