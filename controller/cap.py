@@ -25,7 +25,7 @@ import tomllib
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, NamedTuple, cast, get_args
 
@@ -179,6 +179,10 @@ def _datetime(value: str, name: str) -> datetime:
         raise CapError(
             f"{name} is not a date-time with a time zone: {value!r} (expected e.g. 2025-10-28T14:30:00+07:00)"
         )
+    try:
+        parsed.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-14:00 is in the year 10000 in UTC
+        raise CapError(f"{name} is out of range: {value!r}") from None
     return parsed
 
 

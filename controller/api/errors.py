@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import StatementError
 
 from controller.errors import DomainError, Refusal
 from controller.policy import Principal
@@ -34,6 +35,18 @@ def _document_detail(app: FastAPI) -> None:
 
 def install(app: FastAPI) -> None:
     _document_detail(app)
+
+    @app.exception_handler(OverflowError)
+    async def out_of_range(request: Request, exc: OverflowError) -> JSONResponse:
+        # From a request's values: a date at the calendar's ends (9999-12-31T23:59-14:00 is in the year 10000
+        # in UTC, and a report's window reaches past it) or a number beyond 64 bits. Found by fuzzing: 500s.
+        return JSONResponse({"detail": "A date or number in the request is out of range."}, status_code=422)
+
+    @app.exception_handler(StatementError)
+    async def unbindable(request: Request, exc: StatementError) -> JSONResponse:
+        if isinstance(exc.orig, OverflowError):  # the same, met where the database driver binds it
+            return await out_of_range(request, exc.orig)
+        raise exc
 
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> JSONResponse:

@@ -154,7 +154,9 @@ async def stop(ctx: Ctx, rid: str, body: StopRequest) -> CommandOutcome:
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
     if value is None:
         return None
-    return value if value.tzinfo else value.replace(tzinfo=LOCAL)
+    # In UTC now: a moment that has none (0001-01-01T00:00+14:00) is an OverflowError here, a 422, rather than
+    # inside the database driver (a 500).
+    return (value if value.tzinfo else value.replace(tzinfo=LOCAL)).astimezone(dt.UTC)
 
 
 def list_plays(ctx: Ctx, page: Page, *, commune: str | None = None, receiver: str | None = None,

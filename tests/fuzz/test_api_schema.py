@@ -15,6 +15,7 @@ operations are parametrized here and each one's cases drawn with `APIOperation.a
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections.abc import Iterator
@@ -47,6 +48,24 @@ def operations() -> list[tuple[str, str]]:
     app = create_app(Settings(demo=True, data_dir=Path(os.devnull) / "unused"))
     paths = app.openapi()["paths"]
     return [(method.upper(), path) for path, ops in paths.items() for method in ops]
+
+
+# Dates at the calendar's ends, with offsets that put them outside it in UTC: Schemathesis' own dates almost
+# never come here, and each route that turns a request's date into UTC, or bounds a window with it, did.
+EDGE_DATES = ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59.999999Z",
+              "0001-01-01T00:00:00Z", "9999-12-31T23:59:59", "0001-01-01T00:00:00"]
+
+
+@contextlib.contextmanager
+def edge_dates() -> Iterator[None]:
+    from schemathesis.specs.openapi.formats import get_default_format_strategies
+
+    default = get_default_format_strategies()["date-time"]
+    schemathesis.openapi.format("date-time", st.one_of(default, st.sampled_from(EDGE_DATES)))
+    try:
+        yield
+    finally:
+        schemathesis.openapi.format("date-time", default)
 
 
 class World:
@@ -85,7 +104,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, seeded_template: Path) -> It
         app = create_app(app_settings, bridge=InMemoryBridge)
         schema = schemathesis.openapi.from_asgi("/openapi.json", app)
         try:
-            yield World(schema, {"Authorization": f"Bearer {token}"}, known)
+            with edge_dates():
+                yield World(schema, {"Authorization": f"Bearer {token}"}, known)
         finally:
             schemathesis_asgi.shutdown_lifespans()
 
@@ -148,3 +168,24 @@ def test_admin_sequences_never_break_the_server_or_the_schema(world: World) -> N
 
     Sequences.run(settings=STATEFUL)
 
+
+
+def test_dates_at_the_calendars_ends_are_refused_not_a_server_error(api: Any) -> None:
+    """What the fuzzing above found, on every route that takes a date: each such date is a 422 (the
+    request's fault), never a 500."""
+    from tests.conftest import Api
+
+    assert isinstance(api, Api)
+    rid = api.get("/api/v1/receivers").json()["data"][0]["id"]
+    for date in EDGE_DATES:
+        for method, path, kw in [
+            ("GET", "/api/v1/reports/broadcast", {"params": {"from": date}}),
+            ("GET", "/api/v1/reports/broadcast", {"params": {"to": date}}),
+            ("GET", "/api/v1/plays", {"params": {"from": date}}),
+            ("GET", "/api/v1/plays", {"params": {"to": date}}),
+            ("GET", f"/api/v1/receivers/{rid}/plays", {"params": {"from": date}}),
+            ("GET", "/api/v1/schedule", {"params": {"from": date}}),
+            ("POST", "/api/v1/emergencies", {"json": {"text": "Thử", "targets": {"all": True}, "expires_at": date}}),
+        ]:
+            answer = api.client.request(method, path, headers=api.headers, **kw)
+            assert answer.status_code < 500, f"{method} {path} {kw}: {answer.status_code}"

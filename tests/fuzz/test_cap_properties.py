@@ -202,3 +202,14 @@ def test_tampered_signed_alerts_are_refused_with_a_message(xml: bytes) -> None:
         return
     # Still verifies: then what is read of it is what was signed.
     assert parse_alert(xml) == parse_alert(SIGNED)
+
+
+@pytest.mark.parametrize("moment", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"])
+@pytest.mark.parametrize("tag", ["sent", "expires"])
+def test_a_date_outside_utcs_calendar_is_refused(tag: str, moment: str) -> None:
+    """Such a date reached the emergency service, which turned it into UTC: a 500 at POST /api/v1/cap."""
+    text = samples()[0].decode()
+    found = re.search(rf"<{tag}>(.*?)</{tag}>", text)
+    assert found
+    message = refused((text[:found.start(1)] + moment + text[found.end(1):]).encode())
+    assert message is not None and "out of range" in message
