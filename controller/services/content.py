@@ -140,13 +140,27 @@ def _text_limit(ctx: Ctx, text: str) -> None:
         raise Invalid(f"The text is {len(text)} characters long; the limit is {limit}.")
 
 
+# Abbreviations lengthen a text (an expansion may have 200 characters): what is read is bounded too, or a
+# text of one-letter abbreviations within the limit would be read for hours.
+SPOKEN_FACTOR = 3
+
+
+def _spoken(ctx: Ctx, text: str, commune: str | None) -> str:
+    spoken = spoken_text(ctx.session, text, commune)
+    limit = SPOKEN_FACTOR * ctx.settings.audio.max_text_chars
+    if len(spoken) > limit:
+        raise Invalid(f"With its abbreviations written out, the text is {len(spoken)} characters long; "
+                      f"the limit is {limit}.")
+    return spoken
+
+
 def preview_text(ctx: Ctx, body: PreviewRequest) -> PreviewPublic:
     """What an announcement of `body.text` in `body.commune` (None: district-wide) would read."""
     require(ctx.who, Right.CONTENT_READ, "announcement.preview")
     _text_limit(ctx, body.text)
     commune = commune_named(ctx, body.commune, "announcement.preview")
     code = commune.code if commune else None
-    return PreviewPublic(text=body.text, normalized_text=spoken_text(ctx.session, body.text, code), commune=code)
+    return PreviewPublic(text=body.text, normalized_text=_spoken(ctx, body.text, code), commune=code)
 
 
 # ------------------------------------------------------------------------------------------- bounds
@@ -527,7 +541,7 @@ def listen_announcement(ctx: Ctx, body: AnnouncementCreate, directory: Path) -> 
     _text_limit(ctx, body.text)
     requested, voice = _engine_and_voice(ctx, body)
     commune = _publishing_in(ctx, body.commune, action)
-    text = spoken_text(ctx.session, body.text, commune.code if commune else None)
+    text = _spoken(ctx, body.text, commune.code if commune else None)
     with ingest_slot(ctx), tempfile.TemporaryDirectory(dir=directory, prefix=".work-") as work:
         composed = Path(work) / "announcement.wav"
         engine, voice, note = _speak(ctx, requested, voice, text, body, composed)
@@ -553,7 +567,7 @@ def create_announcement(ctx: Ctx, body: AnnouncementCreate) -> AnnouncementPubli
     _text_limit(ctx, body.text)
     requested, voice = _engine_and_voice(ctx, body)
     commune = _publishing_in(ctx, body.commune, action)
-    text = spoken_text(ctx.session, body.text, commune.code if commune else None)
+    text = _spoken(ctx, body.text, commune.code if commune else None)
     store = ctx.require_media()
     with ingest_slot(ctx), tempfile.TemporaryDirectory(dir=store.root, prefix=".work-") as work:
         composed = Path(work) / "announcement.wav"

@@ -317,3 +317,18 @@ def test_the_staff_ui_says_each_new_refusal_in_vietnamese() -> None:
     texts = tomllib.loads((Path(content.__file__).parents[1] / "ui/locale/vi/errors.toml").read_text("utf-8"))
     assert {"audio_format", "audio_timeout", "ingest_busy"} <= set(texts)
     assert "thử lại" in texts["ingest_busy"] and "MP3" in texts["audio_format"]
+
+
+def test_a_text_of_abbreviations_read_for_hours_is_refused(api: Api) -> None:
+    """Within the text limit, one-word abbreviations of 200 characters each made 100 times as much to read
+    (hours of speech); what is read is bounded too (3 × the text limit)."""
+    r = api.put("/api/v1/abbreviations/XQ", json={"expansion": "thông báo khẩn " * 13})
+    assert r.status_code in (200, 201), r.text
+    limit = api.client.app.state.settings.audio.max_text_chars  # type: ignore[attr-defined]
+    text = "XQ " * (limit // 3)
+    before = stored(api)
+    for path in ("/api/v1/announcements/preview-text", "/api/v1/announcements"):
+        r = api.post(path, json={"text": text})
+        assert r.status_code == 422, r.text[:300]
+        assert "abbreviations written out" in r.json()["detail"], r.text[:300]
+    assert stored(api) == before
