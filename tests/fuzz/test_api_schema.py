@@ -178,7 +178,7 @@ def test_dates_at_the_calendars_ends_are_refused_not_a_server_error(api: Any) ->
     assert isinstance(api, Api)
     rid = api.get("/api/v1/receivers").json()["data"][0]["id"]
     for date in EDGE_DATES:
-        for method, path, kw in [
+        routes: list[tuple[str, str, dict[str, Any]]] = [
             ("GET", "/api/v1/reports/broadcast", {"params": {"from": date}}),
             ("GET", "/api/v1/reports/broadcast", {"params": {"to": date}}),
             ("GET", "/api/v1/plays", {"params": {"from": date}}),
@@ -186,6 +186,7 @@ def test_dates_at_the_calendars_ends_are_refused_not_a_server_error(api: Any) ->
             ("GET", f"/api/v1/receivers/{rid}/plays", {"params": {"from": date}}),
             ("GET", "/api/v1/schedule", {"params": {"from": date}}),
             ("POST", "/api/v1/emergencies", {"json": {"text": "Thử", "targets": {"all": True}, "expires_at": date}}),
-        ]:
+        ]
+        for method, path, kw in routes:
             answer = api.client.request(method, path, headers=api.headers, **kw)
             assert answer.status_code < 500, f"{method} {path} {kw}: {answer.status_code}"
