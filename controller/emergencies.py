@@ -5,9 +5,9 @@
 - `plan_topics(...)`: which publishes reach exactly the targeted receivers — one per commune (or one to
   every receiver), one per receiver only for village or single-receiver targets.
 - `Tracker`: the progress of every live emergency, receiver by receiver, fed by the bridge's acks; streams
-  changes to subscribers (the SSE endpoint); re-sends the very same signed command to a targeted receiver
-  that comes back online before expiry (an agent refuses it after expiry, and refuses a second copy as a
-  replay); writes progress to the database in batches.
+  changes to subscribers (the SSE endpoint); re-sends the same command (its id, item and expiry), issued
+  anew and signed again, to a targeted receiver that comes back online before expiry (an agent refuses it
+  after expiry, and refuses a second copy as a replay); writes progress to the database in batches.
   Once an emergency is cancelled, its stop goes (newly signed, to the receiver alone) to every targeted
   receiver that comes back online before expiry without having acknowledged a stop: a receiver that missed
   the cancel would otherwise play the emergency if anyone replayed the original command to it. The agent
@@ -36,6 +36,7 @@ from controller.db.models import Emergency, EmergencyReceiver, MediaFile, Receiv
 from controller.ports import CommandNotSent
 from controller.scheduling import Inventory
 from receivers.protocol import Ack, Stop, Target
+from receivers.protocol.messages import parse_command
 
 log = logging.getLogger(__name__)
 STEP = {"pending": 0, "received": 1, "fetched": 2, "playing": 3, "done": 4}
@@ -241,10 +242,19 @@ class Tracker:
     async def _resend(self, rid: str, payload: bytes, eid: str) -> None:
         assert self.bridge is not None
         try:
-            await self.bridge.republish(Target.receiver(rid), "play", payload)
+            await self.bridge.republish(Target.receiver(rid), "play", self._restamped(payload))
             log.info("emergency %s: sent again to %s, back online", eid, rid)
         except CommandNotSent as e:
             log.warning("emergency %s: could not send again to %s: %s", eid, rid, e)
+
+    def _restamped(self, payload: bytes) -> bytes:
+        """The same play (its id, item and expiry) issued now and signed again: a receiver refuses a command
+        issued well before the latest it has verified (its high-water mark), and one that comes back may have
+        verified newer commands (a resync's sync-schedule) before this one reaches it. The id stays, so a copy
+        of the original still queued at the broker is refused as a replay: it plays once."""
+        assert self.bridge is not None
+        command = parse_command(json.loads(payload)["body"].encode())
+        return self.bridge.signer.sign(command.model_copy(update={"issued_at": utcnow()}))
 
     def in_emergency(self, rid: str) -> bool:
         """Whether an emergency is (or is still to be) playing on receiver `rid`: a live one, not cancelled nor
