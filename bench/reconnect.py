@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
@@ -43,7 +44,7 @@ from sqlmodel import Session, select
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.fanout import Child, count_online, shm_dir, wait_online, write_seed  # noqa: E402
+from bench.fanout import Child, shm_dir, wait_online, write_seed  # noqa: E402
 from controller.bridge import Bridge  # noqa: E402
 from controller.db.models import ReceiverStatus  # noqa: E402
 from controller.provision import ensure_signing_key  # noqa: E402
@@ -72,11 +73,24 @@ def back_since(engine: Engine, since: float) -> dict[str, float]:
     return out
 
 
-async def run(args: argparse.Namespace) -> int:
-    me = asyncio.current_task()
-    assert me is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, me.cancel)
-    n = args.receivers
+@dataclass
+class Result:
+    receivers: int
+    down_s: float
+    first_online_s: float  # the fleet's first start, until the controller had every receiver online
+    seen: dict[str, float]  # receiver → seconds after the restart when the controller had it online again
+    connected: dict[str, float]  # receiver → seconds after the restart when it connected (its own clock)
+    load_before: float
+
+    def all_back_s(self) -> float | None:
+        return max(self.seen.values()) if len(self.seen) == self.receivers else None
+
+    def per_second(self) -> collections.Counter[int]:
+        return collections.Counter(int(t) for t in self.connected.values())
+
+
+async def measure(n: int, down_s: float, timeout: float) -> Result:
+    """Start `n` receivers, kill the broker, start it again `down_s` later, and time their return."""
     load_before = os.getloadavg()[0]
     data_dir = Path(tempfile.mkdtemp(prefix="tt-reconnect-"))
     os.chmod(data_dir, 0o755)
@@ -94,14 +108,14 @@ async def run(args: argparse.Namespace) -> int:
         fleet = await Child.start(f"fleet-{n}", [
             sys.executable, "-m", "devrig.cli", "fleet", "--file", str(data_dir / "fleet.json"),
             "--receivers", str(n), "--state-dir", str(state_dir), "--keepalive", "30"], data_dir)
-        first_online = await wait_online(bridge, tb, n, args.timeout, fleet)
+        first_online = await wait_online(bridge, tb, n, timeout, fleet)
         log.info("all %d online in %.1f s; killing the broker", n, first_online)
         await asyncio.sleep(2)  # let the last retained 'online's reach the broker's next save
 
         old = tb.broker.proc
         old.send_signal(signal.SIGKILL)
         old.wait()
-        await asyncio.sleep(args.down_seconds)
+        await asyncio.sleep(down_s)
         with (tb.broker.directory / "broker.log").open("ab") as blog:
             tb.broker.proc = subprocess.Popen(old.args, stdout=blog, stderr=blog)
         restart_wall, restart_mono = time.time(), time.monotonic()
@@ -109,7 +123,7 @@ async def run(args: argparse.Namespace) -> int:
 
         seen: dict[str, float] = {}  # receiver → seconds after the restart when the controller had it
         connected: dict[str, float] = {}  # receiver → seconds after the restart when it connected
-        while len(seen) < n and time.monotonic() - restart_mono < args.timeout:
+        while len(seen) < n and time.monotonic() - restart_mono < timeout:
             await bridge.flush()
             now = time.monotonic() - restart_mono
             for rid, at in (await asyncio.to_thread(back_since, tb.engine, restart_wall)).items():
@@ -119,27 +133,7 @@ async def run(args: argparse.Namespace) -> int:
                 raise RuntimeError(f"the fleet exited:\n{fleet.tail()}")
             await asyncio.sleep(0.2)
 
-        per_s = collections.Counter(int(t) for t in connected.values())
-        per_100ms = collections.Counter(int(t * 10) for t in connected.values())
-        times = list(connected.values())
-        print(f"\n{n} receivers, broker down {args.down_seconds:g} s (SIGKILL, persistence on), agents' backoff "
-              f"1..60 s full jitter; load average before: {load_before:.1f}, cores: {os.cpu_count()}")
-        print(f"first start: all online in {first_online:.1f} s")
-        if len(seen) == n:
-            print(f"after the restart: all {n} back online (as the controller sees them) in {max(seen.values()):.1f} s")
-        else:
-            print(f"after the restart: only {len(seen)}/{n} back within {args.timeout:g} s")
-        if times:
-            print(f"per receiver, connected after the restart: p50 {nearest_rank(times, 0.5):.1f} s, "
-                  f"p95 {nearest_rank(times, 0.95):.1f} s, max {max(times):.1f} s")
-            peak_s, peak_n = max(per_s.items(), key=lambda kv: kv[1])
-            print(f"connection rate: peak {peak_n} in one second (second {peak_s} after the restart), "
-                  f"peak 100 ms {max(per_100ms.values())} (= {10 * max(per_100ms.values())}/s); "
-                  f"if all came at once: {n} in the first second")
-            print("connections per second after the restart:",
-                  " ".join(f"{s}:{per_s[s]}" for s in range(0, max(per_s) + 1)))
-        print(f"controller's online count at the end: {count_online(tb.engine)}")
-        return 0 if len(seen) == n else 1
+        return Result(n, down_s, first_online, seen, connected, load_before)
     finally:
         if fleet is not None:
             await fleet.stop()
@@ -149,6 +143,38 @@ async def run(args: argparse.Namespace) -> int:
             tb.close()
         shutil.rmtree(data_dir, ignore_errors=True)
         shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def report(r: Result) -> None:
+    n, times = r.receivers, list(r.connected.values())
+    per_s = r.per_second()
+    per_100ms = collections.Counter(int(t * 10) for t in times)
+    print(f"\n{n} receivers, broker down {r.down_s:g} s (SIGKILL, persistence on), agents' backoff "
+          f"1..60 s full jitter; load average before: {r.load_before:.1f}, cores: {os.cpu_count()}")
+    print(f"first start: all online in {r.first_online_s:.1f} s")
+    back = r.all_back_s()
+    if back is not None:
+        print(f"after the restart: all {n} back online (as the controller sees them) in {back:.1f} s")
+    else:
+        print(f"after the restart: only {len(r.seen)}/{n} back")
+    if times:
+        print(f"per receiver, connected after the restart: p50 {nearest_rank(times, 0.5):.1f} s, "
+              f"p95 {nearest_rank(times, 0.95):.1f} s, max {max(times):.1f} s")
+        peak_s, peak_n = max(per_s.items(), key=lambda kv: kv[1])
+        print(f"connection rate: peak {peak_n} in one second (second {peak_s} after the restart), "
+              f"peak 100 ms {max(per_100ms.values())} (= {10 * max(per_100ms.values())}/s); "
+              f"if all came at once: {n} in the first second")
+        print("connections per second after the restart:",
+              " ".join(f"{s}:{per_s[s]}" for s in range(0, max(per_s) + 1)))
+
+
+async def run(args: argparse.Namespace) -> int:
+    me = asyncio.current_task()
+    assert me is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, me.cancel)
+    result = await measure(args.receivers, args.down_seconds, args.timeout)
+    report(result)
+    return 0 if result.all_back_s() is not None else 1
 
 
 def main(argv: list[str] | None = None) -> int:
