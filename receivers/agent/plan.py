@@ -240,7 +240,11 @@ class PlanKeeper:
             raise PullFailed(f"HTTP {r.status_code} from the controller", retry=r.status_code >= 500
                              or r.status_code in (408, 429))
         try:
-            plan = self.verifier.open_plan(r.content)
+            try:
+                mark = self.memory.high_water()
+            except sqlite3.Error:  # an unreadable memory must not stop the plan: the clock alone judges
+                mark = None
+            plan = self.verifier.open_plan(r.content, self.clock(), mark)
         except Rejected as e:
             raise PullFailed(f"plan refused: {e.reason}") from None
         self._check(plan)

@@ -150,10 +150,18 @@ class Verifier:
             raise Rejected(f"issued in the future ({command.issued_at.isoformat()})", command)
         return command, key
 
-    def open_plan(self, payload: bytes) -> Plan:
-        """Check envelope and signature of a plan document; return the plan. Whether it is the caller's and
-        newer than the one it has is the caller's to check."""
-        body, _ = self._signed_body(payload)
+    def open_plan(self, payload: bytes, now: dt.datetime | None = None,
+                  high_water: dt.datetime | None = None) -> Plan:
+        """Check envelope and signature of a plan document; return the plan. With `now` (a plan just pulled),
+        a key past its grace is refused as for commands: a leaked old key must not make plans either. Without
+        it (the plan the agent stored itself after checking it), any trusted key will do, so a receiver that
+        restarts offline after a rotation still plays its schedule. Whether it is the caller's and newer than
+        the one it has is the caller's to check."""
+        body, key = self._signed_body(payload)
+        if now is not None and key.until is not None:
+            latest = max(now, high_water) if high_water is not None else now
+            if latest >= key.until:
+                raise Rejected(f"signed with a retired controller key (retired at {key.until.isoformat()})")
         try:
             return Plan.model_validate_json(body)
         except ValueError as e:

@@ -64,3 +64,22 @@ def test_signed_but_invalid_command_is_rejected_not_raised() -> None:
 def test_bad_public_key_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="Ed25519 public key"):
         Verifier("not-a-key")
+
+
+def test_a_plan_pulled_after_its_keys_grace_is_refused_but_a_stored_one_still_loads() -> None:
+    from receivers.protocol import Plan
+    from receivers.protocol.signing import TrustedKey
+
+    old_pem, new_pem = generate_private_key_pem(), generate_private_key_pem()
+    until = NOW + dt.timedelta(hours=1)
+    verifier = Verifier([TrustedKey(public_key_b64(old_pem), until), TrustedKey(public_key_b64(new_pem))])
+    plan = Plan(receiver_id="rx-1", version="a" * 64, generated_at=NOW, window_start=NOW,
+                window_end=NOW + dt.timedelta(hours=48), entries=[])
+    forged = Signer(old_pem).sign(plan)  # a leaked old key, after the rotation
+    assert verifier.open_plan(forged, NOW).version == plan.version  # within the grace
+    with pytest.raises(Rejected, match="retired controller key"):
+        verifier.open_plan(forged, until + dt.timedelta(seconds=1))
+    with pytest.raises(Rejected, match="retired controller key"):  # a clock set back does not help
+        verifier.open_plan(forged, NOW, high_water=until)
+    assert verifier.open_plan(Signer(new_pem).sign(plan), until + dt.timedelta(days=1)).version == plan.version
+    assert verifier.open_plan(forged).version == plan.version  # the agent's own stored copy
