@@ -29,8 +29,10 @@ def test_bridge_and_agent_shrug_off_garbage(api: Api, fleet: FleetThread, broker
     bridge = api.client.app.state.bridge  # type: ignore[attr-defined]
     before = bridge.rejected
     topics = Topics(fleet.testbed.settings.mqtt_base)
-    creds = fleet.testbed.fleet["receivers"][0]
-    mqtt = fleet.testbed.settings.mqtt
+    # Another receiver's account (a second connection of the agent's own would take its place: the client
+    # id is the user name), and the tools account with the controller's rights, for the same reason.
+    creds = fleet.testbed.fleet["receivers"][1]
+    tools_user, tools_password = fleet.testbed.tools
 
     async def spray() -> None:
         # As the receiver (the ACL lets it publish only on its own leaves) at the controller's ingest…
@@ -38,13 +40,13 @@ def test_bridge_and_agent_shrug_off_garbage(api: Api, fleet: FleetThread, broker
                                   username=creds["username"], password=creds["password"]) as c:
             for leaf in RECEIVER_LEAVES:
                 for g in GARBAGE:
-                    await c.publish(topics.receiver(rid, leaf), g, qos=1)
+                    await c.publish(topics.receiver(creds["receiver_id"], leaf), g, qos=1)
             # a valid message of the wrong kind for its topic
-            await c.publish(topics.receiver(rid, "telemetry"),
+            await c.publish(topics.receiver(creds["receiver_id"], "telemetry"),
                             b'{"kind":"availability","status":"online"}', qos=1)
         # …and as the controller at the agent's subscriptions (non-command and command topics).
-        async with aiomqtt.Client("127.0.0.1", mqtt.port, identifier="sprayer2", username=mqtt.username,
-                                  password=mqtt.password) as c:
+        async with aiomqtt.Client("127.0.0.1", fleet.testbed.broker.port, identifier="sprayer2",
+                                  username=tools_user, password=tools_password) as c:
             for g in GARBAGE:
                 await c.publish(topics.controller_availability(), g, qos=1)
                 await c.publish(topics.all_cmd("ping"), g, qos=1)
