@@ -206,7 +206,8 @@ def test_the_embedded_broker_files_are_rewritten_too(tmp_path: Path) -> None:
         assert verify_password(r.json()["password"], passwd[RID])
         config = json.loads((tmp_path / "broker" / "amqtt.yaml").read_text())
         assert config["listeners"]["default"]["bind"] == "0.0.0.0:18830"
-        assert RID in config["plugins"]["amqtt.plugins.topic_checking.TopicAccessControlListPlugin"]["publish_acl"]
+        rules = json.loads((tmp_path / "broker" / "acl.json").read_text())  # re-read by the running broker
+        assert RID in rules["publish"]
 
 
 def test_the_reload_command_runs_and_its_failure_is_reported(tmp_path: Path) -> None:
