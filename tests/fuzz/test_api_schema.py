@@ -38,7 +38,7 @@ from tests.conftest import admin_token, seeded_copy
 
 QUICK = settings(max_examples=5, derandomize=True, database=None, deadline=None,
                  suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
-LONG = settings(max_examples=30, derandomize=True, database=None, deadline=None,
+LONG = settings(max_examples=60, derandomize=True, database=None, deadline=None,
                 suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate, Phase.shrink])
 
 
