@@ -34,6 +34,7 @@ from sqlmodel import Session, select
 from controller.app import create_app
 from controller.bridge_memory import InMemoryBridge
 from controller.config import Settings
+from controller.services.accounts import issue_token
 from tests.conftest import admin_token, seeded_copy
 
 QUICK = settings(max_examples=5, derandomize=True, database=None, deadline=None,
@@ -71,9 +72,11 @@ def edge_dates() -> Iterator[None]:
 class World:
     """The app under test (through Schemathesis' loaded schema), an admin's headers, and ids that exist."""
 
-    def __init__(self, schema: Any, headers: dict[str, str], known: dict[str, list[Any]]) -> None:
+    def __init__(self, schema: Any, headers: dict[str, str], commune_headers: dict[str, str],
+                 known: dict[str, list[Any]]) -> None:
         self.schema = schema
         self.headers = headers
+        self.commune_headers = commune_headers  # every right, in one commune only
         self.known = known
 
     def cases(self, method: str, path: str, mode: GenerationMode) -> st.SearchStrategy[Any]:
@@ -97,6 +100,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, seeded_template: Path) -> It
             rids = [r.id for r in s.exec(select(Receiver)).all()][:3]
             codes = [c.code for c in s.exec(select(Commune)).all()][:2]
             abbrs = [a.abbr for a in s.exec(select(Abbreviation)).all()][:2]
+            commune_token = issue_token(s, "fuzz-commune", ["receivers:control", "content:write", "content:approve",
+                                                            "emergency:trigger"], [codes[0]], created_by="test")[1]
         known: dict[str, list[Any]] = {"rid": rids, "code": codes, "abbr": abbrs, "ident": [1, 2], "bid": [1, 2],
                                        "aid": [1, 2], "eid": [1, 2], "uid": [1, 2], "tid": [1, 2]}
         # A broker URL (never connected: the bridge is in memory), so that enrolment gets past its set-up check.
@@ -105,7 +110,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, seeded_template: Path) -> It
         schema = schemathesis.openapi.from_asgi("/openapi.json", app)
         try:
             with edge_dates():
-                yield World(schema, {"Authorization": f"Bearer {token}"}, known)
+                yield World(schema, {"Authorization": f"Bearer {token}"},
+                            {"Authorization": f"Bearer {commune_token}"}, known)
         finally:
             schemathesis_asgi.shutdown_lifespans()
 
@@ -136,6 +142,13 @@ OPS = [pytest.param(m, p, id=f"{m} {p}") for m, p in operations()]
 @pytest.mark.parametrize(("method", "path"), OPS)
 def test_admin_requests_never_break_the_server_or_the_schema(world: World, method: str, path: str) -> None:
     _fuzz(world, method, path, world.headers, QUICK)
+
+
+@pytest.mark.parametrize(("method", "path"), OPS)
+def test_commune_staff_requests_never_break_the_server_or_the_schema(world: World, method: str, path: str) -> None:
+    """A token with every right but in one commune: the policy's refusals (another commune's receivers and
+    content are hidden, district-wide things forbidden) are reached too."""
+    _fuzz(world, method, path, world.commune_headers, QUICK)
 
 
 @pytest.mark.parametrize(("method", "path"), OPS)
