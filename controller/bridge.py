@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 import aiomqtt
+import sqlalchemy.exc
 from sqlalchemy import insert, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, select
@@ -203,14 +204,49 @@ class BridgeBase:
             if batch:
                 try:
                     await asyncio.to_thread(self._write, batch)
-                except Exception:
-                    # Keep what could not be written; newer values for the same field win on merge.
-                    for rid, values in batch.fields.items():
-                        self._pending.fields[rid] = {**values, **self._pending.fields.get(rid, {})}
-                    self._pending.acks[:0] = batch.acks
-                    self._pending.commands[:0] = batch.commands
-                    self._pending.plays[:0] = batch.plays
+                except Exception as e:
+                    if not _transient(e):
+                        # Something in the batch the database refuses: write it receiver by receiver, so
+                        # one receiver's report cannot hold back everybody's at every retry.
+                        batch = await asyncio.to_thread(self._write_apart, batch)
+                        if not batch:
+                            return
+                    self._requeue(batch)
                     raise
+
+    def _requeue(self, batch: _Pending) -> None:
+        """Keep what could not be written; newer values for the same field win on merge."""
+        for rid, values in batch.fields.items():
+            self._pending.fields[rid] = {**values, **self._pending.fields.get(rid, {})}
+        self._pending.acks[:0] = batch.acks
+        self._pending.commands[:0] = batch.commands
+        self._pending.plays[:0] = batch.plays
+
+    def _write_apart(self, batch: _Pending) -> _Pending:
+        """Write `batch` in parts: the controller's own command records, then each receiver's reports. A part
+        the database refuses is dropped, logged and counted in `rejected`; a transient failure (the database
+        locked or gone) stops there. Returns what is left to write again later (empty when all is done)."""
+        parts = [("the controller's command records", _Pending(commands=batch.commands))] if batch.commands else []
+        rids = dict.fromkeys([*batch.fields, *(rid for rid, _ in batch.acks), *(p["receiver_id"] for p in batch.plays)])
+        parts += [(f"receiver {rid}", _Pending(fields={rid: batch.fields[rid]} if rid in batch.fields else {},
+                                              acks=[a for a in batch.acks if a[0] == rid],
+                                              plays=[p for p in batch.plays if p["receiver_id"] == rid]))
+                  for rid in rids]
+        for i, (whose, part) in enumerate(parts):
+            try:
+                self._write(part)
+            except Exception as e:
+                if _transient(e):
+                    left = _Pending()
+                    for _, rest in parts[i:]:
+                        left.fields.update(rest.fields)
+                        left.acks += rest.acks
+                        left.commands += rest.commands
+                        left.plays += rest.plays
+                    return left
+                self.rejected += 1
+                log.error("bridge: dropped what the database refused of %s: %s", whose, str(e).splitlines()[0][:300])
+        return _Pending()
 
     def _write(self, batch: _Pending) -> None:
         """One transaction, a handful of statements, whatever the batch's size: rows are read as plain
@@ -426,6 +462,12 @@ class Bridge(BridgeBase):
     def _reject(self, topic: str, reason: str) -> None:
         self.rejected += 1
         log.warning("bridge: ignored message on %s: %s", topic, reason)
+
+
+def _transient(e: BaseException) -> bool:
+    """A failure that writing again later may cure (the database locked, unreachable or full), as opposed to
+    rows it refuses (a constraint, a value out of range), which would fail at every retry."""
+    return isinstance(e, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError))
 
 
 def insert_ignoring_duplicates(engine: Engine, table: type[SQLModel]) -> Any:

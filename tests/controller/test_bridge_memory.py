@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -15,7 +16,7 @@ from sqlmodel import Session, col, select
 
 from controller.bridge import Bridge
 from controller.bridge_memory import InMemoryBridge
-from controller.db.models import CommandRecord, Receiver, ReceiverStatus, ReceiverStatusEvent
+from controller.db.models import CommandRecord, PlayRecord, Receiver, ReceiverStatus, ReceiverStatusEvent
 from controller.ports import CommandNotSent, CommandPort
 from controller.provision import ensure_signing_key
 from receivers.protocol import (
@@ -23,6 +24,7 @@ from receivers.protocol import (
     Availability,
     Ping,
     Play,
+    PlayEvent,
     SelfTest,
     SetVolume,
     Stop,
@@ -260,3 +262,26 @@ def history(seeded: Seeded, rid: str) -> list[str]:
     with Session(seeded.engine) as s:
         return list(s.exec(select(ReceiverStatusEvent.availability).where(ReceiverStatusEvent.receiver_id == rid)
                            .order_by(col(ReceiverStatusEvent.at), col(ReceiverStatusEvent.id))))
+
+
+def test_a_report_the_database_refuses_holds_back_nobody_elses(seeded: Seeded) -> None:
+    """Decoding refuses every value known to break the batched write (NaN, huge counts, impossible times);
+    should another slip through, the batch is written receiver by receiver and only the bad part is dropped."""
+    bad, good = receivers(seeded)
+    event = PlayEvent(event_id=uuid.uuid4(), seq=1, event="finished", at=utcnow(), item_id="proof-of-good")
+
+    async def body(bridge: InMemoryBridge) -> int:
+        await bridge.deliver(bad, PlayEvent(event_id=uuid.uuid4(), seq=1, event="finished", at=utcnow(),
+                                            item_id="poison"), flush=False)
+        bridge._pending.plays[-1]["seq"] = 2**70  # beyond SQLite's integers: the driver refuses the row
+        await bridge.deliver(good, event, Telemetry(at=utcnow(), uptime_s=5))  # flushes the batch with both
+        await bridge.deliver(good, Telemetry(at=utcnow(), uptime_s=6))  # and later batches flow
+        return bridge.rejected
+
+    rejected = run(seeded, body)
+    assert rejected == 1
+    with Session(seeded.engine) as s:
+        items = [(p.receiver_id, p.item_id) for p in s.exec(select(PlayRecord))]
+        status = s.get(ReceiverStatus, good)
+    assert items == [(good, "proof-of-good")]
+    assert status is not None and status.last_seen is not None
