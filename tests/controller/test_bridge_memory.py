@@ -223,6 +223,7 @@ def test_an_emergency_is_sent_again_to_a_receiver_back_online(api: Api) -> None:
     first = next(s for s in api.bridge.sent if s.kind == "play" and not s.resent)
     # The same command (a queued original is then a replay), issued anew and signed again.
     resent_cmd, first_cmd = (parse_command(json.loads(s.payload)["body"].encode()) for s in (again, first))
+    assert isinstance(resent_cmd, Play) and isinstance(first_cmd, Play)
     assert resent_cmd.command_id == first_cmd.command_id and resent_cmd.item_id == first_cmd.item_id
     assert resent_cmd.expires_at == first_cmd.expires_at and resent_cmd.issued_at >= first_cmd.issued_at
 
