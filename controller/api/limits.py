@@ -14,16 +14,14 @@ nothing, and nobody's body is spooled or parsed past its route's limit.
   nothing): `UPLOAD` (audio files: `audio.max_upload_mb` plus the form's overhead) and `ENROL`
   (`http.max_enrol_kb`); every other route gets `http.max_body_kb`.
 - `StreamSlots`: open event streams (SSE) per principal, at most `http.streams_per_token`; one more is 429.
-- `FailedAttempts`: failed credentials per key in a sliding window (a receiver's plan fetches, per receiver
-  and per address); past the limit, 429 until the oldest failure leaves the window.
+- `install` also sets up the plan-fetch throttle (`controller.throttle.FailedAttempts`, per receiver and per
+  address); past the limit, 429 until the oldest failure leaves the window.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +36,7 @@ from controller.config import Settings
 from controller.errors import RateLimited, Unauthenticated
 from controller.services import audit
 from controller.services.accounts import principal_for_token
+from controller.throttle import FailedAttempts
 
 MULTIPART_OVERHEAD = 64 * 1024  # an upload form's boundaries and fields around the file
 GUARDED = ("/api/", "/ui/auth/")
@@ -241,47 +240,6 @@ class StreamSlots:
     def open(self, key: str) -> int:
         with self._lock:
             return self._open.get(key, 0)
-
-
-class FailedAttempts:
-    """Failed credentials per key in a sliding window of `window_s`; `limits(key)` says how many one key may
-    have. While a key is over its limit, `wait_s` is how long until it may try again (the right credentials
-    included: guessing stops). Keys without failures in the window are forgotten."""
-
-    def __init__(self, limit: Callable[[str], int], window_s: float) -> None:
-        self.limit, self.window_s = limit, window_s
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-        self._swept = time.monotonic()
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        q = self._failures.get(key) or deque()
-        while q and q[0] <= now - self.window_s:
-            q.popleft()
-        return q
-
-    def wait_s(self, keys: list[str]) -> float:
-        now = time.monotonic()
-        with self._lock:
-            waits = [q[0] + self.window_s - now for k in keys if len(q := self._recent(k, now)) >= self.limit(k)]
-        return max(waits, default=0.0)
-
-    def failed(self, keys: list[str]) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for k in keys:
-                q = self._recent(k, now)
-                q.append(now)
-                self._failures[k] = q
-            if now - self._swept > self.window_s:  # keys of a spray of made-up ids do not pile up
-                self._swept = now
-                for k in [k for k, q in self._failures.items() if not self._recent(k, now)]:
-                    del self._failures[k]
-
-    def succeeded(self, keys: list[str]) -> None:
-        with self._lock:
-            for k in keys:
-                self._failures.pop(k, None)
 
 
 def install(app: Any, settings: Settings) -> None:

@@ -5,7 +5,7 @@ HTTP Basic with the receiver's id and its MQTT password (checked against the sto
 plan signed like a command (`{v, body, sig}`), with `ETag: "<version>"`; `If-None-Match` with the current
 version answers 304 without a body, which is what most polls get over a paid link.
 
-Failed attempts are counted (`limits.FailedAttempts`, `app.state.plan_failures`) per receiver id and client
+Failed attempts are counted (`controller.throttle.FailedAttempts`, `app.state.plan_failures`) per receiver id and client
 address (`http.plan_failures`) and per address (`http.plan_failures_per_address`) over
 `http.plan_window_min`: past either, 429 with `Retry-After`, the password not even checked (each check is a
 PBKDF2, so guessing also costs the server). Keyed by address too, a guesser elsewhere cannot lock a receiver
@@ -22,9 +22,9 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from controller.errors import RateLimited
 from controller.services import audit
 from controller.services.receivers import ReceiverUnauthenticated, receiver_plan
+from controller.throttle import FailedAttempts
 
 from .deps import client_address, public
-from .limits import FailedAttempts
 
 router = APIRouter(prefix="/receivers", tags=["plans"])
 _basic = HTTPBasic(auto_error=False, description="the receiver's own id and MQTT password")

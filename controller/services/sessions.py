@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-import threading
-import time
-from collections import deque
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
@@ -22,6 +19,7 @@ from controller.config import UiSettings
 from controller.db.models import User, WebSession, utcnow
 from controller.errors import Forbidden, Invalid, RateLimited, Unauthenticated
 from controller.policy import Principal
+from controller.throttle import FailedAttempts
 
 from . import audit
 from .accounts import _check_password, _hasher, authenticate, hash_password, hash_token, user_principal
@@ -32,41 +30,13 @@ LOGIN_CSRF_COOKIE = "tt_login_csrf"
 _TOUCH_EVERY = dt.timedelta(minutes=1)  # last_seen_at is written at most this often
 
 
-class LoginThrottle:
-    """Failed sign-ins per user name and per address in a sliding window: past the limit, sign-in is refused
-    (429) until the oldest failure leaves the window — even with the right password, so guessing stops."""
+class LoginThrottle(FailedAttempts):
+    """Failed sign-ins per user name and per address (keys `addr:…`) in a sliding window: past the limit,
+    sign-in is refused (429) until the oldest failure leaves the window — even with the right password, so
+    guessing stops."""
 
     def __init__(self, per_name: int, per_address: int, window_s: float) -> None:
-        self.per_name, self.per_address, self.window_s = per_name, per_address, window_s
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        q = self._failures.setdefault(key, deque())
-        while q and q[0] <= now - self.window_s:
-            q.popleft()
-        return q
-
-    def wait_s(self, keys: list[str]) -> float:
-        """Seconds until a sign-in under `keys` may be tried again (0: now)."""
-        now = time.monotonic()
-        with self._lock:
-            waits = [q[0] + self.window_s - now for k in keys if len(q := self._recent(k, now)) >= self._limit(k)]
-        return max(waits, default=0.0)
-
-    def _limit(self, key: str) -> int:
-        return self.per_address if key.startswith("addr:") else self.per_name
-
-    def failed(self, keys: list[str]) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for k in keys:
-                self._recent(k, now).append(now)
-
-    def succeeded(self, keys: list[str]) -> None:
-        with self._lock:
-            for k in keys:
-                self._failures.pop(k, None)
+        super().__init__(lambda key: per_address if key.startswith("addr:") else per_name, window_s)
 
 
 @dataclass(frozen=True)
