@@ -8,49 +8,26 @@ import os
 import pwd
 import socket
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlmodel import Session
 from typer.testing import CliRunner
 
-from controller.app import create_app
 from controller.broker.passwords import verify_password
 from controller.cli import app as cli
 from controller.config import Settings
 from controller.db import make_engine
 from controller.db.models import Receiver
-from controller.inventory import apply_seed, load_seed
 from controller.provision import ensure_signing_key
 from receivers.agent import AgentSettings
 from receivers.agent.cli import main as agent_cli
 from receivers.protocol.enrolment import key_fingerprint
-from tests.live_server import live_server
 
 RID = "tra-ka-thon-2-1"
 ANY_CODE = "ABCD-EFGH-JKMN-PQRS-ABCD-EFGH-JKMN-PQRS"  # a secret and a key fingerprint, in the form of a code
 
-
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """The controller's environment, shared by `serve` (the live server) and the operator's CLI."""
-    values = {"TT_DATA_DIR": str(tmp_path / "data"), "TT_MQTT_URL": "mqtts://controller:pw-7f3a@broker.example:8883",
-              "TT_RECEIVER_MQTT_URL": "mqtts://broker.example:8883", "TT_CREATE_KEY": "1"}
-    for k, v in values.items():
-        monkeypatch.setenv(k, v)
-    settings = Settings()
-    with TestClient(create_app(settings, with_bridge=False)) as c, \
-            Session(c.app.state.engine) as s:  # type: ignore[attr-defined]
-        apply_seed(s, load_seed(settings.seed_file))
-    return settings
-
-
-@pytest.fixture
-def controller(env: Settings) -> Iterator[str]:
-    with live_server(create_app(env, with_bridge=False)) as url:
-        yield url
 
 
 def enrolment_code(rid: str = RID) -> str:

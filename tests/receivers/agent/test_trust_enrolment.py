@@ -5,21 +5,16 @@ of his own. A code whose fingerprint is not the controller's is refused by the c
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from fastapi.testclient import TestClient
-from sqlmodel import Session
 from typer.testing import CliRunner
 
-from controller.app import create_app
 from controller.cli import app as cli
 from controller.config import Settings
-from controller.inventory import apply_seed, load_seed
 from receivers.agent import AgentSettings
 from receivers.agent.cli import main as agent_cli
 from receivers.protocol import generate_private_key_pem, public_key_b64
@@ -28,24 +23,6 @@ from tests.live_server import live_server
 
 RID = "tra-ka-thon-2-1"
 
-
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    values = {"TT_DATA_DIR": str(tmp_path / "data"), "TT_MQTT_URL": "mqtts://controller:pw-7f3a@broker.example:8883",
-              "TT_RECEIVER_MQTT_URL": "mqtts://broker.example:8883", "TT_CREATE_KEY": "1"}
-    for k, v in values.items():
-        monkeypatch.setenv(k, v)
-    settings = Settings()
-    with TestClient(create_app(settings, with_bridge=False)) as c, \
-            Session(c.app.state.engine) as s:  # type: ignore[attr-defined]
-        apply_seed(s, load_seed(settings.seed_file))
-    return settings
-
-
-@pytest.fixture
-def controller(env: Settings) -> Iterator[str]:
-    with live_server(create_app(env, with_bridge=False)) as url:
-        yield url
 
 
 def enrolment_code() -> str:
