@@ -39,6 +39,8 @@ from receivers.protocol import Ack, Stop, Target
 from receivers.protocol.messages import parse_command
 
 log = logging.getLogger(__name__)
+# The agent's answer to a stop of an item it does not hold (`receivers.agent.player.Player.stop`).
+NOTHING_TO_STOP = "nothing to stop"
 STEP = {"pending": 0, "received": 1, "fetched": 2, "playing": 3, "done": 4}
 FINAL = ("done", "failed", "cancelled")
 STATUSES = ("pending", "received", "fetched", "playing", "done", "failed", "cancelled")
@@ -174,10 +176,11 @@ class Tracker:
     def on_ack(self, rid: str, ack: Ack) -> None:
         stop_of = self.by_stop.get(str(ack.command_id))
         if stop_of is not None:
-            # Applied, or "nothing to stop": either way the receiver has the stop and remembers it.
+            # Applied, or "nothing to stop": either way the receiver has the stop and remembers it. Any other
+            # refusal (a handler that failed, a bad signature, a replay) is not a cancel heard: sent again.
             cancelled = self.live.get(stop_of)
-            if cancelled is not None and ack.status in ("applied", "rejected") and not (ack.reason or "").startswith(
-                    "replayed"):
+            if cancelled is not None and (ack.status == "applied" or (
+                    ack.status == "rejected" and ack.reason == NOTHING_TO_STOP)):
                 cancelled.stop_acked.add(rid)
             return
         eid = self.by_command.get(str(ack.command_id))

@@ -358,7 +358,12 @@ async def handle_set_volume(agent: Agent, command: SetVolume) -> str | None:
 
 
 async def handle_play(agent: Agent, command: Play) -> str | None:
-    if agent.replay.seen(stopped_key(command.item_id)):
+    try:
+        stopped = agent.replay.seen(stopped_key(command.item_id))
+    except sqlite3.Error as e:  # a failing SD card must not refuse an emergency
+        log.error("%s: replay memory unavailable (%s); playing %s", agent.rid, e, command.item_id)
+        stopped = False
+    if stopped:
         # Its stop came first (a cancel re-sent on reconnect, the play replayed or redelivered after it).
         return f"item {command.item_id!r} was stopped by the controller"
     return await agent.player.submit(command)
@@ -370,9 +375,14 @@ def stopped_key(item_id: str) -> str:
 
 
 async def handle_stop(agent: Agent, command: Stop) -> str | None:
+    reason = await agent.player.stop(command)  # silence first: a failing SD card must not keep it playing
     if command.item_id is not None:
-        agent.replay.first_time(stopped_key(command.item_id), command.expires_at, agent.clock())
-    return await agent.player.stop(command)
+        try:
+            agent.replay.first_time(stopped_key(command.item_id), command.expires_at, agent.clock())
+        except sqlite3.Error as e:  # stopped all the same; only a later replay of its play is not refused
+            log.error("%s: replay memory unavailable (%s); stop of %s not remembered", agent.rid, e,
+                      command.item_id)
+    return reason
 
 
 async def handle_self_test(agent: Agent, command: SelfTest) -> str | None:
