@@ -32,6 +32,11 @@ class FailedAttempts:
             waits = [q[0] + self.window_s - now for k in keys if len(q := self._recent(k, now)) >= self.limit(k)]
         return max(waits, default=0.0)
 
+    def recent(self, key: str) -> int:
+        """How many failures `key` has in the window."""
+        with self._lock:
+            return len(self._recent(key, time.monotonic()))
+
     def failed(self, keys: list[str]) -> None:
         now = time.monotonic()
         with self._lock:

@@ -76,6 +76,25 @@ def test_an_address_guessing_across_receivers_is_limited_too(app: tuple[FastAPI,
     """Many receivers' ids from one address: the per-address count stops it."""
     application, passwords = app
     per_address = seeded.settings.http.plan_failures_per_address
-    calls = [(GUESSER, f"rx-{i % 50}", "guess") for i in range(per_address)] + [(GUESSER, OTHER, "guess")]
+    calls = [(GUESSER, f"rx-{i % 50}", "guess") for i in range(per_address)] + [
+        (GUESSER, "rx-made-up", "guess"),  # one more id that is no receiver's: not even looked at
+        (GUESSER, OTHER, "guess"),  # a real receiver's first failure from there: checked, and counted
+        (GUESSER, OTHER, "guess-2"),  # now it has failures of its own: the address limit holds it too
+    ]
     codes = [r.status_code for r in fetches(application, calls)]
-    assert codes[:per_address] == [401] * per_address and codes[-1] == 429
+    assert codes[:per_address] == [401] * per_address and codes[per_address:] == [429, 401, 429], codes
+
+
+def test_a_receiver_behind_a_guessed_from_address_still_gets_its_plan(app: tuple[FastAPI, dict[str, str]],
+                                                                      seeded: Seeded) -> None:
+    """Receivers behind one 4G carrier NAT share an address: a guesser (or a misconfigured neighbour) spraying
+    made-up ids from it must not lock a genuine receiver with no failures of its own out of its plan."""
+    # Before: the address limit was checked first for every id, so the genuine receiver got 429 for 5 minutes.
+    application, passwords = app
+    per_address = seeded.settings.http.plan_failures_per_address
+    calls = [(GUESSER, f"rx-made-up-{i}", f"guess-{i}") for i in range(per_address)] + [
+        (GUESSER, RID, passwords[RID]), (GUESSER, OTHER, passwords[OTHER])]
+    answers = fetches(application, calls)
+    assert [r.status_code for r in answers[:per_address]] == [401] * per_address
+    assert [r.status_code for r in answers[per_address:]] == [200, 200]
+    assert all(r.json()["sig"] for r in answers[per_address:])
