@@ -14,6 +14,8 @@ the generated `mosquitto.conf`:
 - **Retained messages obey the read rules.** amqtt sends a connecting client the retained messages matching
   *every* client's subscriptions, and a subscriber every retained message its filter matches, unchecked;
   here only those of its own subscriptions that its account may receive (`amqtt_acl.AccountAcl`).
+- **One password check per CONNECT.** amqtt checks the login again after the check above; the first answer
+  is given (each check is a PBKDF2-SHA512 on the event loop).
 - **Packet size.** A packet whose payload exceeds `max_packet_size` closes the connection before it is read
   into memory, as Mosquitto's `max_packet_size` does.
 """
@@ -39,6 +41,8 @@ from amqtt.session import Session
 log = logging.getLogger(__name__)
 # Our own settings in the broker's config file, outside amqtt's keys.
 OWN_SECTION = "truyenthanh"
+# Set on a session whose login `GuardedBroker` has just checked (a refused login never gets a session).
+LOGIN_CHECKED = "_tt_login_checked"
 
 
 class PacketTooLarge(Exception):
@@ -76,7 +80,7 @@ class GuardedBroker(Broker):
         except (PacketTooLarge, MQTTError) as e:
             await writer.close()
             raise MQTTError(f"{remote_address}:{remote_port}: {e}") from None
-        if not incoming.username or not await self._authenticate(incoming, None):
+        if not incoming.username or not await self._check_password(incoming):
             await ConnackPacket.build(0, NOT_AUTHORIZED).to_stream(writer)
             await writer.close()
             raise MQTTError(f"{remote_address}:{remote_port}: login refused for {incoming.username!r}")
@@ -105,7 +109,19 @@ class GuardedBroker(Broker):
         delay = self.config.get("timeout-disconnect-delay", 0)
         if session.keep_alive > 0 and isinstance(delay, int):
             session.keep_alive += delay
+        setattr(session, LOGIN_CHECKED, True)  # noqa: B010  # for amqtt's own `_authenticate` just after
         return handler, session
+
+    async def _check_password(self, session: Session) -> bool:
+        return await super()._authenticate(session, None)  # amqtt ignores the listener
+
+    async def _authenticate(self, session: Session, listener: Any) -> bool:
+        """amqtt checks the login again after `_initialize_client_session` checked it: the answer then, once,
+        rather than a second PBKDF2-SHA512 on the event loop for every CONNECT."""
+        if getattr(session, LOGIN_CHECKED, False):
+            setattr(session, LOGIN_CHECKED, False)  # noqa: B010
+            return True
+        return await self._check_password(session)
 
     async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int],
                                                           session: Session) -> None:
