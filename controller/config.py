@@ -37,6 +37,11 @@ class MqttUrl(BaseModel):
                    password=unquote(parts.password) if parts.password else None)
 
 
+# An upload form's boundaries and fields around the file: what an upload's body may hold beyond
+# `audio.max_upload_mb` (the API's `api.limits.UPLOAD` and the staff UI's `ui.upload_limit`).
+MULTIPART_OVERHEAD = 64 * 1024
+
+
 class AudioSettings(BaseModel):
     """The broadcast format and the limits on what staff may upload (`TT_AUDIO__…`)."""
 

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
+from starlette.types import Scope
 
 from controller.errors import Unauthenticated
 from controller.policy import Principal, Right, require
@@ -36,8 +37,16 @@ SessionDep = Annotated[Session, Depends(get_session)]
 _bearer = HTTPBearer(auto_error=False, description="an API token: `Authorization: Bearer tt_…`")
 
 
+def scope_address(scope: Scope) -> str | None:
+    """The client's address of an HTTP request's ASGI scope (the connection's peer; what the server put there
+    from a trusted proxy's headers when told to): one rule for the routes (`client_address`) and the edge
+    middleware (`limits.EdgeLimits`), which has no `Request`."""
+    client = scope.get("client")
+    return client[0] if client else None
+
+
 def client_address(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    return scope_address(request.scope)
 
 
 def authenticated(request: Request, session: SessionDep,

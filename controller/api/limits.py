@@ -32,13 +32,14 @@ from sqlmodel import Session
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from controller.config import Settings
+from controller.config import MULTIPART_OVERHEAD, Settings
 from controller.errors import RateLimited, Unauthenticated
 from controller.services import audit
 from controller.services.accounts import principal_for_token
 from controller.throttle import FailedAttempts
 
-MULTIPART_OVERHEAD = 64 * 1024  # an upload form's boundaries and fields around the file
+from .deps import scope_address
+
 GUARDED = ("/api/", "/ui/auth/")
 Size = Callable[[Settings], int]
 
@@ -176,16 +177,11 @@ async def _judge(scope: Scope, headers: Headers, rule: _Rule, declared: str, lim
     return None
 
 
-def _address(scope: Scope) -> str | None:
-    client = scope.get("client")
-    return client[0] if client else None
-
-
 async def _unauthenticated(scope: Scope, headers: Headers) -> str | None:
     """Why the request's credentials are not a valid bearer token (audited), or None when they are."""
     scheme, _, token = headers.get("authorization", "").partition(" ")
     state = scope["app"].state
-    address = _address(scope)
+    address = scope_address(scope)
     target = f"{scope['method']} {scope['path']}"
     if scheme.lower() != "bearer" or not token.strip():
         reason = "Missing bearer token: send 'Authorization: Bearer <token>'."

@@ -13,10 +13,11 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from controller.config import MULTIPART_OVERHEAD
+
 from . import host
 
 UPLOAD_PATH = re.compile(r"/_nicegui/client/[^/]+/upload/[^/]+$")
-MULTIPART_OVERHEAD = 64 * 1024  # the form's boundaries and headers around the file
 
 
 class _Exceeded(Exception):
