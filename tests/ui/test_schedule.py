@@ -278,6 +278,7 @@ def test_a_shifted_occurrence_is_marked_and_a_programme_is_edited_through_the_fo
     day_box(page, "2027-02-22").get_by_test_id(f"occ-{normal.json()['id']}").wait_for()
     # Deleted from its own page, with a confirmation.
     page.goto(f"{ui_world.url}/ui/lich-phat/chuong-trinh/{urgent.json()['id']}")
+    page.wait_for_function("window.did_handshake === true")  # a click before the page's socket is up is lost
     page.get_by_test_id("delete").click()
     page.get_by_test_id("confirm-delete").click()
     page.wait_for_url(re.compile(r"^http://[^/]+/ui/lich-phat(\?.*)?$"))
