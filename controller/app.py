@@ -21,7 +21,7 @@ from controller.emergencies import Tracker
 from controller.ports import CommandPort
 from controller.provision import load_signing_key
 from controller.scheduling import Runner
-from controller.services import audit
+from controller.services import audit, keys
 from receivers.protocol import Signer
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ def create_app(settings: Settings, *, with_bridge: bool = True, bridge: BridgeFa
         app.state.bridge = bridge(settings, engine, signer) if with_bridge else None
         if app.state.bridge:
             await app.state.bridge.start()
+            keys.resends(settings, app.state.bridge, public_key)  # key rotations missed, sent again
         app.state.runner = Runner(settings, engine, signer, app.state.bridge)
         app.state.tracker = Tracker(engine, app.state.bridge)
         await app.state.tracker.start()

@@ -5,7 +5,8 @@
   `MissingSigningKey` — a silently made new key would make every receiver refuse every command.
   `ensure_signing_key` is `load_signing_key(create=True)`; `current_public_key` reads the key file.
 - `rotate_signing_key`: a new key, announced to every receiver by a `rotate-key` command signed with the
-  old one (which they accept for the grace it states), then signed with from then on.
+  old one (which they accept for the grace it states), then signed with from then on. `save_rotation`,
+  `load_rotations`: each announcement kept on disk (`keys/rotations/`) until it expires.
 - `issue_receiver_password`: a fresh MQTT password for a receiver (only its hash is stored).
 - `demo_fleet_file`: the demo's credentials for every receiver, kept in `var/fleet.json` (mode 0600) so
   a restarted demo reuses them.
@@ -14,6 +15,8 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -53,8 +56,9 @@ def write_private(path: Path, data: bytes) -> None:
 
 
 def _staged(path: Path, data: bytes) -> Path:
-    """`data` in a new private file beside `path` (`….next.pem`), to be moved onto `path`."""
-    staged = path.with_name(f"{path.stem}.next{path.suffix}")
+    """`data` in a new private file beside `path` (`….<random>.next.pem`: two at once never share it), to be
+    moved onto `path`."""
+    staged = path.with_name(f"{path.stem}.{secrets.token_hex(6)}.next{path.suffix}")
     write_private(staged, data)
     return staged
 
@@ -92,34 +96,106 @@ def current_public_key(settings: Settings) -> str:
     return public_key_b64(settings.key_file.read_bytes())
 
 
+def _fsync_dir(directory: Path) -> None:
+    """Make the renames and links in `directory` survive a power cut."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rotation:
+    """A signed `rotate-key` kept on disk (`keys/rotations/`) until it expires, to be sent again to receivers
+    that missed it — after a controller restart too."""
+
+    command_id: str
+    public_key: str
+    expires_at: dt.datetime
+    payload: bytes
+    path: Path
+
+
+def _rotations_dir(settings: Settings) -> Path:
+    return settings.key_file.parent / "rotations"
+
+
+def save_rotation(settings: Settings, command: RotateKey, payload: bytes) -> Rotation:
+    directory = _rotations_dir(settings)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = directory / f"{command.issued_at:%Y%m%dT%H%M%S%fZ}-{command.command_id}.json"
+    doc = {"command_id": str(command.command_id), "public_key": command.public_key,
+           "expires_at": command.expires_at.isoformat(), "payload": base64.b64encode(payload).decode()}
+    write_private(path, json.dumps(doc).encode())
+    _fsync_dir(directory)
+    return Rotation(str(command.command_id), command.public_key, command.expires_at, payload, path)
+
+
+def load_rotations(settings: Settings, current_key: str, now: dt.datetime | None = None) -> list[Rotation]:
+    """The unexpired rotations, oldest first. Expired ones are deleted; so is a last one whose key the
+    controller does not sign with (a crash between recording it and installing its key: never announced)."""
+    directory = _rotations_dir(settings)
+    if not directory.is_dir():
+        return []
+    now = now or utcnow()
+    found: list[Rotation] = []
+    for path in sorted(directory.glob("*.json")):
+        try:
+            doc = json.loads(path.read_bytes())
+            rotation = Rotation(str(doc["command_id"]), str(doc["public_key"]),
+                                dt.datetime.fromisoformat(doc["expires_at"]), base64.b64decode(doc["payload"]), path)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            log.error("key rotation record %s unreadable (%s): not sent again", path, e)
+            continue
+        if rotation.expires_at <= now:
+            path.unlink(missing_ok=True)
+            continue
+        found.append(rotation)
+    if found and found[-1].public_key != current_key:
+        log.warning("key rotation %s was recorded but its key never installed: dropped", found[-1].command_id)
+        found.pop().path.unlink(missing_ok=True)
+    return found
+
+
 async def rotate_signing_key(settings: Settings, signer: Signer, port: CommandPort, grace: dt.timedelta,
-                             issued_by: str) -> tuple[RotateKey, bytes]:
+                             issued_by: str) -> tuple[RotateKey, Rotation]:
     """Make a new key, announce it to every receiver (`rotate-key`, signed with the current key, to all),
     then sign with it. Receivers accept the old key for `grace` more (commands already on their way), not
-    after. Nothing changes when the announcement cannot be sent (`CommandNotSent`). Returns the command and
-    its signed payload (to send again to receivers that missed it).
+    after. Nothing changes when the announcement cannot be sent (`CommandNotSent`): the old key is put back
+    on disk and kept in memory. Returns the command and its record (to send again to receivers that missed
+    it). The caller makes sure no two rotations run at once.
 
-    The new key is on disk before anyone is told of it; the old one is kept in `keys/retired/`."""
+    Before anyone is told of it, the announcement is recorded (`keys/rotations/`) and the new key installed
+    (`os.replace`, directory fsynced); the old one is kept in `keys/retired/`."""
     new_pem = generate_private_key_pem()
+    old_pem = settings.key_file.read_bytes()
     now = utcnow()
     command: RotateKey = RotateKey.new(Target.everyone(), max(grace, ROTATION_TTL).total_seconds(), now=now,
                                        public_key=public_key_b64(new_pem), valid_from=now, old_key_until=now + grace)
     current = settings.key_file
-    staged = _staged(current, new_pem)
     payload = signer.sign(command)
+    rotation = save_rotation(settings, command, payload)
+    retired = current.parent / "retired" / f"{now:%Y%m%dT%H%M%S%fZ}-{key_fingerprint(signer.public_key)}.pem"
+    retired.parent.mkdir(mode=0o700, exist_ok=True)
     try:
+        staged = _staged(current, new_pem)
+        os.link(current, retired)
+        _fsync_dir(retired.parent)
+        os.replace(staged, current)
+        _fsync_dir(current.parent)
         await port.publish_signed(command, payload, issued_by)
     except BaseException:
-        staged.unlink(missing_ok=True)
+        if current.read_bytes() != old_pem:
+            os.replace(_staged(current, old_pem), current)
+            _fsync_dir(current.parent)
+        retired.unlink(missing_ok=True)
+        rotation.path.unlink(missing_ok=True)
         raise
-    retired = current.parent / "retired" / f"{now:%Y%m%dT%H%M%SZ}-{key_fingerprint(signer.public_key)}.pem"
-    retired.parent.mkdir(mode=0o700, exist_ok=True)
-    os.link(current, retired)
-    os.replace(staged, current)
     signer.replace(new_pem)
     log.warning("signing key rotated: now %s (the old key, %s, is accepted by receivers until %s)",
                 key_fingerprint(command.public_key), retired.name, command.old_key_until.isoformat())
-    return command, payload
+    return command, rotation
 
 
 def issue_receiver_password(receiver: Receiver) -> str:

@@ -225,6 +225,10 @@ class Agent:
                 log.error("%s: high-water mark unavailable (%s)", self.rid, e)
                 high_water = None
             command, key = self.verifier.open_with_key(payload, self.clock(), high_water)
+            if command.kind == "rotate-key" and command.public_key in self._current_keys():
+                # Applied before (a re-send; its signer is in its grace now): say so, or it is sent forever.
+                await self._ack(command.command_id, command.kind, "applied", None)
+                return
             if command.kind == "rotate-key" and key.until is not None:
                 raise Rejected("a key rotation must be signed with the controller's current key, not one in "
                                "its grace", command)
@@ -329,6 +333,9 @@ class Agent:
         except aiomqtt.MqttError:
             pass  # retained state is published again on reconnect
 
+    def _current_keys(self) -> set[str]:
+        return {k.public_key for k in self.verifier.keys if k.until is None}
+
     def _addressed_to_me(self, target: Target) -> bool:
         return target.reaches(self.rid, self.settings.commune)
 
@@ -403,7 +410,13 @@ async def handle_sync_schedule(agent: Agent, command: SyncSchedule) -> str | Non
 
 async def handle_rotate_key(agent: Agent, command: RotateKey) -> str | None:
     """Trust the new key from now on, the old one until the end of its grace (on disk before it is used)."""
-    agent.verifier.trust(await asyncio.to_thread(agent.keys.rotate, command.public_key, command.old_key_until))
+    try:
+        keys = await asyncio.to_thread(agent.keys.rotate, command.public_key, command.old_key_until)
+    except BaseException:
+        # Not applied: forget its id, so a re-send is applied then rather than answered "replayed".
+        agent.replay.forget(str(command.command_id))
+        raise
+    agent.verifier.trust(keys)
     log.warning("%s: controller key rotated: new key %s…, the old one accepted until %s", agent.rid,
                 command.public_key[:12], command.old_key_until.isoformat())
     return None

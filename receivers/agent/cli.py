@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from .config import AgentSettings
 from .enroll import BadCode, EnrolFailed, render_config, request_config, write_private
 from .hardware import HardwareError, PiHardware
+from .store import KeyStore, KeysUnreadable
 
 DEFAULT_CONFIG = Path("/etc/truyenthanh/agent.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/truyenthanh")
@@ -74,7 +75,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         find_ffmpeg()
     except SinkError as e:  # still run: the link, plan and acks work, and every play says why it failed
         logging.getLogger(__name__).error("%s", e)
-    agent = Agent(settings, hardware)
+    try:
+        agent = Agent(settings, hardware)
+    except KeysUnreadable as e:  # never fall back to the enrolled key: it may be retired, the current one not
+        logging.getLogger(__name__).critical("cannot start: %s", e)
+        hardware.close()
+        return 1
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -124,6 +130,11 @@ def cmd_enroll(args: argparse.Namespace) -> int:
                                              allow_cleartext=args.allow_cleartext))
     if account is not None:
         os.chown(args.config, account.pw_uid, account.pw_gid)
+    keys = args.state_dir / "keys.json"
+    if keys.exists():  # keys of an earlier enrolment (rotations since) are no longer trusted: only this one
+        KeyStore(keys, answer.controller_public_key).reset()
+        if account is not None:
+            os.chown(keys, account.pw_uid, account.pw_gid)
     print(f"wrote {args.config} (mode 0600{f', owner {account.pw_name}' if account else ''}): receiver "
           f"{answer.receiver_id} of commune {answer.commune}, broker {answer.mqtt_url}")
     for w in answer.warnings:
@@ -166,9 +177,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     from .status import format_status, read_status
 
     settings = load_settings(args.config)
-    for line in format_status(read_status(settings, dt.datetime.now(dt.UTC))):
+    status = read_status(settings, dt.datetime.now(dt.UTC))
+    for line in format_status(status):
         print(line)
-    return 0
+    return 1 if status.keys_problem else 0
 
 
 # ------------------------------------------------------------------------------------------- parser

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import secrets
 from pathlib import Path
 
 import httpx
@@ -26,6 +24,7 @@ from receivers.protocol.enrolment import ENROL_PATH, EnrolAnswer, EnrolRequest, 
 from receivers.protocol.urls import cleartext_problem
 
 from .config import AgentSettings
+from .store import write_atomic
 
 
 class EnrolFailed(Exception):
@@ -93,22 +92,6 @@ def render_config(answer: EnrolAnswer, state_dir: Path, controller: str, now: dt
     return (header + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())).encode()
 
 
-def _temp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-
-
 def write_private(path: Path, data: bytes) -> None:
-    # A fresh name opened O_EXCL|O_NOFOLLOW: a file or symlink planted there is an error, never a target; the
-    # rename replaces a symlink at `path` itself. (The controller has the same in controller.broker.files.)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_name(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """A secret (the agent's config): mode 0600 from the first byte, written atomically (`write_atomic`)."""
+    write_atomic(path, data, 0o600)

@@ -2,7 +2,8 @@
 agent (SQLite opened read-only, nothing created).
 
 - `read_status(settings, now)`: the `AgentStatus` of the state directory — the stored plan (re-verified
-  with the controller's key), the items waiting to play, the outbox, the saved volume.
+  with the keys the agent trusts, `keys.json`; a damaged file is reported), the items waiting to play,
+  the outbox, the saved volume.
 - `format_status(status)`: a short summary for a person at the Pi's console, one fact per line.
 """
 
@@ -14,9 +15,10 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from receivers.protocol import Plan, Rejected, Verifier
+from receivers.protocol import Plan, Rejected, TrustedKey, Verifier
 
 from .config import AgentSettings
+from .store import KeyStore, KeysUnreadable
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class AgentStatus:
     item_playing: str | None
     outbox: int | None  # None: no outbox yet
     volume: int | None
+    keys_problem: str | None = None  # keys.json damaged: the agent will not start
 
 
 def _count(db: Path, sql: str) -> list[tuple[object, ...]] | None:
@@ -55,8 +58,13 @@ def read_status(settings: AgentSettings, now: dt.datetime) -> AgentStatus:
     state = settings.state_dir
     plan: Plan | None = None
     problem: str | None = None
+    keys_problem: str | None = None
+    try:  # the keys the agent trusts (a rotation since enrolment), not the config's alone
+        trusted = KeyStore(state / "keys.json", settings.controller_public_key).load()
+    except KeysUnreadable as e:
+        keys_problem, trusted = str(e), [TrustedKey(settings.controller_public_key)]
     try:
-        stored = Verifier(settings.controller_public_key).open_plan((state / "plan.json").read_bytes())
+        stored = Verifier(trusted).open_plan((state / "plan.json").read_bytes())
         if stored.receiver_id == settings.receiver_id:
             plan = stored
         else:
@@ -81,7 +89,7 @@ def read_status(settings: AgentSettings, now: dt.datetime) -> AgentStatus:
         items_queued=None if items is None else len(items),
         item_playing=next((str(i) for i, playing in items if playing), None) if items else None,
         outbox=None if outbox is None else int(outbox[0][0]),  # type: ignore[call-overload]
-        volume=volume if isinstance(volume, int) else None)
+        volume=volume if isinstance(volume, int) else None, keys_problem=keys_problem)
 
 
 def format_status(s: AgentStatus) -> list[str]:
@@ -105,4 +113,4 @@ def format_status(s: AgentStatus) -> list[str]:
         f"items       {items}",
         f"outbox      {outbox}",
         f"volume      {s.volume if s.volume is not None else 'not set (default)'}",
-    ]
+    ] + ([f"keys        DAMAGED, the agent will not start: {s.keys_problem}"] if s.keys_problem else [])

@@ -7,16 +7,21 @@
   same file and transaction as the id. An id is forgotten only once it has expired *and* the mark has
   passed it by more than the tolerance, so the mark refuses whatever the memory forgot, whatever the clock.
 - `KeyStore`: the controller keys the agent trusts after a key rotation (`keys.json`, written atomically);
-  the key of the agent's config until then.
-- `PersistentState`: small JSON document (volume, …) written atomically (temp file, fsync, rename).
+  the key of the agent's config until then. A damaged file stops the agent (`KeysUnreadable`).
+- `PersistentState`: small JSON document (volume, …) written atomically.
+- `write_atomic`: the receiver's one atomic write (fresh `O_EXCL|O_NOFOLLOW` name, fsync, rename, fsync of
+  the directory), used by both and by `enroll`.
 - `ItemStore`: accepted items until they are finished, with where the playing one had got to.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import json
 import os
+import secrets
 import sqlite3
 import threading
 from pathlib import Path
@@ -93,9 +98,33 @@ class ReplayMemory:
         self._db.close()
 
 
+def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Replace `path` with `data` so that a power cut leaves the old file or the new one, whole: a fresh
+    temporary name opened `O_EXCL|O_NOFOLLOW` (a file or symlink planted there is an error, never a target),
+    fsynced, renamed over `path` (a symlink at `path` is replaced, not written through), then the directory
+    fsynced so the rename itself survives. The receiver's one helper for it (state, keys, its config)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
 class PersistentState:
-    def __init__(self, path: Path) -> None:
-        self._path = path
+    def __init__(self, path: Path, mode: int = 0o644) -> None:
+        self._path, self._mode = path, mode
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def load(self) -> dict[str, Any]:
@@ -106,36 +135,59 @@ class PersistentState:
             return {}
 
     def save(self, data: dict[str, Any]) -> None:
-        tmp = self._path.with_suffix(".tmp")
-        with tmp.open("w") as f:
-            json.dump(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self._path)
+        write_atomic(self._path, json.dumps(data).encode(), self._mode)
+
+
+class KeysUnreadable(RuntimeError):
+    """`keys.json` exists but cannot be read or parsed: the agent must not start (it would trust the key it
+    was enrolled with, perhaps retired, and refuse the current one)."""
 
 
 class KeyStore:
     """The controller keys this receiver trusts (`keys.json`), written at each `rotate-key`. Before the first
     rotation the file does not exist and the key of the agent's config is trusted alone. A key the file
     retires stays retired even if the config still names it (the config is written once, at enrolment);
-    a config key the file does not know (the receiver was enrolled again) is trusted too."""
+    a config key the file does not know is trusted too. Enrolling again resets the file to the enrolled key
+    (`reset`). A file that is there but unreadable, or with a bad entry, is an error (`KeysUnreadable`),
+    never a silent fall-back to the config's key."""
 
     def __init__(self, path: Path, config_key: str) -> None:
-        self._file = PersistentState(path)
+        self._path = path
         self._config_key = config_key
 
     def load(self) -> list[TrustedKey]:
-        doc = self._file.load()
+        try:
+            raw = self._path.read_bytes()
+        except FileNotFoundError:
+            return [TrustedKey(self._config_key)]
+        except OSError as e:
+            raise KeysUnreadable(f"{self._path} cannot be read ({e}); restore it, or enrol this receiver again "
+                                 "(`truyenthanh-agent enroll`)") from None
         keys: list[TrustedKey] = []
-        for k in doc.get("keys", []):
-            try:
-                until = dt.datetime.fromisoformat(k["until"]) if k.get("until") else None
-                keys.append(TrustedKey(str(k["public_key"]), until))
-            except (KeyError, TypeError, ValueError):
-                continue
+        try:
+            doc = json.loads(raw)
+            for k in doc["keys"]:
+                until = dt.datetime.fromisoformat(k["until"]) if k["until"] is not None else None
+                if until is not None and until.tzinfo is None:
+                    raise ValueError(f"'until' without a time zone: {k['until']!r}")
+                public_key = k["public_key"]
+                if not isinstance(public_key, str) or len(base64.b64decode(public_key, validate=True)) != 32:
+                    raise ValueError(f"not an Ed25519 public key: {public_key!r}")
+                keys.append(TrustedKey(public_key, until))
+        except (ValueError, KeyError, TypeError, binascii.Error) as e:
+            raise KeysUnreadable(f"{self._path} is damaged ({type(e).__name__}: {e}); restore it, or enrol this "
+                                 "receiver again (`truyenthanh-agent enroll`)") from None
         if all(k.public_key != self._config_key for k in keys):
             keys.append(TrustedKey(self._config_key))
         return keys
+
+    def _save(self, keys: list[TrustedKey]) -> None:
+        write_atomic(self._path, json.dumps({"keys": [
+            {"public_key": k.public_key, "until": k.until.isoformat() if k.until else None} for k in keys]}).encode())
+
+    def reset(self) -> None:
+        """Trust the config's key alone (after enrolling again: keys of an earlier enrolment are dropped)."""
+        self._save([TrustedKey(self._config_key)])
 
     def rotate(self, new_key: str, old_key_until: dt.datetime) -> list[TrustedKey]:
         """Trust `new_key` fully, and the keys trusted fully until now (the one that signed the rotation)
@@ -148,8 +200,7 @@ class KeyStore:
                 k = TrustedKey(k.public_key, old_key_until)
             keys.append(k)
         keys.append(TrustedKey(new_key))
-        self._file.save({"keys": [{"public_key": k.public_key, "until": k.until.isoformat() if k.until else None}
-                                  for k in keys]})
+        self._save(keys)
         return keys
 
 
