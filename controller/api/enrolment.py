@@ -52,8 +52,10 @@ def signing_key(ctx: ReceiversReader, request: Request) -> keys.SigningKeyPublic
 @router.post("/signing-key/rotate", response_model=keys.SigningKeyPublic)
 async def rotate_signing_key(body: keys.RotateKeyRequest, ctx: Admin, request: Request) -> keys.SigningKeyPublic:
     """Change the controller's signing key: every receiver is told of the new key by a `rotate-key` command
-    signed with the old one, and accepts the old one for `grace_s` more. Receivers away for longer than the
-    broker keeps their queue (and at most 7 days) miss it and must be enrolled again."""
+    signed with the old one, and accepts the old one for `grace_s` more. A receiver away when it is sent is
+    sent it again when it comes back online (after a controller restart or a later rotation too) for 7 days;
+    away longer, it must be enrolled again. One rotation at a time: 409 while another is under way; 503 (and
+    the key unchanged) when the broker cannot be reached."""
     answer = await keys.rotate_key(ctx, request.app.state.signer, body)
     request.app.state.public_key = answer.public_key
     return answer

@@ -12,6 +12,7 @@ emergency is never queued behind a plan download.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import random
@@ -414,7 +415,8 @@ async def handle_rotate_key(agent: Agent, command: RotateKey) -> str | None:
         keys = await asyncio.to_thread(agent.keys.rotate, command.public_key, command.old_key_until)
     except BaseException:
         # Not applied: forget its id, so a re-send is applied then rather than answered "replayed".
-        agent.replay.forget(str(command.command_id))
+        with contextlib.suppress(sqlite3.Error):
+            agent.replay.forget(str(command.command_id))
         raise
     agent.verifier.trust(keys)
     log.warning("%s: controller key rotated: new key %s…, the old one accepted until %s", agent.rid,

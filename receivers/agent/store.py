@@ -98,13 +98,17 @@ class ReplayMemory:
         self._db.close()
 
 
+def _temp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+
+
 def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Replace `path` with `data` so that a power cut leaves the old file or the new one, whole: a fresh
     temporary name opened `O_EXCL|O_NOFOLLOW` (a file or symlink planted there is an error, never a target),
     fsynced, renamed over `path` (a symlink at `path` is replaced, not written through), then the directory
     fsynced so the rename itself survives. The receiver's one helper for it (state, keys, its config)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    tmp = _temp_name(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     try:
         with os.fdopen(fd, "wb") as f:

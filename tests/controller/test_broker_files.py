@@ -17,7 +17,7 @@ import pytest
 from controller import provision
 from controller.broker import files
 from controller.broker.amqtt_acl import covers, matches
-from receivers.agent import enroll
+from receivers.agent import enroll, store
 
 Writer = Callable[[Path, bytes], None]
 
@@ -30,7 +30,8 @@ def broker_file(path: Path, data: bytes) -> None:
 WRITERS: list[tuple[str, Writer, ModuleType, int]] = [
     ("broker file", broker_file, files, 0o640),
     ("controller secret", provision.write_private, files, 0o600),
-    ("receiver config", enroll.write_private, enroll, 0o600),
+    ("receiver config", enroll.write_private, store, 0o600),  # through store.write_atomic
+    ("receiver keys", store.write_atomic, store, 0o600),  # keys.json, and state.json (its own mode)
 ]
 PARAMS = [pytest.param(w, m, mode, id=name) for name, w, m, mode in WRITERS]
 
