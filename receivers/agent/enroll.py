@@ -7,8 +7,9 @@
   `http://` to another machine is refused unless `allow_cleartext` (a closed private network).
 - `render_config(answer, ...)`: the `agent.toml` text (TOML strings written as JSON strings, which TOML
   reads the same for the values enrolment hands out).
-- `write_private(path, data)`: atomic (temp file, fsync, rename) and mode 0600 from the first byte: the
-  file holds the receiver's broker password. The temp file is a fresh name opened `O_EXCL|O_NOFOLLOW`.
+- `write_private(path, data)`: atomic and mode 0600 from the first byte (`store.write_atomic`: a fresh
+  temporary name opened `O_EXCL|O_NOFOLLOW`, fsync, rename, fsync of the directory): the file holds the
+  receiver's broker password.
 """
 
 from __future__ import annotations
