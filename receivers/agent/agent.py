@@ -226,6 +226,10 @@ class Agent:
                 log.error("%s: high-water mark unavailable (%s)", self.rid, e)
                 high_water = None
             command, key = self.verifier.open_with_key(payload, self.clock(), high_water)
+            if command.kind != info.command:
+                raise Rejected(f"a {command.kind!r} command on the {info.command!r} topic", command)
+            if not self._addressed_to_me(command.target):
+                raise Rejected(f"addressed to {str(command.target)!r}", command)
             if command.kind == "rotate-key" and command.public_key in self._current_keys():
                 # Applied before (a re-send; its signer is in its grace now): say so, or it is sent forever.
                 await self._ack(command.command_id, command.kind, "applied", None)
@@ -233,10 +237,6 @@ class Agent:
             if command.kind == "rotate-key" and key.until is not None:
                 raise Rejected("a key rotation must be signed with the controller's current key, not one in "
                                "its grace", command)
-            if command.kind != info.command:
-                raise Rejected(f"a {command.kind!r} command on the {info.command!r} topic", command)
-            if not self._addressed_to_me(command.target):
-                raise Rejected(f"addressed to {str(command.target)!r}", command)
             self._note_seq(str(command.target), command.seq)
             try:
                 first = self.replay.first_time(str(command.command_id), command.expires_at, self.clock(),
