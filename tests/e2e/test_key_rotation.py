@@ -134,8 +134,9 @@ def test_the_key_is_rotated_across_a_running_fleet(api: Api, fleet: FleetThread,
 
 def test_a_receiver_away_through_a_controller_restart_still_learns_the_new_key(testbed: Testbed,
                                                                               fleet: FleetThread) -> None:
-    """The rotation is kept on the controller's disk: a receiver away when it was sent, and still away while
-    the controller restarts, is sent it when it comes online, applies it, and obeys the new key."""
+    """Rotations are kept on the controller's disk: a receiver away when two were sent, and still away while
+    the controller restarts, is sent both, oldest first, when it comes online, applies them, and obeys the
+    newest key."""
     token = admin_token(testbed.engine)
 
     def controller() -> TestClient:
@@ -145,19 +146,21 @@ def test_a_receiver_away_through_a_controller_restart_still_learns_the_new_key(t
         return client
 
     first = controller()
-    try:
-        r = Api(first, token).post("/api/v1/signing-key/rotate", json={"grace_s": 3600})
-        assert r.status_code == 200, r.text
+    try:  # two rotations: the second is signed with the key the first announced
+        bodies = [Api(first, token).post("/api/v1/signing-key/rotate", json={"grace_s": 3600}) for _ in range(2)]
+        assert [r.status_code for r in bodies] == [200, 200], [r.text for r in bodies]
     finally:
         first.__exit__(None, None, None)
-    body = r.json()
+    body = bodies[-1].json()
     again = controller()  # a new controller process on the same data directory
     try:
         bridge = again.app.state.bridge  # type: ignore[attr-defined]
         acks = Acks(bridge)
         [away] = fleet.start(fleet.settings(1))
-        # Before: nothing was sent (the announcement lived in the first process's memory), no ack came.
-        assert acks.final(body["command_id"], {away.rid})[away.rid].status == "applied"
+        # Both are sent, oldest first, and applied. Before: nothing was sent (the announcement lived in the
+        # first process's memory, and the second rotation had dropped the first), no ack came.
+        for r in bodies:
+            assert acks.final(r.json()["command_id"], {away.rid})[away.rid].status == "applied"
         welcome = SetVolume.new(Target.receiver(away.rid), 60, volume=17)
         again.portal.call(bridge.send, welcome, "test")  # type: ignore[union-attr]
         assert acks.final(welcome.command_id, {away.rid})[away.rid].status == "applied"
