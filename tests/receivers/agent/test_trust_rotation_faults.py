@@ -12,6 +12,7 @@ trusts; re-enrolling resets keys.json; the state file's temporary name is never 
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import json
 import os
@@ -239,9 +240,10 @@ def test_a_rotation_applied_before_is_answered_applied(agent: Any) -> None:
     assert (again.status, again.reason) == ("applied", None)
 
 
-@pytest.mark.parametrize("content", [b"{not json", b'{"keys": [{"public_key": "!!", "until": null}]}',
-                                     b'{"keys": [{"public_key": "%s", "until": "tomorrow"}]}'
-                                     % public_key_b64(NEW).encode(), b"[]"])
+@pytest.mark.parametrize("content", [
+    b"{not json", b'{"keys": [{"public_key": "!!", "until": null}]}',
+    b'{"keys": [{"public_key": "%s", "until": "tomorrow"}]}' % base64.b64encode(bytes(32)), b"[]"],
+    ids=["not JSON", "not a key", "not a time", "not a document"])
 def test_a_damaged_keys_file_stops_the_agent_and_status_says_why(
         tmp_path: Path, content: bytes, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
     state = tmp_path / "state"
