@@ -18,7 +18,6 @@ from controller.bridge import Bridge
 from controller.bridge_memory import InMemoryBridge
 from controller.db.models import CommandRecord, PlayRecord, Receiver, ReceiverStatus, ReceiverStatusEvent
 from controller.ports import CommandNotSent, CommandPort
-from controller.provision import ensure_signing_key
 from receivers.protocol import (
     Ack,
     Availability,
@@ -35,23 +34,14 @@ from receivers.protocol import (
     utcnow,
 )
 from tests.conftest import Api, Seeded
+from tests.doubles import run_bridge
 
 T = TypeVar("T")
 
 
 def run(seeded: Seeded, body: Callable[[InMemoryBridge], Awaitable[T]], **options: object) -> T:
     """`body(bridge)` on a started in-memory bridge, in an event loop of its own."""
-
-    async def go() -> T:
-        bridge = InMemoryBridge(seeded.settings, seeded.engine, ensure_signing_key(seeded.settings)[0],
-                                **options)  # type: ignore[arg-type]
-        await bridge.start()
-        try:
-            return await body(bridge)
-        finally:
-            await bridge.stop()
-
-    return asyncio.run(go())
+    return run_bridge(seeded.settings, seeded.engine, body, **options)
 
 
 def receivers(seeded: Seeded, n: int = 2) -> list[str]:

@@ -12,9 +12,9 @@ from sqlmodel import Session, select
 from controller.bridge_memory import InMemoryBridge
 from controller.config import LivenessSettings
 from controller.db.models import AuditEntry
-from controller.provision import ensure_signing_key
 from receivers.protocol import Ack, Availability, Ping, SetVolume, Target, utcnow
 from tests.conftest import Seeded
+from tests.doubles import run_bridge
 
 T = TypeVar("T")
 RID, OTHER = "tra-bui-thon-1-1", "tra-bui-thon-1-2"  # both in Trà Bui
@@ -22,16 +22,7 @@ RID, OTHER = "tra-bui-thon-1-1", "tra-bui-thon-1-2"  # both in Trà Bui
 
 def run(seeded: Seeded, body: Callable[[InMemoryBridge], Awaitable[T]], grace_s: float = 0.0) -> T:
     settings = seeded.settings.model_copy(update={"liveness": LivenessSettings(resync_grace_s=grace_s)})
-
-    async def go() -> T:
-        bridge = InMemoryBridge(settings, seeded.engine, ensure_signing_key(settings)[0])
-        await bridge.start()
-        try:
-            return await body(bridge)
-        finally:
-            await bridge.stop()
-
-    return asyncio.run(go())
+    return run_bridge(settings, seeded.engine, body)
 
 
 def online(instance: str = "a", last_seq: dict[str, int] | None = None) -> Availability:

@@ -19,6 +19,7 @@ import datetime as dt
 import json
 import tomllib
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ from receivers.protocol import (
 )
 from receivers.protocol.messages import LEAF_KIND
 from receivers.protocol.topics import RECEIVER_LEAVES
+from tests.doubles import Message, offline_agent
 
 FUZZ = settings(max_examples=300, derandomize=True, database=None, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -410,35 +412,17 @@ def test_the_valid_enrolment_answer_is_accepted(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------ the agent itself
 
 
-class _Message:
-    def __init__(self, topic: str, payload: bytes) -> None:
-        self.topic = type("T", (), {"value": topic})()
-        self.payload = payload
-
-
 @pytest.fixture(scope="module")
-def agent(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A real agent (simulated hardware, its state on disk) that is never connected: what it publishes is
     recorded instead."""
-    from firmware_sim.hardware import SimHardware
-    from firmware_sim.sink import RecordingSink
-    from receivers.agent import Agent, AgentSettings
+    from receivers.agent import AgentSettings
 
-    hardware = SimHardware()
     settings = AgentSettings(receiver_id="tra-mai-1-1", commune="tra-mai", mqtt_url="mqtt://127.0.0.1:1",
                              username="tra-mai-1-1", password="pw", controller_public_key=PUBLIC,
                              controller_url="http://127.0.0.1:1", state_dir=tmp_path_factory.mktemp("agent"))
-    a: Any = Agent(settings, hardware, sink=RecordingSink(hardware), clock=lambda: NOW)
-    a.published = []
-
-    async def publish(topic: str, payload: bytes, **kw: Any) -> None:
-        a.published.append((topic, payload))
-
-    a.link.publish = publish
-    yield a
-    a.replay.close()
-    a.outbox.close()
-    a.player.store.close()
+    with offline_agent(settings, clock=lambda: NOW) as a:
+        yield a
 
 
 @FUZZ
@@ -453,7 +437,7 @@ def test_agent_on_message_rejects_with_an_ack(agent: Any, data: st.DataObject) -
     payload = data.draw(st.one_of(st.binary(max_size=300), json_values.map(dumps), mutated_json(signed),
                                   mutated_bytes(signed), any_text.map(signed_raw)))
     agent.published.clear()
-    asyncio.run(agent.on_message(_Message(topics.receiver_cmd("tra-mai-1-1", kind), payload)))
+    asyncio.run(agent.on_message(Message(topics.receiver_cmd("tra-mai-1-1", kind), payload)))
     acks = [parse_receiver_message(p, "ack") for t, p in agent.published if t.endswith("/ack")]
     for ack in acks:
         assert isinstance(ack, Ack)

@@ -46,6 +46,7 @@ from receivers.protocol import (
     utcnow,
 )
 from tests.conftest import Api, Seeded, admin_token
+from tests.doubles import Message, offline_agent
 from tests.receivers.agent.test_enroll_cli import enrolment_code
 from tests.receivers.agent.test_status import plan, write_config
 
@@ -167,34 +168,16 @@ OLD = generate_private_key_pem()
 NEW = generate_private_key_pem()
 
 
-class _Message:
-    def __init__(self, topic: str, payload: bytes) -> None:
-        self.topic = type("T", (), {"value": topic})()
-        self.payload = payload
-
-
 @pytest.fixture
 def agent(tmp_path: Path) -> Iterator[Any]:
     """A real agent (simulated hardware, its state on disk), never connected: its acks are recorded."""
-    from firmware_sim.hardware import SimHardware
-    from firmware_sim.sink import RecordingSink
-    from receivers.agent import Agent, AgentSettings
+    from receivers.agent import AgentSettings
 
-    hardware = SimHardware()
     settings = AgentSettings(receiver_id=RID, commune="tra-nu", mqtt_url="mqtt://127.0.0.1:1", username=RID,
                              password="pw", controller_public_key=public_key_b64(OLD),
                              controller_url="http://127.0.0.1:1", state_dir=tmp_path / "state")
-    a: Any = Agent(settings, hardware, sink=RecordingSink(hardware))
-    a.published = []
-
-    async def publish(topic: str, payload: bytes, **kw: Any) -> None:
-        a.published.append((topic, payload))
-
-    a.link.publish = publish
-    yield a
-    a.replay.close()
-    a.outbox.close()
-    a.player.store.close()
+    with offline_agent(settings) as a:
+        yield a
 
 
 def rotation() -> tuple[RotateKey, bytes]:
@@ -206,7 +189,7 @@ def rotation() -> tuple[RotateKey, bytes]:
 
 def deliver(agent: Any, payload: bytes) -> Ack:
     agent.published.clear()
-    asyncio.run(agent.on_message(_Message(Topics().all_cmd("rotate-key"), payload)))
+    asyncio.run(agent.on_message(Message(Topics().all_cmd("rotate-key"), payload)))
     [ack] = [parse_receiver_message(p, "ack") for t, p in agent.published if t.endswith("/ack")]
     assert isinstance(ack, Ack)
     return ack
