@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from sqlmodel import Session, select
 
@@ -25,6 +22,7 @@ from controller.app import create_app
 from controller.bridge_memory import InMemoryBridge
 from controller.db.models import AuditEntry
 from tests.conftest import Seeded, admin_token
+from tests.live_server import live_server
 
 CHUNK = 64 * 1024
 NOMINAL = 2 * 1024**3  # what the uploads would send if nobody stopped them
@@ -59,27 +57,9 @@ FORM = {"Content-Type": "multipart/form-data; boundary=b0undary"}
 SMALL_BUFFER = 64 * 1024
 
 
-@contextlib.contextmanager
-def small_buffered_server(app: FastAPI, timeout: float = 30.0) -> Iterator[str]:
+def small_buffered_server(app: FastAPI, timeout: float = 30.0) -> contextlib.AbstractContextManager[str]:
     """`app` under uvicorn on a listening socket whose connections get small receive buffers."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_BUFFER)  # inherited by accepted sockets
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", ws="none", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + timeout
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the controller did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout)
-        sock.close()
+    return live_server(app, timeout, receive_buffer=SMALL_BUFFER)
 
 
 @pytest.fixture
