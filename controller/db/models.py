@@ -239,6 +239,8 @@ class Announcement(ContentBase, table=True):
     repeat: int = 1
     gap_s: float = 0.0
     note: str | None = None  # e.g. why another engine was used
+    # The key instruction read again at the end of a long text ("Xin nhắc lại: …"), when staff ask for it.
+    key_instruction: str | None = Field(default=None, max_length=500)
     loudness_before: float
     loudness_after: float
     created_by: str
@@ -528,6 +530,10 @@ class Emergency(SQLModel, table=True):
     spoken_text: str | None = Field(default=None, index=True)
     source: str  # text | bulletin | upload | cap
     bulletin_id: int | None = None
+    # Which voice spoke the text ("gtts", "neural", "offline"), or "recorded" when a pre-recorded warning of
+    # the event type was used; None for a bulletin or an upload.
+    engine: str | None = None
+    event_type: str | None = Field(default=None, max_length=40)  # a key of controller.warnings.EVENT_TYPES
     media_sha256: str = Field(foreign_key="mediafile.sha256")
     targets: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     repeat: int = 1
@@ -547,6 +553,17 @@ class Emergency(SQLModel, table=True):
     cap_sent: dt.datetime | None = None
     cap_status: str | None = None
     area_desc: str | None = None
+
+
+class WarningRecording(SQLModel, table=True):
+    """The pre-recorded warning of one event type (lũ quét, sạt lở đất, …): an emergency or CAP alert of that
+    type plays it, followed by the names of the communes concerned, before any synthesis is tried."""
+
+    event_type: str = Field(primary_key=True, max_length=40)  # a key of controller.warnings.EVENT_TYPES
+    media_sha256: str = Field(foreign_key="mediafile.sha256", index=True)
+    source_filename: str | None = None
+    created_by: str
+    created_at: dt.datetime = Field(default_factory=utcnow)
 
 
 class EmergencyReceiver(SQLModel, table=True):
