@@ -86,6 +86,7 @@ class CapInfo:
     instruction: str
     expires: datetime | None
     areas: tuple[CapArea, ...]
+    event_codes: tuple[Geocode, ...] = ()  # <eventCode> (valueName, value): what `controller.warnings` maps
 
 
 @dataclass(frozen=True)
@@ -234,6 +235,9 @@ def _info(el: etree._Element, n: int) -> CapInfo:
         instruction=_opt(el, "instruction", where),
         expires=_datetime(expires, "expires") if expires else None,
         areas=tuple(_area(a, f" in an <area> of <info> #{n}") for a in el.findall(f"{{{CAP_NS}}}area")),
+        event_codes=tuple(Geocode(_req(c, "valueName", f" in an <eventCode>{where}"),
+                                  _req(c, "value", f" in an <eventCode>{where}"))
+                          for c in el.findall(f"{{{CAP_NS}}}eventCode")),
     )
 
 
