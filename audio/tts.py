@@ -170,10 +170,15 @@ def cache_key(engine: str, voice: str, text: str) -> str:
     return hashlib.sha256(f"{engine}\0{voice}\0{text}".encode()).hexdigest()
 
 
+def cache_path(engine: TtsEngine, voice: str, text: str, cache_dir: Path) -> Path:
+    """Where the speech of this (engine, voice, text) is cached (`synthesize`, `audio.tts_chain`)."""
+    return cache_dir / f"{cache_key(engine.name, voice, text)}.{'mp3' if engine.name == 'gtts' else 'wav'}"
+
+
 def synthesize(engine: TtsEngine, text: str, voice: str, cache_dir: Path) -> Path:
     """Speech for `text`, from the cache when this (engine, voice, text) was made before."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / f"{cache_key(engine.name, voice, text)}.{'mp3' if engine.name == 'gtts' else 'wav'}"
+    path = cache_path(engine, voice, text, cache_dir)
     if path.exists() and path.stat().st_size > 0:
         return path
     fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".tts-", suffix=path.suffix)

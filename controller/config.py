@@ -6,12 +6,14 @@ password anybody can read in this repository.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from receivers.protocol.urls import cleartext_problem
 
@@ -42,6 +44,9 @@ class MqttUrl(BaseModel):
 MULTIPART_OVERHEAD = 64 * 1024
 
 
+TTS_ENGINES = ("gtts", "neural", "offline")  # Google (online), the installed neural voice, eSpeak NG
+
+
 class AudioSettings(BaseModel):
     """The broadcast format and the limits on what staff may upload (`TT_AUDIO__…`)."""
 
@@ -58,9 +63,60 @@ class AudioSettings(BaseModel):
     max_concurrent_ingests: int = Field(default=2, ge=1, description="ingests (ffmpeg) running at once")
     max_waiting_ingests: int = Field(default=4, ge=0, description="uploads waiting for an ingest slot")
     ingest_wait_s: float = Field(default=20.0, ge=0, description="how long an upload waits for a slot")
-    default_engine: str = "offline"
-    gtts_timeout_s: float = 10.0
+    default_engine: str | None = Field(
+        default=None, description="an engine tried first for announcements that name none; default: the order of "
+                                  "TT_TTS__ANNOUNCEMENTS alone")
+    gtts_timeout_s: float = Field(default=10.0, gt=0, description="Google's HTTP timeout; announcements' deadline "
+                                                                  "for it unless TT_TTS__ANNOUNCEMENTS_DEADLINE_S")
     gtts_url: str | None = Field(default=None, description="override Google's endpoint (tests use a local fake)")
+
+    @field_validator("default_engine")
+    @classmethod
+    def _engine(cls, v: str | None) -> str | None:
+        if v is not None and v not in TTS_ENGINES:
+            raise ValueError(f"unknown engine {v!r}: choose among {', '.join(TTS_ENGINES)}")
+        return v
+
+
+EngineOrder = Annotated[list[str], NoDecode]  # from the environment: JSON (["gtts","offline"]) or "gtts,offline"
+
+
+class TtsSettings(BaseModel):
+    """Which voice speaks when (`TT_TTS__…`): per use, the engines tried in order — Google's voice (`gtts`, online),
+    the installed neural voice (`neural`), eSpeak NG (`offline`, always there) — each engine that fails or misses
+    its deadline giving way to the next. Only the online engine has a deadline: a dead link delays a warning by
+    at most that much. An announcement that names an engine tries it first, then this order."""
+
+    announcements: EngineOrder = Field(default_factory=lambda: list(TTS_ENGINES))
+    emergencies: EngineOrder = Field(default_factory=lambda: list(TTS_ENGINES))
+    cap: EngineOrder = Field(default_factory=lambda: list(TTS_ENGINES))
+    announcements_deadline_s: float | None = Field(
+        default=None, gt=0, description="default: TT_AUDIO__GTTS_TIMEOUT_S per 1000 characters of text begun")
+    emergencies_deadline_s: float = Field(default=2.0, gt=0, description="the online engine's, for an emergency")
+    cap_deadline_s: float = Field(default=2.0, gt=0, description="the online engine's, for a CAP alert")
+    neural_dir: Path | None = Field(default=None, description="the installed neural voice; default: data_dir/voices")
+
+    @field_validator("announcements", "emergencies", "cap", mode="before")
+    @classmethod
+    def _order_text(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return json.loads(v) if v.strip().startswith("[") else [p.strip() for p in v.split(",") if p.strip()]
+        return v
+
+    @field_validator("announcements", "emergencies", "cap")
+    @classmethod
+    def _order(cls, v: list[str]) -> list[str]:
+        unknown = [e for e in v if e not in TTS_ENGINES]
+        if unknown:
+            raise ValueError(f"unknown engine(s) {', '.join(unknown)}: choose among {', '.join(TTS_ENGINES)}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"an engine is named twice: {', '.join(v)}")
+        if "offline" not in v:  # the one engine that needs nothing: without it a dead link could silence a warning
+            raise ValueError("the order must include 'offline' (eSpeak NG, which always works)")
+        return v
+
+    def order(self, use: str) -> list[str]:
+        return list(getattr(self, use))
 
 
 class ScheduleSettings(BaseModel):
@@ -166,6 +222,7 @@ class Settings(BaseSettings):
     command_timeout_s: float = 5.0
     status_flush_s: float = 0.25
     audio: AudioSettings = AudioSettings()
+    tts: TtsSettings = TtsSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     emergency: EmergencySettings = EmergencySettings()
     liveness: LivenessSettings = LivenessSettings()
@@ -224,6 +281,17 @@ class Settings(BaseSettings):
     @property
     def media_dir(self) -> Path:
         return self.data_dir / "media"
+
+    @property
+    def neural_dir(self) -> Path:
+        return self.tts.neural_dir or self.data_dir / "voices"
+
+    def tts_deadline_s(self, use: str, chars: int = 0) -> float:
+        """The online engine's deadline for `use` (announcements, emergencies, cap). An announcement's, unless
+        set: the gTTS timeout per 1000 characters begun (Google reads a long text in many requests)."""
+        if use == "announcements":
+            return self.tts.announcements_deadline_s or self.audio.gtts_timeout_s * max(1, -(-chars // 1000))
+        return float(getattr(self.tts, f"{use}_deadline_s"))
 
     @property
     def key_file(self) -> Path:

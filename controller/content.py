@@ -21,8 +21,9 @@ from audio import ffmpeg
 from audio.compose import compose_file
 from audio.ingest import BroadcastFormat, Ingested, IngestError, Progress, ingest
 from audio.store import MediaStore
-from audio.tts import EspeakEngine, GttsEngine, TtsEngine, synthesize
-from controller.config import AudioSettings
+from audio.tts import EspeakEngine, GttsEngine, TtsEngine, TtsUnavailable, synthesize
+from audio.tts_chain import Candidate, Speech, first_speech
+from controller.config import AudioSettings, Settings
 from controller.db.models import MediaFile
 from controller.errors import DomainError, Invalid, Unsupported
 
@@ -72,13 +73,66 @@ def media_url(sha: str) -> str:
     return f"/media/{sha}.mp3"
 
 
-def engines(a: AudioSettings) -> dict[str, TtsEngine]:
-    return {"offline": EspeakEngine(), "gtts": GttsEngine(timeout_s=a.gtts_timeout_s, url=a.gtts_url)}
+class _NoNeuralEngine:
+    """Stands for the neural engine where this build has none (`audio.neural` missing)."""
+
+    name = "neural"
+    voices: tuple[str, ...] = ("default",)
+
+    def synthesize(self, text: str, voice: str, out: Path) -> None:
+        raise TtsUnavailable("this controller has no neural engine (audio.neural is not installed)")
+
+
+def neural_engine(model_dir: Path) -> TtsEngine:
+    """The neural voices installed in `model_dir` (`audio.neural`: constructing one only lists the directory;
+    a voice's model is loaded once per process, on first use)."""
+    try:
+        from audio.neural import NeuralEngine
+    except ImportError:
+        return _NoNeuralEngine()
+    return NeuralEngine(model_dir)
+
+
+def engines(a: AudioSettings, neural_dir: Path | None = None, *,
+            gtts_timeout_s: float | None = None) -> dict[str, TtsEngine]:
+    """The engines by name: `offline` (eSpeak NG), `gtts` (Google), and `neural` when `neural_dir` is given."""
+    out: dict[str, TtsEngine] = {
+        "offline": EspeakEngine(),
+        "gtts": GttsEngine(timeout_s=gtts_timeout_s or a.gtts_timeout_s, url=a.gtts_url)}
+    if neural_dir is not None:
+        out["neural"] = neural_engine(neural_dir)
+    return out
+
+
+def voice_order(settings: Settings, use: str, *, first: str | None = None, voice: str | None = None,
+                chars: int = 0) -> list[Candidate]:
+    """The engines that may read a text for `use` ("announcements", "emergencies", "cap"), in the order they
+    are tried (`TT_TTS__<USE>`; `first`, a requested engine, before them, with `voice`), the online engine
+    under the use's deadline. `chars`: the text's length (announcements' deadline grows with it)."""
+    deadline = settings.tts_deadline_s(use, chars)
+    available = engines(settings.audio, settings.neural_dir,
+                        gtts_timeout_s=min(settings.audio.gtts_timeout_s, deadline))
+    order = settings.tts.order(use)
+    if first is not None:
+        order = [first, *(e for e in order if e != first)]
+    return [Candidate(available[name], voice if (voice and i == 0) else (available[name].voices or ("default",))[0],
+                      deadline if name == "gtts" else None) for i, name in enumerate(order)]
+
+
+def speak_first(candidates: list[Candidate], text: str, cache_dir: Path, out_wav: Path, options: Layout) -> Speech:
+    """Speech of `text` by the first of `candidates` that can (`audio.tts_chain.first_speech`), laid out with
+    chimes and repeats into `out_wav`; says which engine spoke and why the ones before it did not."""
+    speech = first_speech(candidates, text, cache_dir)
+    _lay_out(speech.path, out_wav, options)
+    return speech
 
 
 def speak(engine: TtsEngine, text: str, voice: str, cache_dir: Path, out_wav: Path, options: Layout) -> None:
     """Synthesise `text` (cached) and lay it out with chimes and repeats into `out_wav`."""
-    speech = synthesize(engine, text, voice, cache_dir)
+    _lay_out(synthesize(engine, text, voice, cache_dir), out_wav, options)
+
+
+def _lay_out(speech: Path, out_wav: Path, options: Layout) -> None:
     decoded = out_wav.with_suffix(".speech.wav")
     ffmpeg.run(["-i", str(speech), "-ac", "1", "-ar", "22050", "-y", str(decoded)])
     compose_file(decoded, out_wav, chime_before=options.chime_before, chime_after=options.chime_after,

@@ -1,7 +1,10 @@
 """Emergency announcements: the fast path out, and each one's live progress back.
 
-- `speech_media(...)`: spoken text → speech with the attention chime → broadcast audio, reusing the audio of an
-  earlier announcement of the same spoken text (so a repeated warning costs nothing to prepare).
+- `voiced_media(...)` (and `speech_media`, its audio alone): spoken text → speech by the first engine of the
+  use's order (`TT_TTS__EMERGENCIES` / `TT_TTS__CAP`; Google under a short deadline) with the attention chime →
+  broadcast audio, reusing the audio of an earlier emergency of the same spoken text read by the same engine (so
+  a repeated warning costs nothing to prepare, and a fallback voice is never pinned: each engine before it in
+  the order is tried again first). `speak_emergency`: the same speech laid out in a file, nothing stored.
 - `plan_topics(...)`: which publishes reach exactly the targeted receivers — one per commune (or one to
   every receiver), one per receiver only for village or single-receiver targets.
 - `Tracker`: the progress of every live emergency, receiver by receiver, fed by the bridge's acks; streams
@@ -31,8 +34,10 @@ from sqlalchemy import bindparam, insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from controller.content import broadcast_format, engines, make_media, speak
+from audio.tts_chain import NoEngineSpoke, Skipped, skipped_note
+from controller.content import broadcast_format, make_media, speak_first, voice_order
 from controller.db.models import Emergency, EmergencyReceiver, MediaFile, ReceiverStatus, utcnow
+from controller.errors import Unavailable
 from controller.ports import CommandNotSent
 from controller.scheduling import Inventory
 from receivers.protocol import Ack, Stop, Target
@@ -56,24 +61,70 @@ class SpeechLayout:
     gap_s: float = 0.0
 
 
-def speech_media(engine: Engine, settings: Any, store: Any, said: str) -> MediaFile:
-    """Broadcast audio of `said` (the text as it is read out: see `services.content.spoken_text`) read by the
-    offline engine after the attention chime: an earlier emergency's that said the same, or made now. It is
-    not put in the content library (whose lists other communes read)."""
+@dataclass(frozen=True)
+class Voiced:
+    """Broadcast audio of a text and who read it."""
+
+    media: MediaFile
+    engine: str  # gtts, neural or offline
+    voice: str
+    note: str | None  # why the engines before it did not read it
+    reused: bool = False  # an earlier emergency's audio
+
+
+def voiced_media(engine: Engine, settings: Any, store: Any, said: str, use: str = "emergencies") -> Voiced:
+    """Broadcast audio of `said` (the text as it is read out: see `services.content.spoken_text`) after the
+    attention chime, read by the first engine of `use`'s order that can: for each engine in turn, an earlier
+    emergency's audio of the same text read by that engine, else that engine now (the online one under the
+    use's deadline). An engine that fails or misses its deadline gives way to the next: a dead link delays a
+    warning by the deadline at most. Not put in the content library (whose lists other communes read).
+    `Unavailable` when no engine could read it."""
+    candidates = voice_order(settings, use)
+    names = [c.engine.name for c in candidates]
+    skipped: list[Skipped] = []
     with Session(engine) as s:
-        known = s.exec(select(MediaFile).join(Emergency, col(Emergency.media_sha256) == MediaFile.sha256)
-                       .where(Emergency.spoken_text == said, col(Emergency.source).in_(("text", "cap")))).first()
-        if known is not None and store.exists(known.sha256):
-            return known
-        tts = engines(settings.audio)["offline"]
-        layout = SpeechLayout()
-        with tempfile.TemporaryDirectory(dir=store.root, prefix=".work-") as work:
-            composed = Path(work) / "emergency.wav"
-            speak(tts, said, tts.voices[0], settings.data_dir / "tts-cache", composed, layout)
-            media, _ = make_media(s, store, composed, broadcast_format(settings.audio), trim_silence=False)
-        s.commit()  # the emergency row that refers to it is written in another session
-        s.refresh(media)
-        return media
+        rows = s.exec(select(MediaFile, Emergency.engine)
+                      .join(Emergency, col(Emergency.media_sha256) == MediaFile.sha256)
+                      .where(Emergency.spoken_text == said, col(Emergency.source).in_(("text", "cap")),
+                             col(Emergency.engine).in_(names))
+                      .order_by(col(Emergency.created_at).desc())).all()
+        earlier: dict[str, MediaFile] = {}
+        for media, name in rows:
+            if name is not None and name not in earlier and store.exists(media.sha256):
+                earlier[name] = media
+        for c in candidates:
+            name = c.engine.name
+            if name in earlier:
+                return Voiced(earlier[name], name, c.voice, skipped_note(skipped, name), reused=True)
+            with tempfile.TemporaryDirectory(dir=store.root, prefix=".work-") as work:
+                composed = Path(work) / "emergency.wav"
+                try:
+                    speech = speak_first([c], said, settings.data_dir / "tts-cache", composed, SpeechLayout())
+                except NoEngineSpoke as e:
+                    skipped.extend(e.skipped)
+                    continue
+                media, _ = make_media(s, store, composed, broadcast_format(settings.audio), trim_silence=False)
+            s.commit()  # the emergency row that refers to it is written in another session
+            s.refresh(media)
+            return Voiced(media, name, speech.voice, skipped_note(skipped, name))
+    raise Unavailable(f"Text-to-speech is not available on this controller: {NoEngineSpoke(skipped)}")
+
+
+def speech_media(engine: Engine, settings: Any, store: Any, said: str, use: str = "emergencies") -> MediaFile:
+    """The audio of `voiced_media` alone."""
+    return voiced_media(engine, settings, store, said, use).media
+
+
+def speak_emergency(settings: Any, said: str, out_wav: Path, use: str = "emergencies") -> tuple[str, str, str | None]:
+    """`said` read as `voiced_media` reads it (the same order and deadlines, the same speech cache, so an
+    emergency sent afterwards reuses the speech), laid out after the chime into `out_wav`; nothing stored.
+    (engine, voice, note). For listening before sending."""
+    try:
+        speech = speak_first(voice_order(settings, use), said, settings.data_dir / "tts-cache", out_wav,
+                             SpeechLayout())
+    except NoEngineSpoke as e:
+        raise Unavailable(f"Text-to-speech is not available on this controller: {e}") from None
+    return speech.engine, speech.voice, speech.note
 
 
 def plan_topics(receivers: Iterable[str], commune_of: dict[str, str], by_commune: dict[str, set[str]],

@@ -40,7 +40,7 @@ from sqlmodel import Session
 
 from controller.app import create_app
 from controller.bridge_memory import InMemoryBridge
-from controller.config import DEFAULT_SEED, Settings
+from controller.config import DEFAULT_SEED, Settings, TtsSettings
 from controller.db import make_engine
 from controller.provision import ensure_signing_key
 from controller.services.accounts import issue_token
@@ -58,7 +58,10 @@ REQUIRE_MOSQUITTO = os.environ.get("TT_REQUIRE_MOSQUITTO") == "1"
 # skips them and counts them at the end.
 RUN_LONG = os.environ.get("TT_LONG") == "1"
 LONG_SKIP = "long scenario: TT_LONG=1 runs it"
-TEST_SETTINGS: dict[str, Any] = {"status_flush_s": 0.1, "command_timeout_s": 5.0}
+# Speech: eSpeak alone, so that no test reaches Google (no network in tests) nor waits on it; the tests of the
+# engine order (tests/controller/test_voice_order.py…) set their own, against a local fake of Google.
+OFFLINE_ONLY = TtsSettings(announcements=["offline"], emergencies=["offline"], cap=["offline"])
+TEST_SETTINGS: dict[str, Any] = {"status_flush_s": 0.1, "command_timeout_s": 5.0, "tts": OFFLINE_ONLY}
 # Skips for want of a part of the machine, each counted in one line at the end of the run:
 # (what the skip reason says, the rest of that line).
 MISSING_PARTS = [

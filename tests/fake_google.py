@@ -1,5 +1,7 @@
 """A local stand-in for Google Translate's TTS endpoint (batchexecute), so the gTTS code path runs with no
-network: it answers in Google's framing with real MP3 audio and records the text it was asked to read."""
+network: it answers in Google's framing with real MP3 audio and records the text it was asked to read.
+`fail_with = 500`: it answers that status instead; `hang = True`: it reads the request and never answers (until
+`close`), as a link that swallows packets does."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ class FakeGoogleTts:
         self.audio = mp3.read_bytes()
         self.texts: list[str] = []
         self.fail_with: int | None = None
+        self.hang = False
+        self.released = threading.Event()  # set by `close`: hung requests end (without an answer)
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -24,6 +28,10 @@ class FakeGoogleTts:
                 rpc = json.loads(urllib.parse.parse_qs(body)["f.req"][0])
                 text, lang, *_ = json.loads(rpc[0][0][1])
                 fake.texts.append(text)
+                if fake.hang:
+                    fake.released.wait()
+                    self.close_connection = True
+                    return
                 if fake.fail_with:
                     self.send_response(fake.fail_with)
                     self.end_headers()
@@ -44,5 +52,6 @@ class FakeGoogleTts:
         self.thread.start()
 
     def close(self) -> None:
+        self.released.set()
         self.server.shutdown()
         self.server.server_close()

@@ -293,6 +293,7 @@ class AnnouncementPublic(ContentPublic):
     repeat: int
     gap_s: float
     note: str | None
+    key_instruction: str | None = Field(default=None, description="read again at the end, after 'Xin nhắc lại:'")
 
 
 class BulletinsPublic(SQLModel):

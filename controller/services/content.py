@@ -46,9 +46,10 @@ from sqlmodel import Session, col, func, select
 
 from audio.ingest import IngestBusy, IngestError, IngestGate, Progress, ingest
 from audio.store import MediaStore
-from audio.tts import TtsEngine, TtsUnavailable
+from audio.tts import TtsUnavailable
+from audio.tts_chain import Speech
 from audio.vi_text import normalize
-from controller.content import broadcast_format, engines, ingest_error, make_media, media_url, speak
+from controller.content import broadcast_format, engines, ingest_error, make_media, media_url, speak_first, voice_order
 from controller.db.models import (
     Announcement,
     AnnouncementPublic,
@@ -88,14 +89,20 @@ class BulletinUpload:
 
 
 MAX_TITLE = 200
+MAX_KEY_INSTRUCTION = 500
+REPEAT_INTRO = "Xin nhắc lại:"
 
 
 class AnnouncementCreate(BaseModel):
     text: str = Field(description="Vietnamese text to read aloud")
     title: str | None = Field(default=None, max_length=MAX_TITLE)
     engine: str | None = Field(default=None, max_length=40,
-                               description="'offline' (eSpeak NG) or 'gtts' (Google, online)")
+                               description="'offline' (eSpeak NG), 'gtts' (Google, online) or 'neural' (the installed "
+                                           "neural voice): tried first, then the order of TT_TTS__ANNOUNCEMENTS")
     voice: str | None = Field(default=None, max_length=100)
+    key_instruction: str | None = Field(
+        default=None, max_length=MAX_KEY_INSTRUCTION,
+        description="read again at the end, after 'Xin nhắc lại:' (the key instruction of a long text)")
     chime_before: bool = False
     chime_after: bool = False
     repeat: int = Field(default=1, ge=1, le=10)
@@ -130,8 +137,20 @@ class PreviewPublic(BaseModel):
 # ------------------------------------------------------------------------------------- spoken text
 
 
-def spoken_text(session: Session, text: str, commune: str | None) -> str:
-    return normalize(text, abbreviations_for(session, commune))
+def spoken_text(session: Session, text: str, commune: str | None, key_instruction: str | None = None) -> str:
+    """What the engine reads: `text` normalised, then "Xin nhắc lại: <key_instruction>" when one is given."""
+    table = abbreviations_for(session, commune)
+    said = normalize(text, table)
+    key = (key_instruction or "").strip()
+    if not key:
+        return said
+    return f"{_sentence(said)} {REPEAT_INTRO} {_sentence(normalize(key, table))}"
+
+
+def _sentence(text: str) -> str:
+    """`text` ending as a sentence does, so the engine pauses before what follows."""
+    text = text.strip()
+    return text if not text or text[-1] in ".!?…" else text + "."
 
 
 def _text_limit(ctx: Ctx, text: str) -> None:
@@ -145,8 +164,8 @@ def _text_limit(ctx: Ctx, text: str) -> None:
 SPOKEN_FACTOR = 3
 
 
-def _spoken(ctx: Ctx, text: str, commune: str | None) -> str:
-    spoken = spoken_text(ctx.session, text, commune)
+def _spoken(ctx: Ctx, text: str, commune: str | None, key_instruction: str | None = None) -> str:
+    spoken = spoken_text(ctx.session, text, commune, key_instruction)
     limit = SPOKEN_FACTOR * ctx.settings.audio.max_text_chars
     if len(spoken) > limit:
         raise Invalid(f"With its abbreviations written out, the text is {len(spoken)} characters long; "
@@ -356,7 +375,7 @@ def _public(content: ContentModel, m: MediaFile, code: str | None) -> BulletinPu
     return AnnouncementPublic(
         **common, text=a.text, normalized_text=a.normalized_text, engine_requested=a.engine_requested,
         engine=a.engine, voice=a.voice, chime_before=a.chime_before, chime_after=a.chime_after, repeat=a.repeat,
-        gap_s=a.gap_s, note=a.note)
+        gap_s=a.gap_s, note=a.note, key_instruction=a.key_instruction)
 
 
 # ------------------------------------------------------------------------------------ finding content
@@ -489,34 +508,32 @@ def create_bulletin(ctx: Ctx, form: BulletinUpload, receive: Callable[[Path], Pa
     return _public(bulletin, media, commune.code if commune else None)
 
 
-def _engine_and_voice(ctx: Ctx, body: AnnouncementCreate) -> tuple[str, str]:
-    available = engines(ctx.settings.audio)
-    requested = body.engine or ctx.settings.audio.default_engine
-    if requested not in available:
+def _engine_and_voice(ctx: Ctx, body: AnnouncementCreate) -> tuple[str | None, str | None]:
+    """The engine asked for first (the body's, else `TT_AUDIO__DEFAULT_ENGINE`; None: the order alone) and
+    the voice asked of it (None: its first), checked."""
+    settings = ctx.settings
+    available = engines(settings.audio, settings.neural_dir)
+    requested = body.engine or settings.audio.default_engine
+    if requested is not None and requested not in available:
         raise Invalid(f"Unknown engine {requested!r}: choose one of {', '.join(available)}.")
-    voice = body.voice or available[requested].voices[0]
-    if voice not in available[requested].voices:
-        raise Invalid(f"Engine {requested!r} has no voice {voice!r}: "
-                      f"choose one of {', '.join(available[requested].voices)}.")
-    return requested, voice
+    if body.voice is not None:
+        first = available[requested or settings.tts.announcements[0]]
+        if body.voice not in first.voices:
+            raise Invalid(f"Engine {first.name!r} has no voice {body.voice!r}: "
+                          f"choose one of {', '.join(first.voices)}.")
+    return requested, body.voice
 
 
-def _speak(ctx: Ctx, requested: str, voice: str, text: str, body: AnnouncementCreate,
-           composed: Path) -> tuple[TtsEngine, str, str | None]:
-    """Speech of `text` laid out as `body` asks into `composed`: (the engine that read it, its voice, a note
-    when Google could not be reached and the offline engine read it instead)."""
-    available = engines(ctx.settings.audio)
-    cache = ctx.settings.data_dir / "tts-cache"
+def _speak(ctx: Ctx, requested: str | None, voice: str | None, text: str, body: AnnouncementCreate,
+           composed: Path) -> Speech:
+    """Speech of `text` laid out as `body` asks into `composed`, by the first engine that can read it: the
+    requested one, then the order of `TT_TTS__ANNOUNCEMENTS` (Google under its deadline). The answer says
+    which engine read it, with which voice, and (`note`) why the ones before it did not."""
+    candidates = voice_order(ctx.settings, "announcements", first=requested, voice=voice, chars=len(text))
     try:
-        speak(available[requested], text, voice, cache, composed, body)
-        return available[requested], voice, None
+        return speak_first(candidates, text, ctx.settings.data_dir / "tts-cache", composed, body)
     except TtsUnavailable as e:
-        if requested == "offline":
-            raise Unavailable(f"Text-to-speech is not available on this controller: {e}") from None
-    engine = available["offline"]
-    speak(engine, text, engine.voices[0], cache, composed, body)
-    return engine, engine.voices[0], ("Google TTS could not be reached; the offline engine read this "
-                                      "announcement instead.")
+        raise Unavailable(f"Text-to-speech is not available on this controller: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -541,10 +558,10 @@ def listen_announcement(ctx: Ctx, body: AnnouncementCreate, directory: Path) -> 
     _text_limit(ctx, body.text)
     requested, voice = _engine_and_voice(ctx, body)
     commune = _publishing_in(ctx, body.commune, action)
-    text = _spoken(ctx, body.text, commune.code if commune else None)
+    text = _spoken(ctx, body.text, commune.code if commune else None, body.key_instruction)
     with ingest_slot(ctx), tempfile.TemporaryDirectory(dir=directory, prefix=".work-") as work:
         composed = Path(work) / "announcement.wav"
-        engine, voice, note = _speak(ctx, requested, voice, text, body, composed)
+        speech = _speak(ctx, requested, voice, text, body, composed)
         fd, name = tempfile.mkstemp(dir=directory, prefix="listen-", suffix=".mp3")
         os.close(fd)
         try:
@@ -554,7 +571,8 @@ def listen_announcement(ctx: Ctx, body: AnnouncementCreate, directory: Path) -> 
             if isinstance(e, IngestError):
                 raise refused_audio(e) from None
             raise
-    return Listening(path=Path(name), normalized_text=text, engine=engine.name, voice=voice, note=note,
+    return Listening(path=Path(name), normalized_text=text, engine=speech.engine, voice=speech.voice,
+                     note=speech.note,
                      duration_s=result.duration_s, loudness_before=result.loudness_before,
                      loudness_after=result.loudness_after)
 
@@ -567,11 +585,11 @@ def create_announcement(ctx: Ctx, body: AnnouncementCreate) -> AnnouncementPubli
     _text_limit(ctx, body.text)
     requested, voice = _engine_and_voice(ctx, body)
     commune = _publishing_in(ctx, body.commune, action)
-    text = _spoken(ctx, body.text, commune.code if commune else None)
+    text = _spoken(ctx, body.text, commune.code if commune else None, body.key_instruction)
     store = ctx.require_media()
     with ingest_slot(ctx), tempfile.TemporaryDirectory(dir=store.root, prefix=".work-") as work:
         composed = Path(work) / "announcement.wav"
-        engine, voice, note = _speak(ctx, requested, voice, text, body, composed)
+        speech = _speak(ctx, requested, voice, text, body, composed)
         try:
             media, result = make_media(ctx.session, store, composed, broadcast_format(settings.audio),
                                        trim_silence=False)
@@ -579,12 +597,14 @@ def create_announcement(ctx: Ctx, body: AnnouncementCreate) -> AnnouncementPubli
             raise refused_audio(e) from None
     announcement = Announcement(
         title=(body.title or body.text.strip()[:80]), media_sha256=media.sha256, text=body.text,
-        normalized_text=text, engine_requested=requested, engine=engine.name, voice=voice,
-        chime_before=body.chime_before, chime_after=body.chime_after, repeat=body.repeat, gap_s=body.gap_s,
-        note=note, loudness_before=result.loudness_before, loudness_after=result.loudness_after,
+        normalized_text=text, engine_requested=requested or ctx.settings.tts.announcements[0], engine=speech.engine,
+        voice=speech.voice, chime_before=body.chime_before, chime_after=body.chime_after, repeat=body.repeat,
+        gap_s=body.gap_s, note=speech.note, key_instruction=(body.key_instruction or "").strip() or None,
+        loudness_before=result.loudness_before, loudness_after=result.loudness_after,
         created_by=ctx.who.actor)
-    _store(ctx, announcement, commune, action,
-           f"{engine.name}/{voice}, {media.duration_s:.1f} s" + (f"; {note}" if note else "") + f"; reads: {text}")
+    note = speech.note
+    _store(ctx, announcement, commune, action, f"{speech.engine}/{speech.voice}, {media.duration_s:.1f} s"
+           + (f"; {note}" if note else "") + f"; reads: {text}")
     return _public(announcement, media, commune.code if commune else None)
 
 

@@ -40,3 +40,11 @@ def duration_vi(seconds: float) -> str:
     h, rest = divmod(s, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def voice_vi(engine: str | None) -> str:
+    """The Vietnamese name of what read a text: "Giọng Google (trực tuyến)", "Bản ghi sẵn", …"""
+    try:
+        return t(f"voices.engine.{engine}")
+    except KeyError:
+        return engine or "—"

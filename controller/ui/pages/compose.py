@@ -5,6 +5,8 @@
   the commune's abbreviations as words), refreshed half a second after the typing stops.
 - The commune's own abbreviations, added or changed in place (`services.abbreviations`): the preview changes.
 - Engine (offline eSpeak NG / Google), voice, chimes, repeats, the commune it is for.
+- "Ghi âm giọng của bạn", beside the text: the browser recorder (`library.recording_form`), saved as a
+  bulletin like an upload, for staff who would rather read the text themselves.
 - "Nghe thử": `services.content.listen_announcement` makes exactly what saving would make (broadcast-ready
   MP3) into a temporary file the page plays, keeping nothing: no library item, no draft to clean up if the
   person walks away. "Lưu vào thư viện" then makes the announcement (`create_announcement`; the speech is
@@ -34,7 +36,7 @@ from .. import host, paths
 from ..fmt import duration_vi
 from ..i18n import t
 from ..shell import Staff, staff_page
-from .library import commune_choices, commune_names, lufs_vi, player
+from .library import commune_choices, commune_names, lufs_vi, player, recording_form
 
 DEBOUNCE_S = 0.5
 LISTEN_KEPT_S = 24 * 3600.0
@@ -205,6 +207,8 @@ def compose(staff: Staff) -> None:
     with ui.element("div").classes("grid gap-3 w-full grid-cols-1 md:grid-cols-2 items-start"):
         with ui.column().classes("gap-3 min-w-0"):
             form = _Form(staff, choices)
+            recording_form(staff, names, lambda: None, heading=t("recorder.heading_compose"),
+                           intro=t("recorder.intro_compose"))
         with ui.column().classes("gap-3 min-w-0"):
             with ui.card().classes("w-full gap-1"):
                 with ui.row().classes("items-center gap-2"):

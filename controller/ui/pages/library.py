@@ -8,12 +8,16 @@ progress reported from the analysis and the encoding), which runs in a worker th
 live. The size limit (`settings.audio.max_upload_mb`) is checked in the
 browser and again on the server before anything reaches the service.
 
+"Ghi âm bản tin" (`recording_form`, also on the compose page): the browser recorder (`ui.recorder`: record,
+listen, trim) with a title and a commune, saved through the same `create_bulletin` as an upload.
+
 Helpers shared with the compose page: `lufs_vi`, `player`, `commune_choices`, `actor_name`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import tempfile
 from dataclasses import dataclass
@@ -30,8 +34,9 @@ from controller.services import Ctx, Page, content
 from controller.services.content import BulletinUpload
 
 from .. import paths
-from ..fmt import date_vi, duration_vi, time_vi
+from ..fmt import date_vi, datetime_vi, duration_vi, time_vi
 from ..i18n import t
+from ..recorder import Recorder, Recording
 from ..shell import Staff, staff_page
 
 STEP = 50  # items shown at first, and added by "Xem thêm"
@@ -169,7 +174,7 @@ def _mb(staff: Staff) -> str:
     return f"{staff.settings.audio.max_upload_mb:g}".replace(".", ",")
 
 
-async def _save_upload(file: Any, directory: Path, limit: int) -> Path:
+async def save_upload(file: Any, directory: Path, limit: int) -> Path:
     """Copy the received file into `directory` (the media store's), counting its bytes against `limit`."""
     fd, name = tempfile.mkstemp(dir=directory, prefix=".upload-")
     os.close(fd)
@@ -227,7 +232,7 @@ def _upload_form(staff: Staff, names: dict[str, str], on_done: Any) -> None:
             loop = asyncio.get_running_loop()
 
             def received(directory: Path) -> Path:  # called by the service, in the worker thread
-                return asyncio.run_coroutine_threadsafe(_save_upload(e.file, directory, limit), loop).result()
+                return asyncio.run_coroutine_threadsafe(save_upload(e.file, directory, limit), loop).result()
 
             form = BulletinUpload(title=(title.value or "").strip() or Path(e.file.name).stem or e.file.name,
                                   filename=e.file.name, commune=commune.value or None)
@@ -271,6 +276,50 @@ def _upload_form(staff: Staff, names: dict[str, str], on_done: Any) -> None:
         uploader.on("failed", failed)
 
 
+# ------------------------------------------------------------------------------------------ recording
+
+
+def recording_form(staff: Staff, names: dict[str, str], on_done: Any, *, heading: str, intro: str | None = None,
+                   testid: str = "record-card") -> None:
+    """The browser recorder (`ui.recorder`) with a title and where it is for, saved as a bulletin through
+    the very service an upload goes through (`content.create_bulletin`: the same rights, ingest slot,
+    loudness normalisation and refusals); the library's and the compose page's."""
+    choices = commune_choices(staff.who, names)
+    with ui.card().classes("w-full gap-2").props(f"data-testid={testid}"):
+        ui.label(heading).classes("text-subtitle1 font-bold")
+        if intro:
+            ui.label(intro).classes("text-body2 text-grey-8")
+        result = ui.column().classes("gap-0 w-full")
+
+        async def save(recording: Recording) -> None:
+            result.clear()
+            now = datetime_vi(dt.datetime.now(dt.UTC))
+            form = BulletinUpload(title=(title.value or "").strip() or t("recorder.default_title", when=now),
+                                  filename=recording.filename, commune=commune.value or None)
+
+            def make() -> BulletinPublic:
+                with staff.ctx() as ctx:
+                    return content.create_bulletin(ctx, form, recording.receive)
+
+            made = await run.io_bound(make)
+            assert made is not None  # None only while the app shuts down
+            title.set_value("")
+            with result:
+                ui.label(t("recorder.saved", title=made.title, duration=duration_vi(made.duration_s),
+                           before=lufs_vi(made.loudness_before), after=lufs_vi(made.loudness_after))).classes(
+                    "text-positive").props("data-testid=record-done")
+                if not made.approved:
+                    ui.label(t("library.upload.done_pending")).classes("text-caption text-grey-8")
+            on_done()
+
+        with Recorder(on_save=save, save_label=t("recorder.save_bulletin"), act=staff.act, what="library.record"):
+            with ui.row().classes("w-full gap-2 items-start"):
+                title = ui.input(t("library.upload.title"), placeholder=t("recorder.title_hint")).props(
+                    "outlined dense maxlength=200 data-testid=record-title").classes("col-12 col-sm")
+                commune = ui.select(choices, value=next(iter(choices), None), label=t("library.upload.commune")).props(
+                    "outlined dense data-testid=record-commune").classes("col-12 col-sm-4")
+
+
 # --------------------------------------------------------------------------------------------- page
 
 
@@ -284,6 +333,7 @@ def library(staff: Staff) -> None:
 
     if staff.who.has(Right.CONTENT_WRITE):
         _upload_form(staff, names, lambda: listing.refresh())
+        recording_form(staff, names, lambda: listing.refresh(), heading=t("recorder.heading_library"))
 
     def confirm_delete(item: Item) -> None:
         with ui.dialog() as dialog, ui.card().props("data-testid=delete-dialog"):
