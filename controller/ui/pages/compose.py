@@ -4,7 +4,10 @@
   engine will actually read (`services.content.preview_text`: numbers, dates, units and the district's and
   the commune's abbreviations as words), refreshed half a second after the typing stops.
 - The commune's own abbreviations, added or changed in place (`services.abbreviations`): the preview changes.
-- Engine (offline eSpeak NG / Google), voice, chimes, repeats, the commune it is for.
+- Engine — automatic (the order of `TT_TTS__ANNOUNCEMENTS`: Google, the installed neural voice, eSpeak), or one
+  tried first — voice, chimes, repeats, the commune it is for. "Nhắc lại ý chính ở cuối": the key instruction,
+  prefilled with the text's last sentence, read again after "Xin nhắc lại:" (shown prominently for long texts).
+- Which voice read it, after listening and after saving (`voices.engine.*`), and why a preferred one was not used.
 - "Ghi âm giọng của bạn", beside the text: the browser recorder (`library.recording_form`), saved as a
   bulletin like an upload, for staff who would rather read the text themselves.
 - "Nghe thử": `services.content.listen_announcement` makes exactly what saving would make (broadcast-ready
@@ -16,6 +19,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -33,14 +37,23 @@ from controller.services.abbreviations import AbbreviationPut
 from controller.services.content import AnnouncementCreate, Listening, PreviewRequest
 
 from .. import host, paths
-from ..fmt import duration_vi
+from ..fmt import duration_vi, voice_vi
 from ..i18n import t
 from ..shell import Staff, staff_page
 from .library import commune_choices, commune_names, lufs_vi, player, recording_form
 
 DEBOUNCE_S = 0.5
 LISTEN_KEPT_S = 24 * 3600.0
-ENGINES = ("offline", "gtts")
+ENGINES = ("gtts", "neural", "offline")
+AUTO = "auto"
+LONG_TEXT = 300  # characters: from here the repeat of the key instruction is offered prominently
+KEY_MAX = 500
+
+
+def last_sentence(text: str) -> str:
+    """The text's last sentence (what the key instruction is prefilled with)."""
+    parts = [p.strip() for p in re.split(r"(?<=[.!?…])\s+", text.strip()) if p.strip()]
+    return (parts[-1] if parts else "")[:KEY_MAX]
 
 
 def _voice_label(engine: str, voice: str) -> str:
@@ -68,7 +81,8 @@ class _Form:
 
     def __init__(self, staff: Staff, choices: dict[str, str]) -> None:
         settings = staff.settings.audio
-        self.voices = {name: e.voices for name, e in engines(settings).items() if name in ENGINES}
+        self.voices = {name: e.voices for name, e in engines(settings, staff.settings.neural_dir).items()
+                       if name in ENGINES}
         with ui.card().classes("w-full gap-2"):
             ui.label(t("compose.heading_text")).classes("text-subtitle1 font-bold")
             self.headline = ui.input(t("compose.headline"), placeholder=t("compose.headline_hint")).props(
@@ -78,14 +92,33 @@ class _Form:
             ).classes("w-full")
             self.commune = ui.select(choices, value=next(iter(choices), None), label=t("compose.commune")).props(
                 "outlined dense data-testid=compose-commune").classes("w-full sm:w-80")
+            with ui.column().classes("w-full gap-1").props("data-testid=compose-key-card") as self.key_card:
+                self.key_on = ui.checkbox(t("compose.key_repeat"), on_change=lambda: self._key_shown()).props(
+                    "data-testid=compose-key-on")
+                self.key_hint = ui.label(t("compose.key_hint_long")).classes("text-caption text-teal-9")
+                self.key = ui.textarea(t("compose.key_text")).props(
+                    f"outlined dense autogrow counter maxlength={KEY_MAX} data-testid=compose-key").classes("w-full")
+            self.text.on_value_change(lambda: self._key_shown())
+            self._key_shown()
+
+    def _key_shown(self) -> None:
+        """The key instruction's field appears once asked for, prefilled with the last sentence (until edited);
+        for a long text the option is highlighted."""
+        long = len(self.text.value or "") > LONG_TEXT
+        self.key_hint.set_visibility(long and not self.key_on.value)
+        self.key_card.classes(add="bg-teal-1 q-pa-sm rounded-borders" if long else "",
+                              remove="" if long else "bg-teal-1 q-pa-sm rounded-borders")
+        self.key.set_visibility(bool(self.key_on.value))
+        if self.key_on.value and not (self.key.value or "").strip():
+            self.key.set_value(last_sentence(self.text.value or ""))
 
     def voice_card(self, staff: Staff) -> None:
         settings = staff.settings.audio
         with ui.card().classes("w-full gap-2"):
             ui.label(t("compose.heading_voice")).classes("text-subtitle1 font-bold")
             with ui.row().classes("w-full gap-2 items-start"):
-                default = settings.default_engine if settings.default_engine in ENGINES else "offline"
-                self.engine = ui.select({e: t(f"compose.engine_{e}") for e in ENGINES}, value=default,
+                default = settings.default_engine if settings.default_engine in ENGINES else AUTO
+                self.engine = ui.select({AUTO: t("voices.auto"), **{e: voice_vi(e) for e in ENGINES}}, value=default,
                                         label=t("compose.engine"), on_change=lambda: self._voices()).props(
                     "outlined dense data-testid=compose-engine").classes("col-12 col-sm")
                 self.voice = ui.select({}, label=t("compose.voice")).props(
@@ -104,6 +137,7 @@ class _Form:
         voices = self.voices.get(self.engine.value, ())
         self.voice.set_options({v: _voice_label(self.engine.value, v) for v in voices},
                                value=voices[0] if voices else None)
+        self.voice.set_visibility(len(voices) > 1)  # automatic: each engine its own first voice
 
     @property
     def where(self) -> str | None:
@@ -113,9 +147,12 @@ class _Form:
         if not (self.text.value or "").strip():
             raise Invalid("The text is empty.", code="compose_empty")
         try:
+            auto = self.engine.value == AUTO
+            key = (self.key.value or "").strip() if self.key_on.value else ""
             return AnnouncementCreate(
-                text=self.text.value, title=(self.headline.value or "").strip() or None, engine=self.engine.value,
-                voice=self.voice.value, chime_before=bool(self.chime_before.value),
+                text=self.text.value, title=(self.headline.value or "").strip() or None,
+                engine=None if auto else self.engine.value, voice=None if auto else self.voice.value,
+                key_instruction=key or None, chime_before=bool(self.chime_before.value),
                 chime_after=bool(self.chime_after.value), repeat=int(self.repeat.value or 1),
                 gap_s=float(self.gap.value if self.gap.value is not None else 2), commune=self.where)
         except ValidationError as e:  # the inputs' own limits keep to the shape's; this is a last guard
@@ -298,8 +335,10 @@ def _actions(staff: Staff, form: _Form) -> None:
             ui.label(t("compose.listened", duration=duration_vi(made.duration_s))).classes("text-body2")
             ui.label(t("library.loudness", before=lufs_vi(made.loudness_before),
                        after=lufs_vi(made.loudness_after))).classes("text-caption text-grey-8")
+            ui.label(t("voices.spoke", voice=voice_vi(made.engine))).classes("text-body2 font-bold").props(
+                "data-testid=compose-engine-spoke")
             if made.note:
-                ui.label(t("compose.note_fallback")).classes("text-caption text-orange-9")
+                ui.label(t("voices.fallback")).classes("text-caption text-orange-9")
             ui.audio(made.path, autoplay=True).props("data-testid=compose-audio").classes("w-full").style(
                 "max-width: 28rem")
 
@@ -320,6 +359,10 @@ def _actions(staff: Staff, form: _Form) -> None:
         result.clear()
         with result:
             ui.label(t("compose.saved", title=made.title)).classes("text-positive").props("data-testid=compose-saved")
+            ui.label(t("voices.spoke", voice=voice_vi(made.engine))).classes("text-body2").props(
+                "data-testid=compose-saved-engine")
+            if made.note:
+                ui.label(t("voices.fallback")).classes("text-caption text-orange-9")
             if not made.approved:
                 ui.label(t("compose.saved_pending")).classes("text-caption text-grey-8")
             with ui.row().classes("items-center gap-3"):
@@ -331,6 +374,8 @@ def _actions(staff: Staff, form: _Form) -> None:
             def again() -> None:
                 form.text.set_value("")
                 form.headline.set_value("")
+                form.key.set_value("")
+                form.key_on.set_value(False)
                 result.clear()
 
             ui.button(t("compose.discard"), icon="edit_note", on_click=again).props(

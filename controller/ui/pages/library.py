@@ -34,7 +34,7 @@ from controller.services import Ctx, Page, content
 from controller.services.content import BulletinUpload
 
 from .. import paths
-from ..fmt import date_vi, datetime_vi, duration_vi, time_vi
+from ..fmt import date_vi, datetime_vi, duration_vi, time_vi, voice_vi
 from ..i18n import t
 from ..recorder import Recorder, Recording
 from ..shell import Staff, staff_page
@@ -113,6 +113,8 @@ def _item(staff: Staff, item: Item, names: dict[str, str], on_delete: Any) -> No
         if isinstance(item, AnnouncementPublic):
             ui.label(t("library.read_as", text=item.normalized_text)).classes(
                 "text-body2 text-grey-8 break-words ellipsis-3-lines")
+            ui.label(t("voices.spoke", voice=voice_vi(item.engine))).classes("text-caption text-grey-8").props(
+                "data-testid=item-engine")
             if item.note:
                 ui.label(t("library.note_fallback")).classes("text-caption text-orange-9")
         if item.returned_at is not None and not item.approved:
