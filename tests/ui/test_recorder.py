@@ -3,7 +3,8 @@
 Chromium's fake microphone plays a WAV made here (a 440 Hz tone, modulated at syllable rate, that Chromium
 loops): the bulletin saved from it is checked through the API for the trimmed length, the broadcast
 loudness and the tone itself (its spectrum: silence or noise would fail). A part kept that is too short is
-refused on screen with nothing saved; the compose page's recorder works at a phone's width."""
+refused on screen with nothing saved; on the compose page, at a phone's width, a recording is thrown away
+("Ghi lại") and the next one saved."""
 
 from __future__ import annotations
 
@@ -146,6 +147,10 @@ def test_the_compose_page_records_at_a_phone_width(phone: Any, ui_world: UiWorld
     sign_in(phone, ui_world, "op-nu", next_path=COMPOSE)
     card = phone.get_by_test_id("record-card")
     assert "Ghi âm giọng của bạn" in card.inner_text()
+    record(phone, card, 1)
+    card.get_by_test_id("recorder-again").click()  # "Ghi lại": this one is thrown away
+    card.get_by_test_id("recorder-record").wait_for()
+    assert not card.get_by_test_id("recorder-recorded").is_visible()
     record(phone, card, 2)
     card.get_by_test_id("record-title").fill(title)
     assert phone.evaluate("document.documentElement.scrollWidth") <= 360  # nothing sticks out sideways
