@@ -21,10 +21,11 @@ from . import (
     receivers,
     reports,
     schedule,
+    warnings,
 )
 
 api = APIRouter(prefix="/api/v1")
 for module in (communes, receivers, plans, plays, bulletins, announcements, programmes, groups, schedule, reports,
-               emergencies, cap, enrolment, accounts):
+               emergencies, cap, warnings, enrolment, accounts):
     api.include_router(module.router)
 api.include_router(announcements.abbreviations)

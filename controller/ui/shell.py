@@ -145,6 +145,7 @@ NAV: list[tuple[str, str, str, Right | None]] = [  # path, text key, icon, right
     (paths.APPROVAL, "common.nav.approval", "fact_check", Right.CONTENT_APPROVE),
     (paths.MY_DRAFTS, "common.nav.my_drafts", "drafts", Right.CONTENT_WRITE),
     (paths.EMERGENCY, "common.nav.emergency", "campaign", Right.EMERGENCY),
+    (paths.WARNINGS, "common.nav.warnings", "notifications_active", Right.EMERGENCY),
     (paths.REPORTS, "common.nav.reports", "bar_chart", Right.CONTENT_READ),
     (paths.AUDIT, "common.nav.audit", "history", Right.ADMIN),
     (paths.USERS, "common.nav.users", "manage_accounts", Right.ADMIN),

@@ -14,4 +14,5 @@ from . import (  # noqa: F401
     receivers,
     reports,
     schedule,
+    warnings,
 )

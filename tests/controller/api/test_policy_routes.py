@@ -156,6 +156,14 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/api/v1/emergencies/{eid}/events"): Case(Right.EMERGENCY, _emergency),
     ("POST", "/api/v1/emergencies/{eid}/cancel"): Case(Right.EMERGENCY, _emergency),
     ("POST", "/api/v1/cap"): Case(Right.EMERGENCY, json=None, elsewhere={403, 404, 422}),
+    # A pre-recorded warning is the district's (every commune's emergencies of its type play it): anyone with the
+    # emergency right lists them; only the whole district's may set or remove one.
+    ("GET", "/api/v1/warnings"): Case(Right.EMERGENCY, elsewhere={200}),
+    ("PUT", "/api/v1/warnings/{event_type}"): Case(Right.EMERGENCY, lambda o: {"event_type": "flash-flood"},
+                                                   files=lambda o: {"file": ("x.wav", _wav(), "audio/wav")},
+                                                   elsewhere={403}),
+    ("DELETE", "/api/v1/warnings/{event_type}"): Case(Right.EMERGENCY, lambda o: {"event_type": "landslide"},
+                                                      elsewhere={403}),
     ("GET", "/api/v1/users"): Case(Right.ADMIN, elsewhere={403}),
     ("POST", "/api/v1/users"): Case(Right.ADMIN, json=lambda o: {"username": "moi", "display_name": MARK,
                                                                  "password": "mật-khẩu-đủ-dài", "role": "viewer",
