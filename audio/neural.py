@@ -46,6 +46,7 @@ HOW_TO_INSTALL = ("install a Piper voice (for Vietnamese e.g. vi_VN-vais1000-med
 # Piper's special symbols in `phoneme_id_map`.
 PAD, BOS, EOS = "_", "^", "$"
 CLAUSE_END = ".,;:!?"
+MAX_IDS = 400  # phoneme ids read at once (≈ 8 s of speech) before a sentence is read clause by clause
 SENTENCE_END = ".!?"
 
 
@@ -259,23 +260,18 @@ class NeuralEngine:
 
     def _speak_with(self, loaded: _Voice, text: str, out: Path) -> None:
         pause = np.zeros(int(loaded.sample_rate * self.sentence_pause_s), dtype=np.float32)
+        short_pause = pause[: len(pause) // 2]
         pieces: list[np.ndarray] = []
         for sentence in sentences(text):
             ids = phoneme_ids(loaded, sentence)
-            if len(ids) <= 3:
-                continue
-            inputs = {"input": np.array([ids], dtype=np.int64),
-                      "input_lengths": np.array([len(ids)], dtype=np.int64),
-                      "scales": np.array([loaded.noise_scale, loaded.length_scale, loaded.noise_w], dtype=np.float32)}
-            if "sid" in loaded.input_names:
-                inputs["sid"] = np.array([min(self.speaker_id, max(0, loaded.num_speakers - 1))], dtype=np.int64)
-            try:
-                audio = loaded.session.run(None, inputs)[0]
-            except Exception as e:  # a model that loads but cannot run these inputs
-                raise TtsUnavailable(f"the neural voice failed to synthesise: {str(e).strip()[:300]}") from None
-            if pieces:
-                pieces.append(pause)
-            pieces.append(np.asarray(audio, dtype=np.float32).reshape(-1))
+            # The model's memory grows with the length of what it reads at once (≈ 1.4 GB for 20 s): a long
+            # sentence is read clause by clause.
+            parts = [ids] if len(ids) <= MAX_IDS or len(sentence) == 1 else [
+                phoneme_ids(loaded, [clause]) for clause in sentence]
+            for i, part in enumerate(p for p in parts if len(p) > 3):
+                if pieces:
+                    pieces.append(short_pause if i else pause)
+                pieces.append(self._run(loaded, part))
         if not pieces:
             raise TtsUnavailable("the neural voice found nothing to say in the text")
         pcm = (np.clip(np.concatenate(pieces), -1.0, 1.0) * 32767).astype("<i2")
@@ -284,6 +280,19 @@ class NeuralEngine:
             w.setsampwidth(2)
             w.setframerate(loaded.sample_rate)
             w.writeframes(pcm.tobytes())
+
+    def _run(self, loaded: _Voice, ids: list[int]) -> np.ndarray:
+        inputs = {"input": np.array([ids], dtype=np.int64),
+                  "input_lengths": np.array([len(ids)], dtype=np.int64),
+                  "scales": np.array([loaded.noise_scale, loaded.length_scale, loaded.noise_w], dtype=np.float32)}
+        if "sid" in loaded.input_names:
+            inputs["sid"] = np.array([min(self.speaker_id, max(0, loaded.num_speakers - 1))], dtype=np.int64)
+        try:
+            audio = loaded.session.run(None, inputs)[0]
+        except Exception as e:  # a model that loads but cannot run these inputs
+            raise TtsUnavailable(f"the neural voice failed to synthesise: {str(e).strip()[:300]}") from None
+        return np.asarray(audio, dtype=np.float32).reshape(-1)
+
 
 
 # ---------------------------------------------------------------------------------------------- install
