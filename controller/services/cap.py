@@ -29,10 +29,11 @@ from sqlmodel import col, select
 
 from controller import cap as caplib
 from controller.db.models import Emergency, Receiver, utcnow
-from controller.emergencies import speech_media
+from controller.emergencies import voiced_media
 from controller.errors import Hidden, Invalid, NotFound, TooLarge
 from controller.policy import Right, require
 from controller.scheduling import Inventory, local
+from controller.warnings import event_type_of
 
 from .content import spoken_text
 from .context import Ctx, Page
@@ -48,6 +49,7 @@ from .emergencies import (
     stop,
     visible_ids,
 )
+from .warnings import RECORDED, names_read, recording_for, warning_media
 
 RECEIVE = "cap.receive"
 
@@ -68,6 +70,10 @@ class CapAnswer(BaseModel):
     duration_s: float | None = None
     spoken_text: str | None = None
     duplicate: bool | None = None
+    event_type: str | None = Field(default=None, description="the event type its event maps to (see docs/CAP.md)")
+    recorded: bool | None = Field(default=None, description="that type's pre-recorded warning is played")
+    engine: str | None = Field(default=None, description="what reads it: gtts, neural, offline or recorded")
+    engine_note: str | None = Field(default=None, description="why the engines before it in TT_TTS__CAP did not")
     unknown_geocodes: list[str] = Field(default_factory=list, description="area geocodes not mapped to a commune")
     area_desc: str | None = None
 
@@ -180,8 +186,19 @@ async def receive_alert(ctx: Ctx, raw: bytes) -> CapAnswer:
                               "(accepts_tests)")
         text = caplib.text_to_read(info)
         expires_at = expiry(ctx, info.expires)
-        spoken = spoken_text(ctx.session, text, None)  # built-in and district lists: no commune's operator
-        media = await asyncio.to_thread(speech_media, ctx.engine, ctx.settings, ctx.require_media(), spoken)
+        event_type = event_type_of(info)
+        warning = recording_for(ctx.session, ctx.require_media(), event_type)
+        engine, note = None, None
+        if warning is not None:  # its pre-recorded warning, then the names of the alert's communes
+            spoken = names_read(ctx.session, inv.communes_of(receivers), False)
+            media = await asyncio.to_thread(warning_media, ctx.engine, ctx.settings, ctx.require_media(), warning,
+                                            spoken, "cap")
+            engine = RECORDED
+        else:
+            spoken = spoken_text(ctx.session, text, None)  # built-in and district lists: no commune's operator
+            voiced = await asyncio.to_thread(voiced_media, ctx.engine, ctx.settings, ctx.require_media(), spoken,
+                                             "cap")
+            media, engine, note = voiced.media, voiced.engine, voiced.note
     # Everything checked and the audio made: now the update replaces what it references.
     for row in referenced:
         await stop(ctx, row)
@@ -189,12 +206,13 @@ async def receive_alert(ctx: Ctx, raw: bytes) -> CapAnswer:
     answer = await launch(ctx, inv, Prepared(
         title=(info.headline or info.event)[:200], text=text, spoken=spoken, source="cap", receivers=receivers,
         targets=targets, repeat=settings.repeat, volume=settings.volume, expires_at=expires_at,
-        request_id=request_id,
+        request_id=request_id, engine=engine, event_type=event_type, engine_note=note,
         cap={"cap_sender": alert.sender, "cap_identifier": alert.identifier, "cap_sent": alert.sent.astimezone(dt.UTC),
              "cap_status": alert.status, "area_desc": area_desc}), media)
     ctx.audit(RECEIVE, "ok", target=ident,
               detail=f"{alert.status} {alert.msg_type} → emergency {answer.id}; areas: {area_desc[:200]}"
-                     + (f"; unknown geocodes: {', '.join(unknown)}" if unknown else ""))
+                     + (f"; unknown geocodes: {', '.join(unknown)}" if unknown else "")
+                     + (f"; pre-recorded warning: {event_type}" if engine == RECORDED else ""))
     return CapAnswer(action="updated" if referenced else "created", identifier=alert.identifier,
                      cancelled=[row.id for row in referenced], unknown_geocodes=unknown, area_desc=area_desc,
                      **answer.model_dump())

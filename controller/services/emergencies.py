@@ -35,6 +35,8 @@ import asyncio
 import base64
 import datetime as dt
 import json
+import os
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -47,7 +49,7 @@ from pydantic import BaseModel, Field, model_validator
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, or_, select
 
-from audio.ingest import IngestError
+from audio.ingest import IngestError, ingest
 from controller.content import broadcast_format, make_media, media_url
 from controller.db.models import (
     Announcement,
@@ -58,7 +60,17 @@ from controller.db.models import (
     Receiver,
     utcnow,
 )
-from controller.emergencies import FINAL, Live, Tracker, offline_among, plan_topics, speech_media, store_rows, totals
+from controller.emergencies import (
+    FINAL,
+    Live,
+    Tracker,
+    offline_among,
+    plan_topics,
+    speak_emergency,
+    store_rows,
+    totals,
+    voiced_media,
+)
 from controller.errors import (
     DomainError,
     Forbidden,
@@ -73,11 +85,13 @@ from controller.errors import (
 from controller.policy import Principal, Right, require
 from controller.ports import CommandNotSent
 from controller.scheduling import Inventory, ScheduleError, local
+from controller.warnings import EVENT_TYPES
 from receivers.protocol import INLINE_AUDIO_MAX, MediaRef, Play, Stop, Target
 
-from .content import spoken_text, usable_content
+from .content import ingest_slot, spoken_text, usable_content
 from .context import Ctx, Page
 from .programmes import _targets_within
+from .warnings import RECORDED, names_read, recording_for, warning_media
 
 TRIGGER, CANCEL, READ = "emergency.trigger", "emergency.cancel", "emergency.read"
 SSE_BATCH_S = 0.1  # a thousand receivers answer within a second: one event per batch of changes
@@ -106,14 +120,25 @@ class EmergencyCreate(BaseModel):
     volume: int | None = Field(default=None, ge=0, le=100, description="default: the emergency volume")
     expires_at: dt.datetime | None = Field(default=None, description="default: in an hour; no offset = local")
     request_id: str | None = Field(default=None, min_length=1, max_length=100, description="idempotency key")
+    key_instruction: str | None = Field(default=None, max_length=500, description=(
+        "with text: read again at the end after 'Xin nhắc lại:' (part of spoken_text)"))
+    event_type: str | None = Field(default=None, max_length=40, description=(
+        "flash-flood, landslide, storm, … (GET /api/v1/warnings): its pre-recorded warning, when there is one, "
+        "is played instead of reading the text, followed by the communes' names; the text is kept for display"))
 
     @model_validator(mode="after")
     def _one_source(self) -> EmergencyCreate:
+        if self.event_type is not None and self.event_type not in EVENT_TYPES:
+            raise ValueError(f"unknown event_type {self.event_type!r}: choose from {', '.join(EVENT_TYPES)}")
         given = [n for n in ("text", "bulletin_id", "announcement_id") if getattr(self, n) is not None]
-        if len(given) != 1:
-            raise ValueError("give exactly one of text, bulletin_id or announcement_id")
+        if self.event_type is not None and given and given != ["text"]:
+            raise ValueError("event_type goes with text, or alone: not with bulletin_id or announcement_id")
+        if len(given) != 1 and not (self.event_type is not None and not given):
+            raise ValueError("give exactly one of text, bulletin_id or announcement_id (or an event_type alone)")
         if self.text is not None and not self.text.strip():
             raise ValueError("text is blank")
+        if self.key_instruction is not None and self.text is None:
+            raise ValueError("key_instruction goes with text: it is read again at the end of it")
         return self
 
 
@@ -141,6 +166,11 @@ class EmergencyTriggered(BaseModel):
     duration_s: float | None
     spoken_text: str | None = Field(description="the text as it is actually read out (None: a recording)")
     duplicate: bool = Field(default=False, description="the same request_id was seen before: nothing new sent")
+    engine: str | None = Field(default=None, description=(
+        "what read it: gtts, neural, offline or recorded (None: a bulletin, an announcement or an upload)"))
+    engine_note: str | None = Field(default=None, description="why the engines before it in the order did not")
+    event_type: str | None = None
+    recorded: bool = Field(default=False, description="a pre-recorded warning of event_type is played")
 
 
 class EmergencyPreview(BaseModel):
@@ -152,6 +182,13 @@ class EmergencyPreview(BaseModel):
     duration_s: float | None = Field(description="the content's audio; None for text (its audio is made on sending)")
     receivers: list[str]
     communes: list[str] = Field(description="the communes it reaches")
+    engine: str | None = Field(default=None, description=(
+        "what reads it, when known before sending: recorded, or an announcement's engine; for text the first "
+        "engine of the order that can is chosen when the audio is made (listen to hear it)"))
+    event_type: str | None = None
+    recorded: bool = Field(default=False, description="the pre-recorded warning of event_type will be played, "
+                                                     "then spoken_text (the communes' names)")
+    warning_url: str | None = Field(default=None, description="that recording, to listen to")
     repeat: int
     volume: int
     expires_at: dt.datetime
@@ -192,6 +229,9 @@ class EmergencyPublic(BaseModel):
     cancelled_at: dt.datetime | None = Field(default=None, exclude_if=lambda v: v is None)
     cap_identifier: str | None
     area_desc: str | None
+    event_type: str | None = None
+    recorded: bool = Field(default=False, description="a pre-recorded warning of event_type was played")
+    engine: str | None = Field(default=None, description="what read it: gtts, neural, offline or recorded")
     media_url: str
     totals: Totals
     receivers: list[ReceiverProgress]
@@ -228,6 +268,9 @@ class Prepared:
     request_id: str | None = None
     bulletin_id: int | None = None
     cap: dict[str, Any] = field(default_factory=dict)
+    engine: str | None = None  # what spoke: "recorded" for a pre-recorded warning, else the TTS engine
+    event_type: str | None = None
+    engine_note: str | None = None  # why the engines before it did not (not stored)
 
 
 # ------------------------------------------------------------------------------------------ checks
@@ -357,25 +400,37 @@ def duplicate(ctx: Ctx, request_id: str | None) -> EmergencyTriggered | None:
     return EmergencyTriggered(id=known.id, receivers=sorted(rids), topics=sorted(known.payloads),
                               expires_at=local(known.expires_at), inline=_inline(known),
                               media_url=media_url(known.media_sha256), duration_s=media.duration_s if media else None,
-                              spoken_text=known.spoken_text, duplicate=True)
+                              spoken_text=known.spoken_text, duplicate=True, event_type=known.event_type,
+                              recorded=known.engine == RECORDED, engine=known.engine)
 
 
-def read_aloud(session: Session, text: str) -> str:
+def read_aloud(session: Session, text: str, key_instruction: str | None = None) -> str:
     """`text` as an emergency reads it out: with the built-in and district abbreviations only. A commune's list
     is its operators' to change, and they must not change what an emergency says (the district list is the
-    admin's)."""
-    return spoken_text(session, text, None)
+    admin's). With `key_instruction`: "Xin nhắc lại: …" at the end."""
+    return spoken_text(session, text, None, key_instruction)
 
 
 def _what(ctx: Ctx, body: EmergencyCreate) -> tuple[str, str, str | None, MediaFile | None]:
     """(title, source, the text as read out or None for a recording, the audio or None while it is still to be
     made from that text) of a request, its content checked as one the principal may use."""
     if body.text is not None:
-        return body.text.strip()[:80], "text", read_aloud(ctx.session, body.text), None
+        return body.text.strip()[:80], "text", read_aloud(ctx.session, body.text, body.key_instruction), None
+    if body.bulletin_id is None and body.announcement_id is None:  # an event type alone: its recording
+        assert body.event_type is not None
+        return f"Cảnh báo {EVENT_TYPES[body.event_type].name.lower()}", "warning", None, None
     content, media, _ = usable_content(ctx, bulletin_id=body.bulletin_id, announcement_id=body.announcement_id,
                                        action=TRIGGER, allow_draft=True)
     source = "bulletin" if body.bulletin_id is not None else "announcement"
     return content.title, source, content.normalized_text if isinstance(content, Announcement) else None, media
+
+
+def _recording(ctx: Ctx, body: EmergencyCreate, media: MediaFile | None) -> MediaFile | None:
+    """The pre-recorded warning of the request's event type, if it has one and nothing else was chosen to be
+    played (a text is replaced by it; a bulletin or an announcement never comes with an event type)."""
+    if body.event_type is None or media is not None:
+        return None
+    return recording_for(ctx.session, ctx.require_media(), body.event_type)
 
 
 def preview(ctx: Ctx, body: EmergencyCreate) -> EmergencyPreview:
@@ -387,15 +442,71 @@ def preview(ctx: Ctx, body: EmergencyCreate) -> EmergencyPreview:
     receivers = resolve(ctx, inv, body.targets.model_dump())
     expires_at = expiry(ctx, body.expires_at)
     title, source, spoken, media = _what(ctx, body)
+    warning = _recording(ctx, body, media)
+    if warning is not None:
+        spoken = names_read(ctx.session, inv.communes_of(receivers), bool(body.targets.all))
+    elif media is None and spoken is None:
+        raise Invalid(f"There is no pre-recorded warning of {body.event_type!r} (see /api/v1/warnings): "
+                      "give the text to read.")
     return EmergencyPreview(title=body.title or title, source=source, spoken_text=spoken,
                             duration_s=media.duration_s if media else None, receivers=sorted(receivers),
-                            communes=sorted(inv.communes_of(receivers)), repeat=body.repeat or settings.repeat,
+                            communes=sorted(inv.communes_of(receivers)), event_type=body.event_type,
+                            recorded=warning is not None,
+                            warning_url=media_url(warning.sha256) if warning is not None else None,
+                            engine=RECORDED if warning is not None else _content_engine(ctx, body),
+                            repeat=body.repeat or settings.repeat,
                             volume=body.volume if body.volume is not None else settings.volume,
                             expires_at=local(expires_at))
 
 
+def _content_engine(ctx: Ctx, body: EmergencyCreate) -> str | None:
+    """The engine that read the announcement an emergency plays (None for anything else)."""
+    if body.announcement_id is None:
+        return None
+    announcement = ctx.session.get(Announcement, body.announcement_id)
+    return announcement.engine if announcement is not None else None
+
+
+@dataclass(frozen=True)
+class EmergencyListening:
+    """An emergency's text made to be heard before sending (`listen`), not kept."""
+
+    path: Path  # broadcast-ready MP3; the caller deletes it
+    spoken_text: str
+    engine: str
+    voice: str
+    note: str | None
+    duration_s: float
+
+
+def listen(ctx: Ctx, body: EmergencyCreate, directory: Path) -> EmergencyListening:
+    """The audio `trigger(ctx, body)` would make of its text, as an MP3 file in `directory`, nothing stored nor
+    sent: checked as `preview` checks it, read through the same engines, order and deadlines (the speech is
+    cached: sending it afterwards reuses it). Text only (content and recordings have their audio already).
+    Blocking (TTS, ffmpeg)."""
+    preview(ctx, body)  # the same checks: the right, the targets, the expiry
+    if body.text is None or body.event_type is not None and _recording(ctx, body, None) is not None:
+        raise Invalid("Only a text to read is made to be heard first: this emergency plays stored audio.")
+    spoken = read_aloud(ctx.session, body.text, body.key_instruction)
+    with ingest_slot(ctx), tempfile.TemporaryDirectory(dir=directory, prefix=".work-") as work:
+        composed = Path(work) / "emergency.wav"
+        engine, voice, note = speak_emergency(ctx.settings, spoken, composed)
+        fd, name = tempfile.mkstemp(dir=directory, prefix="listen-", suffix=".mp3")
+        os.close(fd)
+        try:
+            result = ingest(composed, Path(name), broadcast_format(ctx.settings.audio), trim_silence=False)
+        except BaseException as e:
+            Path(name).unlink(missing_ok=True)
+            if isinstance(e, IngestError):
+                raise ingest_failure(e) from None
+            raise
+    return EmergencyListening(path=Path(name), spoken_text=spoken, engine=engine, voice=voice, note=note,
+                              duration_s=result.duration_s)
+
+
 async def trigger(ctx: Ctx, body: EmergencyCreate, idempotency_key: str | None = None) -> EmergencyTriggered:
-    """An emergency from text (read by the offline engine after the chime), a bulletin or an announcement."""
+    """An emergency from text (read by the first engine of `TT_TTS__EMERGENCIES` that can, after the chime), a
+    bulletin or an announcement."""
     require(ctx.who, Right.EMERGENCY, TRIGGER)
     request_id = body.request_id or idempotency_key
     if (known := duplicate(ctx, request_id)) is not None:
@@ -409,11 +520,22 @@ async def trigger(ctx: Ctx, body: EmergencyCreate, idempotency_key: str | None =
         receivers = resolve(ctx, inv, targets)
         expires_at = expiry(ctx, body.expires_at)
         title, source, spoken, media = _what(ctx, body)
-        if media is None:
-            assert spoken is not None
-            media = await asyncio.to_thread(speech_media, ctx.engine, settings, ctx.require_media(), spoken)
+        warning = _recording(ctx, body, media)
+        engine, note = _content_engine(ctx, body), None
+        if warning is not None:  # the recording, then the communes' names: nothing else synthesised
+            spoken = names_read(ctx.session, inv.communes_of(receivers), bool(targets.get("all")))
+            media = await asyncio.to_thread(warning_media, ctx.engine, settings, ctx.require_media(), warning, spoken)
+            engine = RECORDED
+        elif media is None:
+            if spoken is None:
+                assert body.event_type is not None
+                raise Invalid(f"There is no pre-recorded warning of {body.event_type!r} (see /api/v1/warnings): "
+                              "give the text to read.")
+            voiced = await asyncio.to_thread(voiced_media, ctx.engine, settings, ctx.require_media(), spoken)
+            media, engine, note = voiced.media, voiced.engine, voiced.note
     return await launch(ctx, inv, Prepared(
         title=body.title or title, text=body.text, spoken=spoken, source=source, bulletin_id=body.bulletin_id,
+        engine=engine, event_type=body.event_type, engine_note=note,
         receivers=receivers, targets=targets, repeat=body.repeat or settings.emergency.repeat,
         volume=body.volume if body.volume is not None else settings.emergency.volume, expires_at=expires_at,
         request_id=request_id), media)
@@ -480,13 +602,16 @@ async def launch(ctx: Ctx, inv: Inventory, p: Prepared, media: MediaFile) -> Eme
                     bulletin_id=p.bulletin_id,
                     media_sha256=media.sha256, targets=p.targets, repeat=p.repeat, volume=p.volume,
                     expires_at=p.expires_at, payloads=payloads, command_id=str(commands[0].command_id),
-                    request_id=p.request_id, created_by=ctx.who.actor, **p.cap)
+                    request_id=p.request_id, created_by=ctx.who.actor, engine=p.engine, event_type=p.event_type,
+                    **p.cap)
     await asyncio.to_thread(store_rows, ctx.engine, row, p.receivers)
     tracker.add(Live(eid, [str(c.command_id) for c in commands], p.expires_at, payloads,
                      {rid: str(target) for target, rids in topics.items() for rid in rids},
                      {rid: inv.receivers[rid] for rid in p.receivers}, dict.fromkeys(p.receivers, ("pending", None))))
     published = sorted(map(str, topics))
     said = f"; spoken: {p.spoken!r}" if p.spoken is not None else ""
+    if p.engine is not None:
+        said += f"; read by {p.engine}" + (f" ({p.engine_note})" if p.engine_note else "")
     try:
         for c in commands:
             await bridge.publish_signed(c, payloads[str(c.target)].encode(), ctx.who.actor)
@@ -500,7 +625,9 @@ async def launch(ctx: Ctx, inv: Inventory, p: Prepared, media: MediaFile) -> Eme
                      f"expires {local(p.expires_at):%d/%m/%Y %H:%M}{said}")
     return EmergencyTriggered(id=eid, receivers=sorted(p.receivers), topics=published, expires_at=local(p.expires_at),
                               inline="inline_audio" in audio, media_url=media_url(media.sha256),
-                              duration_s=media.duration_s, spoken_text=p.spoken)
+                              duration_s=media.duration_s, spoken_text=p.spoken, event_type=p.event_type,
+                              engine=p.engine, engine_note=p.engine_note,
+                              recorded=p.engine == RECORDED)
 
 
 # ------------------------------------------------------------------------------------------ progress
@@ -528,7 +655,8 @@ def progress(session: Session, engine: Any, tracker: Tracker | None, row: Emerge
         id=row.id, title=row.title, text=row.text, source=row.source, state=state, targets=row.targets,
         repeat=row.repeat, volume=row.volume, created_by=row.created_by, created_at=local(row.created_at),
         expires_at=local(row.expires_at), cancelled_at=local(row.cancelled_at) if row.cancelled_at else None,
-        cap_identifier=row.cap_identifier, area_desc=row.area_desc, media_url=media_url(row.media_sha256),
+        cap_identifier=row.cap_identifier, area_desc=row.area_desc, event_type=row.event_type,
+        recorded=row.engine == RECORDED, engine=row.engine, media_url=media_url(row.media_sha256),
         totals=Totals(**totals(statuses.values(), offline)), receivers=receivers)
 
 

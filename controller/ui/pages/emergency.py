@@ -3,7 +3,9 @@
 - `emergency_page` (`/ui/khan-cap`): the form — text or approved content, where (district, communes, villages
   within the person's communes), expiry, repeats — then a confirmation that says exactly what the loudspeakers
   will read, where and on how many receivers (`services.emergencies.preview`: the trigger's own checks and its
-  own way of reading the text); only the confirmation triggers. Below: the recent emergencies the person can
+  own way of reading the text); a text can be heard there first ("Nghe thử": `services.emergencies.listen`,
+  through the same engines, order and deadlines, with which voice read it; its speech is cached, so sending
+  reuses it); only the confirmation triggers. Below: the recent emergencies the person can
   see and the CAP alerts that arrived.
 - `progress_page` (`/ui/khan-cap/{eid}`): counts, percentage done and each receiver's status, refreshed every
   second (the reads off the event loop), and cancelling with a confirmation. An emergency the person may not
@@ -16,6 +18,7 @@ import asyncio
 import datetime as dt
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from nicegui import ui
@@ -23,17 +26,20 @@ from nicegui import ui
 from controller.db.models import utcnow
 from controller.errors import DomainError
 from controller.policy import Right
-from controller.services import cap, emergencies
+from controller.services import cap, emergencies, warnings
 from controller.services.communes import list_communes
 from controller.services.content import list_announcements, list_bulletins
 from controller.services.context import Page
 from controller.services.emergencies import EmergencyCreate, EmergencyPreview, EmergencyPublic, EmergencyTargets
 from controller.services.receivers import list_receivers
+from controller.services.warnings import WarningPublic
+from controller.warnings import EVENT_TYPES
 
 from .. import host, paths
-from ..fmt import datetime_vi, duration_vi, time_vi
+from ..fmt import datetime_vi, duration_vi, time_vi, voice_vi
 from ..i18n import t
 from ..shell import Staff, staff_page
+from .library import player
 
 RECENT = 10
 EXPIRY_CHOICES = (30, 60, 120)
@@ -97,6 +103,7 @@ async def emergency_page(staff: Staff) -> None:
     settings = staff.settings.emergency
     district = staff.who.communes is None
     names, villages, content = await asyncio.to_thread(_choices, staff)
+    kinds = await asyncio.to_thread(_event_types, staff)
 
     back_links()
     ui.label(t("emergency.title")).classes("text-h5 text-red-9 font-bold")
@@ -117,6 +124,22 @@ async def emergency_page(staff: Staff) -> None:
         text.bind_visibility_from(source, "value", value="text")
         hint.bind_visibility_from(source, "value", value="text")
         chosen.bind_visibility_from(source, "value", value="content")
+        # Loại thiên tai: a type with a pre-recorded warning plays it instead of reading the text.
+        event = (ui.select({"": t("emergency.event_none"), **{k: w.name for k, w in kinds.items()}}, value="",
+                           label=t("emergency.event_type")).classes("w-full sm:w-96")
+                 .props("outlined data-testid=em-event-type"))
+        event_hint = ui.label().classes("text-body2").props("data-testid=em-event-hint")
+
+        def explain_event() -> None:
+            kind = kinds.get(event.value or "")
+            event_hint.set_text("" if kind is None else t("emergency.event_recorded", name=kind.name) if kind.recorded
+                                else t("emergency.event_synthesised", name=kind.name))
+            event_hint.classes(replace="text-body2 " + ("text-positive font-bold" if kind and kind.recorded
+                                                        else "text-grey-8"))
+
+        event.on_value_change(explain_event)
+        event.bind_visibility_from(source, "value", value="text")
+        event_hint.bind_visibility_from(source, "value", value="text")
 
         ui.label(t("emergency.where")).classes("text-subtitle1 font-bold q-mt-sm")
         modes = {**({"all": t("emergency.where_district")} if district else {}),
@@ -156,7 +179,8 @@ async def emergency_page(staff: Staff) -> None:
                                        villages=list(picked.value or []) if mode.value == "villages" else [])
             span = expiry_choice.value or minutes.value
             said = (text.value or "").strip()
-            if source.value == "text" and not said:
+            warning = kinds.get(event.value or "") if source.value == "text" else None
+            if source.value == "text" and not said and not (warning and warning.recorded):
                 message = t("emergency.missing_text")
             elif source.value == "content" and not chosen.value:
                 message = t("emergency.missing_content")
@@ -171,7 +195,8 @@ async def emergency_page(staff: Staff) -> None:
                 return None
             kind, _, ident = str(chosen.value).partition(":")
             return EmergencyCreate(
-                text=said if source.value == "text" else None,
+                text=(said or None) if source.value == "text" else None,
+                event_type=warning.event_type if warning is not None else None,
                 bulletin_id=int(ident) if source.value == "content" and kind == "bulletin" else None,
                 announcement_id=int(ident) if source.value == "content" and kind == "announcement" else None,
                 targets=targets, repeat=int(repeat.value), request_id=request_id,
@@ -206,6 +231,12 @@ async def emergency_page(staff: Staff) -> None:
     timer = ui.timer(3.0, refresh)
 
 
+def _event_types(staff: Staff) -> dict[str, WarningPublic]:
+    """Every event type, and whether it has a pre-recorded warning (`services.warnings`)."""
+    with staff.ctx() as ctx:
+        return {w.event_type: w for w in warnings.list_warnings(ctx).data}
+
+
 def _choices(staff: Staff) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
     """The communes and villages the person may reach (names by code) and the approved content to choose from."""
     with staff.ctx() as ctx:
@@ -238,10 +269,16 @@ class ConfirmDialog:
                  request: Callable[[str], EmergencyCreate | None]) -> None:
         self.staff, self.names, self.request = staff, names, request
         self.body: EmergencyCreate | None = None
+        self.heard_path: Path | None = None
+        ui.context.client.on_delete(self.forget)
         with ui.dialog().props("persistent") as self.dialog, \
                 ui.card().classes("w-full max-w-lg gap-3 border-t-8 border-red-8").props("data-testid=em-confirm"):
             ui.label(t("emergency.confirm.title")).classes("text-h6 text-red-9 font-bold")
             self.content = ui.column().classes("w-full gap-2")
+            self.listen = ui.button(t("emergency.confirm.listen"), icon="headphones",
+                                    on_click=staff.act(self.hear, "emergency listen")).classes("w-full").props(
+                "outline color=red-8 no-caps data-testid=em-listen")
+            self.heard = ui.column().classes("w-full gap-1").props("data-testid=em-heard")
             with ui.column().classes("w-full gap-2"):
                 self.send = ui.button(t("emergency.confirm.send"), icon="campaign",
                                       on_click=staff.act(self.confirmed, "emergency trigger")).classes(
@@ -258,6 +295,9 @@ class ConfirmDialog:
         self.content.clear()
         with self.content:
             self._describe(plan)
+        self.forget()
+        self.heard.clear()
+        self.listen.set_visibility(body.text is not None and plan.engine is None)  # a text still to be read
         self.send.enable()
         self.dialog.open()
 
@@ -265,9 +305,50 @@ class ConfirmDialog:
         with self.staff.ctx() as ctx:
             return emergencies.preview(ctx, body)
 
+    def forget(self) -> None:
+        if self.heard_path is not None:
+            self.heard_path.unlink(missing_ok=True)
+            self.heard_path = None
+
+    async def hear(self) -> None:
+        """The audio this emergency will send, made now (nothing stored nor sent), and which voice read it."""
+        body = self.body
+        if body is None:
+            return
+        directory = Path(host.state().settings.data_dir) / "ui-listen"  # compose's: a day's leftovers go
+        directory.mkdir(parents=True, exist_ok=True)
+
+        def make() -> emergencies.EmergencyListening:
+            with self.staff.ctx() as ctx:
+                return emergencies.listen(ctx, body, directory)
+
+        self.listen.props("loading")
+        self.send.disable()
+        try:
+            made = await asyncio.to_thread(make)
+        finally:
+            self.listen.props(remove="loading")
+            self.send.enable()
+        self.forget()
+        self.heard_path = made.path
+        self.heard.clear()
+        with self.heard:
+            ui.label(t("voices.spoke", voice=voice_vi(made.engine))).classes("text-body1 font-bold").props(
+                "data-testid=em-engine-spoke")
+            if made.note:
+                ui.label(t("voices.fallback")).classes("text-caption text-orange-9")
+            ui.label(t("emergency.confirm.listened", duration=duration_vi(made.duration_s))).classes("text-body2")
+            ui.audio(made.path, autoplay=True).props("data-testid=em-audio").classes("w-full")
+
     def _describe(self, plan: EmergencyPreview) -> None:
-        if plan.spoken_text is not None:
+        if plan.recorded and plan.event_type in EVENT_TYPES:
+            ui.label(t("emergency.confirm.recorded", name=EVENT_TYPES[plan.event_type].name)).classes(
+                "text-subtitle2 text-grey-8").props("data-testid=em-confirm-recorded")
+            if plan.warning_url:
+                player(plan.warning_url, "em-warning-audio")
+        elif plan.spoken_text is not None:
             ui.label(t("emergency.confirm.spoken")).classes("text-subtitle2 text-grey-8")
+        if plan.spoken_text is not None:
             ui.label(plan.spoken_text).classes(
                 "text-lg bg-red-1 text-red-10 q-pa-md rounded-borders w-full break-words whitespace-pre-wrap"
             ).props("data-testid=em-confirm-spoken")
@@ -305,6 +386,7 @@ class ConfirmDialog:
         finally:
             self.send.props(remove="loading")
         self.dialog.close()
+        self.forget()
         ui.notify(t("emergency.confirm.sent", count=len(sent.receivers)), type="positive")
         ui.navigate.to(href(f"{paths.EMERGENCY}/{sent.id}"))
 
@@ -387,6 +469,9 @@ async def progress_page(staff: Staff, eid: str) -> None:
         ui.label(t("emergency.progress.created", time=datetime_vi(first.created_at), who=_person(first.created_by))) \
             .classes("text-body2 text-grey-8")
         ui.label(t("emergency.progress.expires", time=datetime_vi(first.expires_at))).classes("text-body2 text-grey-8")
+        if first.engine:
+            ui.label(t("voices.spoke", voice=voice_vi(first.engine))).classes("text-body2").props(
+                "data-testid=em-engine")
         stopped_at = ui.label().classes("text-body2 text-brown-8 font-bold").props("data-testid=em-cancelled-at")
 
     with ui.card().classes("w-full gap-2").props("flat bordered"):
