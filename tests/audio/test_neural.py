@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from audio.ffmpeg import ffmpeg_exe
-from audio.neural import NeuralEngine, install_voice
+from audio.neural import NeuralEngine, install_voice, sentences
 from audio.tts import TtsUnavailable
 from controller.cli import app
 
@@ -53,6 +53,21 @@ def test_an_installed_voice_speaks(voice_dir: Path, tmp_path: Path) -> None:
     assert (loudness < loudness.max() - 25).any()  # with pauses: speech, not a steady tone
 
 
+def test_a_long_sentence_is_read_whole(voice_dir: Path, tmp_path: Path) -> None:
+    """Past about 8 s a sentence is read clause by clause (memory); every clause is still heard."""
+    clause = "households along the river in villages one, two and three"
+    text = ", ".join([clause] * 5) + "."
+    out = tmp_path / "long.wav"
+    NeuralEngine(voice_dir).synthesize(text, "en_US-joe-medium", out)
+    with wave.open(str(out)) as w:
+        duration = w.getnframes() / w.getframerate()
+    short = tmp_path / "short.wav"
+    NeuralEngine(voice_dir).synthesize(clause + ".", "en_US-joe-medium", short)
+    with wave.open(str(short)) as w:
+        one = w.getnframes() / w.getframerate()
+    assert 4.5 * one < duration < 7 * one
+
+
 def test_no_voice_installed_says_where_it_looked(tmp_path: Path) -> None:
     engine = NeuralEngine(tmp_path / "voices")
     assert engine.voices == ("default",)
@@ -84,3 +99,8 @@ def test_install_voice_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         "en_US-joe-medium.onnx", "en_US-joe-medium.onnx.json"]
     r = CliRunner().invoke(app, ["install-voice", str(tmp_path / "missing.onnx"), "--dir", str(tmp_path / "v")])
     assert r.exit_code == 1 and "missing.onnx does not exist" in r.output
+
+
+def test_text_is_read_sentence_by_sentence_with_its_punctuation() -> None:
+    assert sentences("Cảnh báo: mưa 3,5 độ, lũ lên.  Di dời ngay!  Xin cảm ơn") == [
+        [("Cảnh báo", ":"), ("mưa 3,5 độ", ","), ("lũ lên", ".")], [("Di dời ngay", "!")], [("Xin cảm ơn", "")]]
