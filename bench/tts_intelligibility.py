@@ -9,11 +9,16 @@ was read, both sides lower-cased and stripped of punctuation. The noise is pink 
 swell, mixed at the given SNR over the speech.
 
     pip install -e '.[bench]'          # viet-asr and jiwer: bench dependencies only, never the server's
-    python bench/tts_intelligibility.py [--sentences 30] [--snr 10]
+    python bench/tts_intelligibility.py --screen [--only LABEL]     # SCREEN's settings, clean, 12 sentences
+    python bench/tts_intelligibility.py [--natural-dir DIR] [--neural-dir VOICES]   # SETTINGS, clean and noisy
+    python bench/tts_intelligibility.py --resources [--neural-dir VOICES]   # speed, memory, time to audio ready
 
-It prints one row per setting: mean word error rate (and its spread across sentences) clean and noisy, and
-the synthesis speed (seconds of audio per second of CPU). The first row is today's default; the ratio
-column compares each setting's clean WER with it, measured in the same run.
+It prints one row per setting: mean word error rate (and its spread across sentences) clean and noisy, the
+per-sentence difference of the clean WER from the old default (first row, same run) with how many sentences
+improved, and the synthesis speed (seconds of audio per second of CPU). `--natural-dir`: natural recordings
+(NAME.wav with NAME.txt) scored the same way; `--neural-dir`: the installed Piper voice (a WER only for a
+Vietnamese voice). `--resources` runs each engine in a fresh process for its speed, peak memory and the time
+from an emergency's text to its broadcast MP3.
 """
 
 from __future__ import annotations
