@@ -108,6 +108,12 @@ class EspeakEngine:
         self.comma_pause_ms = comma_pause_ms
         self.sentence_pause_ms = sentence_pause_ms
 
+    @property
+    def cache_tag(self) -> str:
+        """The settings, part of the speech cache's key (`cache_path`): new defaults are heard at once."""
+        return (f"{self.rate_wpm}/{self.pitch}/{self.pitch_range}/{self.word_gap_10ms}/{self.comma_pause_ms}/"
+                f"{self.sentence_pause_ms}")
+
     def _prepared(self, text: str) -> tuple[str, bool]:
         """The text eSpeak reads and whether it is SSML: breaks after punctuation when pauses are asked for."""
         if not (self.comma_pause_ms or self.sentence_pause_ms):
@@ -202,8 +208,11 @@ def cache_key(engine: str, voice: str, text: str) -> str:
 
 
 def cache_path(engine: TtsEngine, voice: str, text: str, cache_dir: Path) -> Path:
-    """Where the speech of this (engine, voice, text) is cached (`synthesize`, `audio.tts_chain`)."""
-    return cache_dir / f"{cache_key(engine.name, voice, text)}.{'mp3' if engine.name == 'gtts' else 'wav'}"
+    """Where the speech of this (engine, voice, text) is cached (`synthesize`, `audio.tts_chain`); an engine's
+    `cache_tag` (its settings, if it has one) is part of the key, so changed settings are not served old speech."""
+    tag = getattr(engine, "cache_tag", "")
+    key = cache_key(f"{engine.name}@{tag}" if tag else engine.name, voice, text)
+    return cache_dir / f"{key}.{'mp3' if engine.name == 'gtts' else 'wav'}"
 
 
 def synthesize(engine: TtsEngine, text: str, voice: str, cache_dir: Path) -> Path:

@@ -2,9 +2,10 @@
 
 - `voiced_media(...)` (and `speech_media`, its audio alone): spoken text → speech by the first engine of the
   use's order (`TT_TTS__EMERGENCIES` / `TT_TTS__CAP`; Google under a short deadline) with the attention chime →
-  broadcast audio, reusing the audio of an earlier emergency of the same spoken text read by the same engine (so
-  a repeated warning costs nothing to prepare, and a fallback voice is never pinned: each engine before it in
-  the order is tried again first). `speak_emergency`: the same speech laid out in a file, nothing stored.
+  broadcast audio, reusing the audio of an earlier emergency of the same spoken text read by the same engine with
+  its present settings (so a repeated warning costs nothing to prepare, and a fallback voice is never pinned:
+  each engine before it in the order is tried again first). `speak_emergency`: the same speech laid out in a
+  file, nothing stored.
 - `plan_topics(...)`: which publishes reach exactly the targeted receivers — one per commune (or one to
   every receiver), one per receiver only for village or single-receiver targets.
 - `Tracker`: the progress of every live emergency, receiver by receiver, fed by the bridge's acks; streams
@@ -34,6 +35,7 @@ from sqlalchemy import bindparam, insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from audio.tts import cache_path
 from audio.tts_chain import NoEngineSpoke, Skipped, skipped_note
 from controller.content import broadcast_format, make_media, speak_first, voice_order
 from controller.db.models import Emergency, EmergencyReceiver, MediaFile, ReceiverStatus, utcnow
@@ -92,14 +94,17 @@ def voiced_media(engine: Engine, settings: Any, store: Any, said: str, use: str 
         for media, name in rows:
             if name is not None and name not in earlier and store.exists(media.sha256):
                 earlier[name] = media
+        cache = settings.data_dir / "tts-cache"
         for c in candidates:
             name = c.engine.name
-            if name in earlier:
+            # Reused only while this engine's speech of it, with today's settings, is in the speech cache: an
+            # emergency read before its settings (or voice) changed is read again.
+            if name in earlier and cache_path(c.engine, c.voice, said, cache).exists():
                 return Voiced(earlier[name], name, c.voice, skipped_note(skipped, name), reused=True)
             with tempfile.TemporaryDirectory(dir=store.root, prefix=".work-") as work:
                 composed = Path(work) / "emergency.wav"
                 try:
-                    speech = speak_first([c], said, settings.data_dir / "tts-cache", composed, SpeechLayout())
+                    speech = speak_first([c], said, cache, composed, SpeechLayout())
                 except NoEngineSpoke as e:
                     skipped.extend(e.skipped)
                     continue

@@ -171,3 +171,10 @@ def test_the_installed_neural_voice_reads_when_google_cannot(seeded: Seeded, goo
                                                      "targets": {"communes": ["tra-nu"]}}).json()
     assert (sent["engine"], sent["duration_s"] > 2) == ("neural", True), sent
     assert "Google TTS could not be reached" in sent["engine_note"] and "neural voice" in sent["engine_note"]
+
+
+def test_speech_made_with_other_espeak_settings_is_not_served_from_the_cache(tmp_path: Path) -> None:
+    slower, today = EspeakEngine(rate_wpm=150, word_gap_10ms=0), EspeakEngine()
+    old = first_speech([Candidate(slower, "vi")], TEXT, tmp_path)
+    new = first_speech([Candidate(today, "vi")], TEXT, tmp_path)
+    assert new.path != old.path and new.path.stat().st_size > old.path.stat().st_size  # today's reads slower
