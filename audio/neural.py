@@ -229,6 +229,19 @@ class NeuralEngine:
         self.speaker_id = speaker_id
         self.voices: tuple[str, ...] = tuple(v.name for v in installed_voices(self.model_dir)) or ("default",)
 
+    @property
+    def cache_tag(self) -> str:
+        """Part of the speech cache's key (`audio.tts.cache_path`): the installed voice files (name, size, time
+        written) and how they are read, so a voice replaced under the same name is not served old speech."""
+        files = []
+        for v in installed_voices(self.model_dir):
+            try:
+                st = v.model.stat()
+            except OSError:
+                continue
+            files.append(f"{v.name}:{st.st_size}:{st.st_mtime_ns}")
+        return f"{self.sentence_pause_s}/{self.speaker_id}/{','.join(files)}"
+
     def status(self) -> tuple[bool, str]:
         """(installed, what the operator reads): the voice that would speak, or what is missing and where."""
         if importlib.util.find_spec("onnxruntime") is None:

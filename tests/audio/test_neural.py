@@ -104,3 +104,17 @@ def test_install_voice_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 def test_text_is_read_sentence_by_sentence_with_its_punctuation() -> None:
     assert sentences("Cảnh báo: mưa 3,5 độ, lũ lên.  Di dời ngay!  Xin cảm ơn") == [
         [("Cảnh báo", ":"), ("mưa 3,5 độ", ","), ("lũ lên", ".")], [("Di dời ngay", "!")], [("Xin cảm ơn", "")]]
+
+
+def test_a_voice_replaced_under_the_same_name_is_not_served_old_speech(tmp_path: Path) -> None:
+    """The speech cache's key holds the installed voice files: a new voice under an old name is heard at once."""
+    from audio.tts import cache_path
+
+    target = tmp_path / "voices"
+    install_voice(joe.model_path(), None, target)
+    engine = NeuralEngine(target)
+    before = cache_path(engine, "default", "Xin chào", tmp_path)
+    assert cache_path(NeuralEngine(target), "default", "Xin chào", tmp_path) == before  # same voice: cached
+    model = target / "en_US-joe-medium.onnx"
+    model.write_bytes(model.read_bytes() + b"\0")  # another file under the same name
+    assert cache_path(NeuralEngine(target), "default", "Xin chào", tmp_path) != before
