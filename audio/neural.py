@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import json
+import logging
 import os
 import re
 import shutil
@@ -39,6 +40,8 @@ from typing import Any
 import numpy as np
 
 from audio.tts import EspeakEngine, TtsUnavailable
+
+log = logging.getLogger(__name__)
 
 HOW_TO_INSTALL = ("install a Piper voice (for Vietnamese e.g. vi_VN-vais1000-medium.onnx and its .onnx.json from "
                   "rhasspy/piper-voices) with `truyenthanh install-voice VOICE.onnx`")
@@ -241,6 +244,16 @@ class NeuralEngine:
                 continue
             files.append(f"{v.name}:{st.st_size}:{st.st_mtime_ns}")
         return f"{self.sentence_pause_s}/{self.speaker_id}/{','.join(files)}"
+
+    def warm(self) -> bool:
+        """Load the default voice now (seconds, hundreds of MB) so the first warning does not wait for it;
+        False when none is installed or it cannot load (said when it is used)."""
+        try:
+            _load(self._files("default"))
+        except TtsUnavailable as e:
+            log.info("neural voice not loaded at start: %s", e)
+            return False
+        return True
 
     def status(self) -> tuple[bool, str]:
         """(installed, what the operator reads): the voice that would speak, or what is missing and where."""

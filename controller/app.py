@@ -5,6 +5,7 @@ import time."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -37,6 +38,23 @@ LANDING = """<!doctype html><html lang="vi"><meta charset="utf-8"><title>Truyề
 </body></html>"""
 
 
+def warm_neural_voice(settings: Settings) -> threading.Thread | None:
+    """Load the installed neural voice in the background when an engine order names it, so the first warning
+    it reads does not also pay for loading it (seconds on a small controller)."""
+    if not any("neural" in settings.tts.order(use) for use in ("announcements", "emergencies", "cap")):
+        return None
+    try:
+        from audio.neural import NeuralEngine
+    except ImportError:  # said when a text is read (`controller.content.neural_engine`)
+        return None
+    voice = NeuralEngine(settings.neural_dir)
+    if not voice.status()[0]:
+        return None
+    thread = threading.Thread(target=voice.warm, name="neural-warm", daemon=True)
+    thread.start()
+    return thread
+
+
 def create_app(settings: Settings, *, with_bridge: bool = True, bridge: BridgeFactory = Bridge) -> FastAPI:
     """`bridge` makes the command port (see `BridgeFactory`); `with_bridge=False` runs without one (routes
     that send commands answer 503)."""
@@ -56,6 +74,7 @@ def create_app(settings: Settings, *, with_bridge: bool = True, bridge: BridgeFa
             await app.state.bridge.start()
             keys.resends(settings, app.state.bridge, public_key)  # key rotations missed, sent again
         app.state.runner = Runner(settings, engine, signer, app.state.bridge)
+        warm_neural_voice(settings)
         app.state.tracker = Tracker(engine, app.state.bridge)
         await app.state.tracker.start()
         await app.state.runner.start()

@@ -118,3 +118,23 @@ def test_a_voice_replaced_under_the_same_name_is_not_served_old_speech(tmp_path:
     model = target / "en_US-joe-medium.onnx"
     model.write_bytes(model.read_bytes() + b"\0")  # another file under the same name
     assert cache_path(NeuralEngine(target), "default", "Xin chào", tmp_path) != before
+
+
+def test_the_controller_loads_an_installed_voice_at_start(tmp_path: Path) -> None:
+    """With a voice installed and an order naming it, the voice is loaded in the background at start, so the
+    first warning it reads does not wait for it; with none installed, nothing is started."""
+    import audio.neural as neural
+    from controller.app import warm_neural_voice
+    from controller.config import Settings
+
+    settings = Settings(data_dir=tmp_path, tts={"neural_dir": tmp_path / "voices"})  # type: ignore[arg-type]
+    assert warm_neural_voice(settings) is None  # nothing installed
+    install_voice(joe.model_path(), None, tmp_path / "voices")
+    neural._cache.clear()
+    thread = warm_neural_voice(settings)
+    assert thread is not None
+    thread.join(timeout=120)
+    assert any(key[0].parent == (tmp_path / "voices").resolve() for key in neural._cache)
+    only_espeak = Settings(data_dir=tmp_path, tts={"neural_dir": tmp_path / "voices", "announcements": ["offline"],  # type: ignore[arg-type]
+                                                   "emergencies": ["offline"], "cap": ["offline"]})
+    assert warm_neural_voice(only_espeak) is None  # no order names it
