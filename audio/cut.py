@@ -11,6 +11,7 @@ at a lower CPU priority. Every failure is an `IngestError` (the content service 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from . import ffmpeg
@@ -18,12 +19,15 @@ from .ffmpeg import FfmpegError, FfmpegTimeout
 from .ingest import NICE, IngestError, Limits
 
 
-def cut(source: Path, out: Path, start_s: float, end_s: float, limits: Limits | None = None) -> None:
+def cut(source: Path, out: Path, start_s: float, end_s: float, limits: Limits | None = None,
+        max_s: float = 3 * 3600.0) -> None:
     """Write `source` from `start_s` to `end_s` (seconds) to `out` as FLAC. The end may lie past the audio's
-    end (a browser's clock and its encoder differ by a few milliseconds): the part then ends with the audio."""
-    if not 0 <= start_s < end_s:
+    end (a browser's clock and its encoder differ by a few milliseconds): the part then ends with the audio.
+    At most `max_s` (the controller's longest audio) is kept and the time allowed is that of `max_s` at
+    most, whatever end the browser says (1e7, inf): a slow upload must not hold an ingest slot for long."""
+    if not (math.isfinite(start_s) and math.isfinite(end_s) and 0 <= start_s < end_s):
         raise IngestError(f"Nothing to keep between {start_s:.1f} s and {end_s:.1f} s.", code="audio_empty")
-    length = end_s - start_s
+    length = min(end_s - start_s, max_s)
     limits = limits or Limits()
     try:
         ffmpeg.run([*ffmpeg.safe_input(), "-ss", f"{start_s:.3f}", "-t", f"{length:.3f}", "-i", str(source),

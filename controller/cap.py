@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import re
 import tomllib
 import unicodedata
@@ -34,6 +35,7 @@ from lxml import etree
 from signxml import SignatureConfiguration, XMLVerifier
 from signxml.exceptions import InvalidCertificate, InvalidInput, InvalidSignature, SignXMLException
 
+log = logging.getLogger(__name__)
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
 MAX_ALERT_BYTES = 1_000_000
@@ -87,6 +89,7 @@ class CapInfo:
     expires: datetime | None
     areas: tuple[CapArea, ...]
     event_codes: tuple[Geocode, ...] = ()  # <eventCode> (valueName, value): what `controller.warnings` maps
+    response_types: tuple[str, ...] = ()  # <responseType>: Shelter, Evacuate, …, AllClear (not validated)
 
 
 @dataclass(frozen=True)
@@ -235,10 +238,21 @@ def _info(el: etree._Element, n: int) -> CapInfo:
         instruction=_opt(el, "instruction", where),
         expires=_datetime(expires, "expires") if expires else None,
         areas=tuple(_area(a, f" in an <area> of <info> #{n}") for a in el.findall(f"{{{CAP_NS}}}area")),
-        event_codes=tuple(Geocode(_req(c, "valueName", f" in an <eventCode>{where}"),
-                                  _req(c, "value", f" in an <eventCode>{where}"))
-                          for c in el.findall(f"{{{CAP_NS}}}eventCode")),
+        event_codes=_event_codes(el, where),
+        response_types=tuple(t for c in el.findall(f"{{{CAP_NS}}}responseType") if (t := _text(c))),
     )
+
+
+def _event_codes(el: etree._Element, where: str) -> tuple[Geocode, ...]:
+    """The `<eventCode>`s complete enough to read (a valueName and a value, once each); an incomplete one is
+    skipped and logged: a label, it must not refuse the warning it labels."""
+    codes = []
+    for c in el.findall(f"{{{CAP_NS}}}eventCode"):
+        try:
+            codes.append(Geocode(_req(c, "valueName"), _req(c, "value")))
+        except CapError as e:
+            log.warning("an <eventCode>%s skipped: %s", where, e)
+    return tuple(codes)
 
 
 def parse_alert(xml_bytes: bytes) -> CapAlert:
@@ -274,6 +288,14 @@ def parse_alert(xml_bytes: bytes) -> CapAlert:
 
 
 # --- what to say -------------------------------------------------------------------------------------------------
+
+
+def plays_recording(alert: CapAlert, info: CapInfo) -> bool:
+    """Whether the alert may play a recorded warning (which says the danger is real and coming): only an
+    `Actual` alert, not a `Cancel`, whose `<info>` is no all-clear (`responseType` AllClear) and not `Past`.
+    A test, an exercise or an all-clear has its text read instead."""
+    return (alert.status == "Actual" and alert.msg_type != "Cancel" and "AllClear" not in info.response_types
+            and info.urgency != "Past")
 
 
 def choose_info(alert: CapAlert) -> CapInfo | None:

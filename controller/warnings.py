@@ -1,8 +1,8 @@
 """The event types of pre-recorded warnings (cảnh báo ghi sẵn) and how a CAP alert's `<info>` maps to one.
 
-- `EVENT_TYPES`: key → `EventType` (its Vietnamese name, the words and CAP `eventCode` values that name it),
-  most specific first: a "flash flood" is a flash flood before it is a flood, a tropical depression before it
-  is a storm, a thunderstorm before a storm.
+- `EVENT_TYPES`: key → `EventType` (its Vietnamese name, the words and CAP `eventCode` values of warnings that
+  name it), most specific first: a "flash flood" is a flash flood before it is a flood. A text maps to the type
+  it names first; most specific first decides only between words starting at the same place.
 - `event_type_of(info)`: the event type of a CAP `<info>`: its `eventCode` values first, then the words of its
   `<event>`, then of its headline; None when nothing matches.
 - `communes_sentence(names)`: "Xã Trà Đốc, xã Trà Giác." — what is read after a recording.
@@ -29,12 +29,12 @@ class EventType:
     key: str
     name: str  # Vietnamese, as staff read it and as an emergency's title says it
     words: tuple[str, ...]  # English and Vietnamese, lower case
-    codes: tuple[str, ...] = ()  # CAP eventCode values (SAME and common ones), upper case
+    codes: tuple[str, ...] = ()  # CAP eventCode values (SAME warnings and common ones), upper case
 
 
 _TYPES = (
     EventType("flash-flood", "Lũ quét", ("lũ quét", "lũ ống", "flash flood", "flash flooding", "flashflood"),
-              ("FFW", "FFA", "FFS", "FLASHFLOOD", "FLASH-FLOOD", "FLASH_FLOOD")),
+              ("FFW", "FLASHFLOOD", "FLASH-FLOOD", "FLASH_FLOOD")),
     EventType("landslide", "Sạt lở đất", ("sạt lở đất", "sạt lở", "lở đất", "lũ bùn đá", "trượt lở", "landslide",
                                           "landslides", "mudslide", "mudflow", "debris flow", "rockfall"),
               ("LANDSLIDE", "LSW")),
@@ -44,14 +44,14 @@ _TYPES = (
     EventType("thunderstorm", "Dông, lốc, sét", ("dông", "giông", "lốc", "lốc xoáy", "sét", "mưa đá", "thunderstorm",
                                                  "thunderstorms", "severe thunderstorm", "tornado", "lightning",
                                                  "hail", "whirlwind"),
-              ("SVR", "SVA", "SVS", "TOR", "TOA", "THUNDERSTORM", "TORNADO", "LIGHTNING")),
+              ("SVR", "TOR", "THUNDERSTORM", "TORNADO", "LIGHTNING")),
     EventType("storm", "Bão", ("bão", "siêu bão", "storm", "tropical storm", "typhoon", "super typhoon", "cyclone",
                                "tropical cyclone", "hurricane", "storm surge"),
-              ("TRW", "TRA", "HUW", "HUA", "HLS", "SSW", "SSA", "TYPHOON", "STORM", "TROPICAL-STORM",
+              ("TRW", "HUW", "SSW", "TYPHOON", "STORM", "TROPICAL-STORM",
                "TROPICAL_STORM", "CYCLONE")),
     EventType("flood", "Lũ, ngập lụt", ("lũ", "lụt", "lũ lụt", "ngập lụt", "ngập úng", "nước dâng", "flood", "floods",
                                        "flooding", "inundation", "river flood"),
-              ("FLW", "FLA", "FLS", "FLOOD")),
+              ("FLW", "FLOOD")),
     EventType("heavy-rain", "Mưa lớn", ("mưa lớn", "mưa to", "mưa rất to", "mưa to đến rất to", "heavy rain",
                                         "heavy rainfall", "torrential rain", "rainstorm"),
               ("HEAVY-RAIN", "HEAVY_RAIN", "RAIN")),
@@ -68,6 +68,10 @@ _TYPES = (
               ("EPIDEMIC", "PANDEMIC", "OUTBREAK", "DISEASE")),
 )
 EVENT_TYPES: dict[str, EventType] = {e.key: e for e in _TYPES}
+# SAME codes of watches (the event may happen), statements and advisories: not a warning that it is happening,
+# so they never play a recorded warning (whose words say it is) — their text is read instead.
+NOT_WARNINGS = frozenset({"FFA", "FFS", "FLA", "FLS", "SVA", "SVS", "TOA", "TRA", "HUA", "HLS", "SSA", "TSA",
+                          "WSA", "BZA", "CFA", "EQA", "SPS", "HWA", "FRA", "NOW"})
 
 
 def _norm(text: str) -> str:
@@ -80,17 +84,18 @@ _PATTERNS = [(e.key, re.compile(r"(?<!\w)(?:" + "|".join(re.escape(_norm(w)) for
 
 
 def event_type_of_text(text: str) -> str | None:
-    """The most specific event type whose words occur in `text`, else None."""
+    """The event type named first in `text` ("Bão kèm dông, lốc" is a storm), else None; where the words of
+    two types start at the same place the longer, more specific one wins ("lũ quét" before "lũ")."""
     said = _norm(text)
-    for key, pattern in _PATTERNS:
-        if pattern.search(said):
-            return key
-    return None
+    found = [(m.start(), -len(m.group()), rank, key)
+             for rank, (key, pattern) in enumerate(_PATTERNS) if (m := pattern.search(said)) is not None]
+    return min(found)[3] if found else None
 
 
 def event_type_of_codes(codes: Iterable[str]) -> str | None:
-    """The most specific event type one of the CAP eventCode values names, else None."""
-    wanted = {c.strip().upper() for c in codes}
+    """The most specific event type one of the CAP eventCode values names, else None (watches and
+    statements, `NOT_WARNINGS`, name none)."""
+    wanted = {c.strip().upper() for c in codes} - NOT_WARNINGS
     for e in _TYPES:
         if wanted & set(e.codes) or wanted & {e.key.upper()}:
             return e.key
@@ -98,8 +103,12 @@ def event_type_of_codes(codes: Iterable[str]) -> str | None:
 
 
 def event_type_of(info: CapInfo) -> str | None:
-    """A CAP `<info>`'s event type: its eventCode values, then its `<event>`, then its headline."""
-    return (event_type_of_codes(code.value for code in info.event_codes)
+    """A CAP `<info>`'s event type: its eventCode values, then its `<event>`, then its headline; None for a
+    watch or statement (an eventCode in `NOT_WARNINGS` and none naming a warning), whatever its words."""
+    codes = [code.value.strip().upper() for code in info.event_codes]
+    if set(codes) & NOT_WARNINGS and event_type_of_codes(codes) is None:
+        return None
+    return (event_type_of_codes(codes)
             or event_type_of_text(info.event) or event_type_of_text(info.headline or ""))
 
 

@@ -49,7 +49,7 @@ from .emergencies import (
     stop,
     visible_ids,
 )
-from .warnings import RECORDED, names_read, recording_for, warning_media
+from .warnings import RECORDED, RecordingFailed, after_recording, names_read, recording_for, warning_media
 
 RECEIVE = "cap.receive"
 
@@ -187,18 +187,24 @@ async def receive_alert(ctx: Ctx, raw: bytes) -> CapAnswer:
         text = caplib.text_to_read(info)
         expires_at = expiry(ctx, info.expires)
         event_type = event_type_of(info)
-        warning = recording_for(ctx.session, ctx.require_media(), event_type)
-        engine, note = None, None
-        if warning is not None:  # its pre-recorded warning, then the names of the alert's communes
-            spoken = names_read(ctx.session, inv.communes_of(receivers), False)
-            media = await asyncio.to_thread(warning_media, ctx.engine, ctx.settings, ctx.require_media(), warning,
-                                            spoken, "cap")
-            engine = RECORDED
-        else:
-            spoken = spoken_text(ctx.session, text, None)  # built-in and district lists: no commune's operator
+        # A test, an exercise, an all-clear or what is past has its text read: the recording says it is real.
+        real = caplib.plays_recording(alert, info)
+        warning = recording_for(ctx.session, ctx.require_media(), event_type) if real else None
+        spoken: str | None = spoken_text(ctx.session, text, None)  # built-in and district lists only
+        media, engine, note, failed = None, None, None, None
+        if warning is not None:  # its pre-recorded warning, then the names of the alert's communes and its text
+            names = names_read(ctx.session, inv.communes_of(receivers), False)
+            try:
+                made = await asyncio.to_thread(warning_media, ctx.engine, ctx.settings, ctx.require_media(),
+                                               warning, after_recording(names, spoken), "cap")
+                media, spoken, engine, note = made.media, made.spoken, RECORDED, made.note
+            except RecordingFailed as e:
+                failed = str(e)
+        if media is None:
+            spoken = spoken or text
             voiced = await asyncio.to_thread(voiced_media, ctx.engine, ctx.settings, ctx.require_media(), spoken,
                                              "cap")
-            media, engine, note = voiced.media, voiced.engine, voiced.note
+            media, engine, note = voiced.media, voiced.engine, "; ".join(filter(None, (failed, voiced.note))) or None
     # Everything checked and the audio made: now the update replaces what it references.
     for row in referenced:
         await stop(ctx, row)

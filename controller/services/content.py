@@ -61,6 +61,7 @@ from controller.db.models import (
     Emergency,
     MediaFile,
     Programme,
+    WarningRecording,
     utcnow,
 )
 from controller.errors import Conflict, DomainError, Forbidden, Hidden, Invalid, NotFound, Unavailable
@@ -636,7 +637,7 @@ def _delete(ctx: Ctx, kind: Kind, ident: int) -> None:
     ctx.session.delete(content)
     ctx.session.commit()
     used = sum(ctx.session.exec(select(func.count()).select_from(m).where(m.media_sha256 == media.sha256)).one()
-               for m in (Bulletin, Announcement, Emergency))
+               for m in (Bulletin, Announcement, Emergency, WarningRecording))  # a warning may share the file
     if used == 0:
         ctx.session.delete(media)
         ctx.session.commit()

@@ -91,7 +91,7 @@ from receivers.protocol import INLINE_AUDIO_MAX, MediaRef, Play, Stop, Target
 from .content import ingest_slot, spoken_text, usable_content
 from .context import Ctx, Page
 from .programmes import _targets_within
-from .warnings import RECORDED, names_read, recording_for, warning_media
+from .warnings import RECORDED, RecordingFailed, after_recording, names_read, recording_for, warning_media
 
 TRIGGER, CANCEL, READ = "emergency.trigger", "emergency.cancel", "emergency.read"
 SSE_BATCH_S = 0.1  # a thousand receivers answer within a second: one event per batch of changes
@@ -124,7 +124,7 @@ class EmergencyCreate(BaseModel):
         "with text: read again at the end after 'Xin nhắc lại:' (part of spoken_text)"))
     event_type: str | None = Field(default=None, max_length=40, description=(
         "flash-flood, landslide, storm, … (GET /api/v1/warnings): its pre-recorded warning, when there is one, "
-        "is played instead of reading the text, followed by the communes' names; the text is kept for display"))
+        "is played first, then the communes' names and the text (with its key instruction) are read"))
 
     @model_validator(mode="after")
     def _one_source(self) -> EmergencyCreate:
@@ -187,7 +187,7 @@ class EmergencyPreview(BaseModel):
         "engine of the order that can is chosen when the audio is made (listen to hear it)"))
     event_type: str | None = None
     recorded: bool = Field(default=False, description="the pre-recorded warning of event_type will be played, "
-                                                     "then spoken_text (the communes' names)")
+                                                     "then spoken_text (the communes' names, then the text)")
     warning_url: str | None = Field(default=None, description="that recording, to listen to")
     repeat: int
     volume: int
@@ -425,6 +425,13 @@ def _what(ctx: Ctx, body: EmergencyCreate) -> tuple[str, str, str | None, MediaF
     return content.title, source, content.normalized_text if isinstance(content, Announcement) else None, media
 
 
+def warning_missing(event_type: str | None) -> Invalid:
+    """An event type alone, whose recording is not (or no longer) there."""
+    return Invalid(f"There is no pre-recorded warning of {event_type!r} (see /api/v1/warnings): give the text to "
+                   "read.", code="warning_missing", params={"name": EVENT_TYPES[event_type].name.lower()
+                                                            if event_type in EVENT_TYPES else str(event_type)})
+
+
 def _recording(ctx: Ctx, body: EmergencyCreate, media: MediaFile | None) -> MediaFile | None:
     """The pre-recorded warning of the request's event type, if it has one and nothing else was chosen to be
     played (a text is replaced by it; a bulletin or an announcement never comes with an event type)."""
@@ -444,10 +451,10 @@ def preview(ctx: Ctx, body: EmergencyCreate) -> EmergencyPreview:
     title, source, spoken, media = _what(ctx, body)
     warning = _recording(ctx, body, media)
     if warning is not None:
-        spoken = names_read(ctx.session, inv.communes_of(receivers), bool(body.targets.all))
+        spoken = after_recording(names_read(ctx.session, inv.communes_of(receivers), bool(body.targets.all)),
+                                 spoken)
     elif media is None and spoken is None:
-        raise Invalid(f"There is no pre-recorded warning of {body.event_type!r} (see /api/v1/warnings): "
-                      "give the text to read.")
+        raise warning_missing(body.event_type)
     return EmergencyPreview(title=body.title or title, source=source, spoken_text=spoken,
                             duration_s=media.duration_s if media else None, receivers=sorted(receivers),
                             communes=sorted(inv.communes_of(receivers)), event_type=body.event_type,
@@ -522,17 +529,20 @@ async def trigger(ctx: Ctx, body: EmergencyCreate, idempotency_key: str | None =
         title, source, spoken, media = _what(ctx, body)
         warning = _recording(ctx, body, media)
         engine, note = _content_engine(ctx, body), None
-        if warning is not None:  # the recording, then the communes' names: nothing else synthesised
-            spoken = names_read(ctx.session, inv.communes_of(receivers), bool(targets.get("all")))
-            media = await asyncio.to_thread(warning_media, ctx.engine, settings, ctx.require_media(), warning, spoken)
-            engine = RECORDED
-        elif media is None:
+        failed = None
+        if warning is not None:  # the recording, then the communes' names and the text read
+            names = names_read(ctx.session, inv.communes_of(receivers), bool(targets.get("all")))
+            try:
+                made = await asyncio.to_thread(warning_media, ctx.engine, settings, ctx.require_media(), warning,
+                                               after_recording(names, spoken))
+                media, spoken, engine, note = made.media, made.spoken, RECORDED, made.note
+            except RecordingFailed as e:  # read instead: the title says what the recording would have
+                failed, spoken = str(e), spoken or after_recording(f"{title}.", names)
+        if media is None:
             if spoken is None:
-                assert body.event_type is not None
-                raise Invalid(f"There is no pre-recorded warning of {body.event_type!r} (see /api/v1/warnings): "
-                              "give the text to read.")
+                raise warning_missing(body.event_type)
             voiced = await asyncio.to_thread(voiced_media, ctx.engine, settings, ctx.require_media(), spoken)
-            media, engine, note = voiced.media, voiced.engine, voiced.note
+            media, engine, note = voiced.media, voiced.engine, "; ".join(filter(None, (failed, voiced.note))) or None
     return await launch(ctx, inv, Prepared(
         title=body.title or title, text=body.text, spoken=spoken, source=source, bulletin_id=body.bulletin_id,
         engine=engine, event_type=body.event_type, engine_note=note,

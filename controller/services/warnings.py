@@ -1,44 +1,55 @@
 """Pre-recorded warnings (cảnh báo ghi sẵn): one recording per event type (`controller.warnings.EVENT_TYPES`)
 that an emergency or a CAP alert of that type plays before any synthesis — the attention chime, the recording,
-then the names of the communes concerned read by the synthesis chain.
+then the names of the communes concerned and the text (an emergency's, with its key instruction; a CAP alert's)
+read by the synthesis chain. A CAP test, exercise, all-clear or past event never plays it
+(`controller.cap.plays_recording`); when the recording cannot be played (damaged, ffmpeg failing:
+`RecordingFailed`) the caller reads the text instead and notes why.
 
 - `list_warnings(ctx)`: every event type, recorded or not (`WarningsPublic`).
 - `set_warning(ctx, event_type, filename, receive)`: the recording of an event type from an upload that
   `receive(directory)` copies into a temporary file there (the face counts the bytes: 413), made broadcast-ready
   as a bulletin is (`ingest_slot`, `make_media`: 415 not audio, 422 otherwise); it replaces the one before.
 - `remove_warning(ctx, event_type)`: emergencies of that type are synthesised again.
-- `recording_for(session, store, event_type)`, `names_read(...)`, `warning_media(...)`: what the emergency and
-  CAP services use (no policy of their own: they are called after the emergency's checks).
+- `recording_for(session, store, event_type)`, `names_read(...)`, `after_recording(names, text)`,
+  `warning_media(...) -> WarningAudio`: what the emergency and CAP services use (no policy of their own: they
+  are called after the emergency's checks). The audio is made once per recording, words, engine that read
+  them and broadcast format (an index under data_dir/warning-audio, written atomically, rebuilt if unreadable).
 
 The policy: a recording is the district's, used by every commune's emergencies of its type, so only a
 principal holding the emergency right over the whole district may set or remove one (a commune-limited
 principal must not change what another commune hears: 403); anyone holding the emergency right may list
 them, since their emergencies play them (the UI's emergency page says which types are recorded). Sets,
-removals and refused uploads are audited (`warning.set`, `warning.remove`).
+removals and refused uploads (413, not audio, a recording's part refused) are audited (`warning.set`,
+`warning.remove`). Two first uploads of one type at once: the later one is kept.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
+import os
 import tempfile
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from audio import ffmpeg
 from audio.ingest import IngestError
 from audio.store import MediaStore
-from audio.tts import TtsUnavailable
+from audio.tts import cache_path
+from audio.tts_chain import NoEngineSpoke, Skipped, skipped_note
 from controller.content import broadcast_format, make_media, media_url, speak_first, voice_order
 from controller.db.models import Commune, MediaFile, WarningRecording
 from controller.emergencies import SpeechLayout
-from controller.errors import NotFound
+from controller.errors import DomainError, NotFound
 from controller.policy import Right, require, require_district
 from controller.scheduling import local
 from controller.warnings import EVENT_TYPES, communes_sentence
@@ -102,7 +113,11 @@ def set_warning(ctx: Ctx, event_type: str, filename: str | None, receive: Callab
     label = display_filename(filename)
     store, audio = ctx.require_media(), ctx.settings.audio
     with ingest_slot(ctx):
-        source = receive(store.root)
+        try:
+            source = receive(store.root)  # 413 too large, a recording's part refused: audited as refusals
+        except DomainError as e:
+            ctx.audit(SET, "refused", target=key, detail=f"{label}: {e.message}")
+            raise
         try:
             media, _ = make_media(ctx.session, store, source, broadcast_format(audio), trim_silence=audio.trim_silence)
         except IngestError as e:
@@ -110,12 +125,27 @@ def set_warning(ctx: Ctx, event_type: str, filename: str | None, receive: Callab
             raise refused_audio(e) from None
         finally:
             source.unlink(missing_ok=True)
-    row = ctx.session.get(WarningRecording, key) or WarningRecording(event_type=key, media_sha256=media.sha256,
-                                                                     created_by=ctx.who.actor)
-    row.media_sha256, row.source_filename = media.sha256, label
-    row.created_by, row.created_at = ctx.who.actor, dt.datetime.now(dt.UTC)
-    ctx.session.add(row)
-    ctx.session.commit()
+    sha = media.sha256
+    try:
+        ctx.session.commit()  # the audio first: the same file uploaded twice at once is stored once
+    except IntegrityError:
+        ctx.session.rollback()
+    stored = ctx.session.get(MediaFile, sha)
+    assert stored is not None
+    media = stored
+    for attempt in (1, 2):  # two first uploads of one type at once: the later one replaces the other's
+        row = ctx.session.get(WarningRecording, key) or WarningRecording(event_type=key, media_sha256=media.sha256,
+                                                                         created_by=ctx.who.actor)
+        row.media_sha256, row.source_filename = media.sha256, label
+        row.created_by, row.created_at = ctx.who.actor, dt.datetime.now(dt.UTC)
+        ctx.session.add(row)
+        try:
+            ctx.session.commit()
+            break
+        except IntegrityError:
+            ctx.session.rollback()
+            if attempt == 2:
+                raise
     ctx.session.refresh(row)
     ctx.audit(SET, target=key, detail=f"{label} ({media.sha256[:12]}, {media.duration_s:.1f} s)")
     return _public(key, row, media)
@@ -159,9 +189,60 @@ def names_read(session: Session, communes: Iterable[str], everywhere: bool) -> s
     return spoken_text(session, communes_sentence(names.get(c, c) for c in codes), None)
 
 
+def after_recording(names: str, text: str | None) -> str:
+    """What is read after a recording: the communes' names, then the text (as read out) when there is one."""
+    return " ".join(part for part in (names.strip(), (text or "").strip()) if part)
+
+
+class RecordingFailed(Exception):
+    """The recorded warning's audio could not be made (a damaged recording, ffmpeg failing): the caller reads
+    the text instead."""
+
+
+@dataclass(frozen=True)
+class WarningAudio:
+    """Broadcast audio of a recorded warning and what was read after the recording."""
+
+    media: MediaFile
+    spoken: str | None  # what the engine read after it (None: nothing could be read; the recording plays alone)
+    engine: str | None  # the engine that read it
+    note: str | None  # why engines did not read it (or why nothing was)
+
+
 def _cache_file(settings: Any, recording_sha: str, said: str) -> Path:
-    key = hashlib.sha256(f"{recording_sha}\0{said}".encode()).hexdigest()
-    return Path(settings.data_dir) / "warning-audio" / key
+    """The index of the audio made of a recording and `said`, by the engine that read `said`, in today's
+    broadcast format (a change of loudness, bitrate or sample rate makes it again)."""
+    fmt = broadcast_format(settings.audio)
+    shape = f"{fmt.sample_rate}/{fmt.bitrate_kbps}/{fmt.target_lufs}/{fmt.true_peak_dbtp}/{fmt.lra}"
+    key = hashlib.sha256(f"{recording_sha}\0{said}\0{shape}".encode()).hexdigest()
+    return Path(settings.data_dir) / "warning-audio" / f"{key}.json"
+
+
+def _read_index(path: Path) -> dict[str, str]:
+    """{engine: broadcast sha} of an index file; empty when it is missing or unreadable (it is made again)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        log.warning("the warning audio index %s is unreadable (%s): made again", path.name, e)
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def _write_index(path: Path, index: dict[str, str]) -> None:
+    """Atomically: a reader sees the old index or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".index-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(index, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _decoded(source: Path, out: Path) -> Any:
@@ -173,42 +254,53 @@ def _decoded(source: Path, out: Path) -> Any:
         return AudioSegment.from_wav(f)
 
 
-def _names_speech(settings: Any, said: str, work: Path, use: str) -> Any:
-    """`said` read by the first engine of `use`'s order that can (its deadlines and speech cache: see
-    `controller.emergencies.voiced_media`), without the chime (it comes before the recording), as a 22.05 kHz
-    mono pydub segment; None when no engine could (the recording then plays alone)."""
-    out = work / "names.wav"
-    try:
-        speak_first(voice_order(settings, use), said, Path(settings.data_dir) / "tts-cache", out,
-                    SpeechLayout(chime_before=False))
-    except TtsUnavailable as e:
-        log.warning("the communes' names after a pre-recorded warning could not be read: %s", e)
-        return None
-    return _decoded(out, work / "names-22k.wav")
-
-
 def warning_media(engine: Engine, settings: Any, store: MediaStore, recording: MediaFile, said: str,
-                  use: str = "emergencies") -> MediaFile:
+                  use: str = "emergencies") -> WarningAudio:
     """Broadcast audio of a pre-recorded warning: the attention chime, the recording, then `said` (the
-    communes' names) read by the synthesis chain of `use` ("emergencies", "cap") — the one made before for the
-    same recording and names, or made now. Not put in the content library."""
+    communes' names and the text) read by the first engine of `use`'s order ("emergencies", "cap") that can —
+    for each engine in turn, the audio made before of the same recording and words by that engine (while its
+    speech of them is in the speech cache, as `controller.emergencies.voiced_media` reuses), else that engine
+    now. When no engine can, the recording plays alone (not kept: made again next time). Not put in the
+    content library. `RecordingFailed` when the audio cannot be made (the caller reads the text instead)."""
+    try:
+        return _warning_media(engine, settings, store, recording, said, use)
+    except Exception as e:  # a damaged recording, ffmpeg, pydub: the warning must still go out, read
+        log.exception("the pre-recorded warning %s could not be played", recording.sha256[:12])
+        raise RecordingFailed(f"the pre-recorded warning could not be played ({type(e).__name__}: {e})") from e
+
+
+def _warning_media(engine: Engine, settings: Any, store: MediaStore, recording: MediaFile, said: str,
+                   use: str) -> WarningAudio:
     from audio.compose import AudioSegment, chime  # pydub: imported where it is used
 
-    cached = _cache_file(settings, recording.sha256, said)
-    if cached.exists():
-        sha = cached.read_text().strip()
-        with Session(engine) as s:
-            known = s.get(MediaFile, sha)
-            if known is not None and store.exists(sha):
-                return known
+    index_file = _cache_file(settings, recording.sha256, said)
+    index = _read_index(index_file)
+    cache = Path(settings.data_dir) / "tts-cache"
+    candidates = voice_order(settings, use) if said else []
+    skipped: list[Skipped] = []
+    with Session(engine) as s:
+        for c in candidates:
+            sha = index.get(c.engine.name)
+            known = s.get(MediaFile, sha) if sha else None
+            if known is not None and store.exists(known.sha256) and cache_path(c.engine, c.voice, said, cache).exists():
+                return WarningAudio(known, said, c.engine.name, skipped_note(skipped, c.engine.name))
+        if not said and (known := s.get(MediaFile, index.get("", ""))) is not None and store.exists(known.sha256):
+            return WarningAudio(known, None, None, None)
     with tempfile.TemporaryDirectory(dir=store.root, prefix=".work-") as tmp:
         work = Path(tmp)
         warning = _decoded(store.verified_path(recording.sha256), work / "warning.wav")
         rate = warning.frame_rate
         body = chime(rate) + AudioSegment.silent(400, frame_rate=rate) + warning
-        names = _names_speech(settings, said, work, use) if said else None
-        if names is not None:
-            body = body + AudioSegment.silent(700, frame_rate=rate) + names
+        spoke: str | None = None
+        for c in candidates:
+            try:
+                speak_first([c], said, cache, work / "said.wav", SpeechLayout(chime_before=False))
+            except NoEngineSpoke as e:
+                skipped.extend(e.skipped)
+                continue
+            body = body + AudioSegment.silent(700, frame_rate=rate) + _decoded(work / "said.wav", work / "said-22k.wav")
+            spoke = c.engine.name
+            break
         composed = work / "composed.wav"
         with composed.open("wb") as f:
             body.export(f, format="wav")
@@ -216,7 +308,9 @@ def warning_media(engine: Engine, settings: Any, store: MediaStore, recording: M
             media, _ = make_media(s, store, composed, broadcast_format(settings.audio), trim_silence=False)
             s.commit()  # the emergency row that refers to it is written in another session
             s.refresh(media)
-    if names is not None or not said:  # without the names it is made again next time
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        cached.write_text(media.sha256)
-    return media
+    if said and spoke is None:  # the recording alone: made again next time, when an engine may read
+        log.warning("the words after a pre-recorded warning could not be read: %s", NoEngineSpoke(skipped))
+        return WarningAudio(media, None, None, f"the names and text after the recording were not read: "
+                                               f"{NoEngineSpoke(skipped)}")
+    _write_index(index_file, {**_read_index(index_file), spoke or "": media.sha256})
+    return WarningAudio(media, said or None, spoke, skipped_note(skipped, spoke) if spoke else None)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import inspect
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,7 @@ class Recording:
     _upload: Any
     _limit: int
     _loop: asyncio.AbstractEventLoop
+    _max_s: float = MAX_SECONDS
 
     @property
     def length_s(self) -> float:
@@ -70,7 +72,7 @@ class Recording:
                                                  self._loop).result()
         part = whole.with_name(whole.name + ".flac")
         try:
-            cut(whole, part, self.start_s, self.end_s)
+            cut(whole, part, self.start_s, self.end_s, max_s=self._max_s)
         except IngestError as e:
             part.unlink(missing_ok=True)
             from controller.services.content import refused_audio
@@ -116,10 +118,18 @@ class Recorder(ui.element, component="recorder.js"):
         self.on("save", lambda e: act(lambda: self._save(e), what)())
 
     def _save(self, e: events.GenericEventArguments) -> None:
-        start, end = float(e.args.get("start") or 0), float(e.args.get("end") or 0)
-        duration = float(e.args.get("duration") or 0)
-        if not (0 <= start < end and end <= duration + 0.5):
+        try:
+            start, end = float(e.args.get("start") or 0), float(e.args.get("end") or 0)
+            duration = float(e.args.get("duration") or 0)
+        except (TypeError, ValueError):
+            raise Invalid("Choose the part to keep within the recording.", code="recording_range") from None
+        # The browser's word: a huge or infinite end would have ffmpeg wait on a slow upload for long.
+        if not (all(math.isfinite(v) for v in (start, end, duration)) and 0 <= start < end <= duration + 0.5):
             raise Invalid("Choose the part to keep within the recording.", code="recording_range")
+        longest = max_seconds()
+        if end - start > longest + 1:
+            raise Invalid(f"The part kept is longer than {longest:g} s.", code="recording_too_long",
+                          params={"max": f"{longest:g}"})
         if end - start < MIN_SECONDS:
             raise Invalid("The part kept is too short.", code="recording_short",
                           params={"min": f"{MIN_SECONDS:g}"})
@@ -136,7 +146,7 @@ class Recorder(ui.element, component="recorder.js"):
             if span is None:  # a file sent to the hidden element by hand, not by the save button
                 raise Invalid("Nothing was recorded.", code="recording_range")
             recording = Recording(filename=e.file.name, start_s=span[0], end_s=span[1], _upload=e.file,
-                                  _limit=self._limit, _loop=asyncio.get_running_loop())
+                                  _limit=self._limit, _loop=asyncio.get_running_loop(), _max_s=max_seconds())
             result = self._on_save(recording)
             if inspect.isawaitable(result):
                 await result

@@ -4,14 +4,16 @@ what is not audio, or an empty part, is refused as the ingest refuses it."""
 
 from __future__ import annotations
 
+import math
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from audio import cut as cut_module
 from audio import ffmpeg
 from audio.cut import cut
-from audio.ingest import IngestError
+from audio.ingest import IngestError, Limits
 from tests.samples import FFMPEG
 
 
@@ -52,3 +54,26 @@ def test_what_is_not_audio_or_an_empty_part_is_refused(tmp_path: Path) -> None:
     with pytest.raises(IngestError) as refused:
         cut(streamed_webm(tmp_path / "b.webm", 2), tmp_path / "b.flac", 1.5, 1.5)
     assert refused.value.code == "audio_empty"
+
+
+def test_a_huge_or_infinite_end_is_bounded_by_the_longest_audio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    """The browser's word: an end of 1e7 s on a slow upload must not keep ffmpeg (and an ingest slot) for 30 min."""
+    source = streamed_webm(tmp_path / "r.webm", 2.0)
+    asked: list[tuple[list[str], float]] = []
+    real = cut_module.ffmpeg.run
+
+    def run(args: list[str], **kw: float) -> object:
+        asked.append((args, kw["timeout"]))
+        return real(args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cut_module.ffmpeg, "run", run)
+    cut(source, tmp_path / "huge.flac", 0.0, 1e7, max_s=5.0)
+    monkeypatch.setattr(cut_module.ffmpeg, "run", real)
+    [(args, timeout)] = asked
+    assert float(args[args.index("-t") + 1]) <= 5.0 and timeout <= Limits().for_audio(5.0)
+    assert abs(length(tmp_path / "huge.flac") - 2.0) < 0.2
+    for end in (math.inf, math.nan):
+        with pytest.raises(IngestError):
+            cut(source, tmp_path / "inf.flac", 0.0, end)
+    assert len(asked) == 1  # refused before ffmpeg

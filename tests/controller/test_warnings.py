@@ -42,6 +42,11 @@ from .test_cap import edit, sample
     ("Chiến dịch tiêm chủng", None),  # a campaign, not an epidemic
     ("Lũy tre làng", None),  # lũ only as a whole word
     ("Civil emergency message", None),
+    ("Bão kèm dông, lốc", "storm"),  # the type named first, not the first in the table
+    ("Dông lốc, mưa đá sau bão", "thunderstorm"),
+    ("Flash flood and river flood warning", "flash-flood"),
+    ("Mưa lớn gây lũ quét", "heavy-rain"),
+    ("Lũ quét", "flash-flood"),  # "lũ" starts there too: the longer words win
 ])
 def test_event_text_maps_to_the_most_specific_type(event: str, expected: str | None) -> None:
     assert event_type_of_text(event) == expected
@@ -76,3 +81,26 @@ def test_communes_are_read_as_one_sentence() -> None:
     assert communes_sentence(["Xã Trà Đốc", "Xã Trà Giác"]) == "Xã Trà Đốc, xã Trà Giác."
     assert communes_sentence(["Thị trấn Trà My"]) == "Thị trấn Trà My."
     assert communes_sentence([]) == ""
+
+
+def code(*values: str) -> bytes:
+    codes = "".join(f"<eventCode><valueName>SAME</valueName><value>{v}</value></eventCode>" for v in values)
+    return edit("flash-flood-alert.xml", "<responseType>", codes + "<responseType>")
+
+
+def test_watches_and_statements_are_not_warnings() -> None:
+    for watch in ("FFA", "FFS", "FLS", "TOA", "SVA"):  # a flash flood watch is not "lũ quét đang xảy ra"
+        info = caplib.choose_info(caplib.parse_alert(code(watch)))
+        assert info is not None and event_type_of(info) is None, watch
+    for warning, kind in (("FFW", "flash-flood"), ("TOR", "thunderstorm"), ("FLW", "flood")):
+        info = caplib.choose_info(caplib.parse_alert(code(warning)))
+        assert info is not None and event_type_of(info) == kind, warning
+
+
+def test_an_incomplete_event_code_is_skipped_not_the_alert() -> None:
+    raw = edit("flash-flood-alert.xml", "<responseType>",
+               "<eventCode><valueName>SAME</valueName></eventCode><eventCode><value>EQW</value></eventCode>"
+               "<eventCode><valueName>SAME</valueName><value>FFW</value></eventCode><responseType>")
+    info = caplib.choose_info(caplib.parse_alert(raw))
+    assert info is not None and info.event_codes == (("SAME", "FFW"),) and event_type_of(info) == "flash-flood"
+    assert info.response_types == ("Evacuate",)

@@ -158,3 +158,27 @@ def test_the_compose_page_records_at_a_phone_width(phone: Any, ui_world: UiWorld
     card.get_by_test_id("record-done").wait_for(timeout=60_000)
     assert bulletins_titled(ui_world, title) == 1
 
+
+
+@pytest.mark.parametrize(("start", "end", "duration", "code"), [
+    (0.0, 1e7, 1e7, "recording_too_long"),  # would hold an ingest slot while a slow upload trickles in
+    (0.0, float("inf"), float("inf"), "recording_range"),
+    (0.0, float("nan"), 10.0, "recording_range"),
+    (-5.0, 3.0, 10.0, "recording_range"),
+])
+def test_the_server_refuses_a_part_the_browser_cannot_have_recorded(monkeypatch: pytest.MonkeyPatch, start: float,
+                                                                    end: float, duration: float, code: str) -> None:
+    from types import SimpleNamespace
+
+    from controller.errors import Invalid
+    from controller.ui import recorder
+    from controller.ui.i18n import t
+
+    monkeypatch.setattr(recorder, "max_seconds", lambda: 900.0)
+    uploads: list[str] = []
+    fake = SimpleNamespace(_limit=10**9, _span=None, run_method=uploads.append)
+    with pytest.raises(Invalid) as refused:
+        recorder.Recorder._save(fake, SimpleNamespace(args={"start": start, "end": end, "duration": duration,  # type: ignore[arg-type]
+                                                            "size": 1000}))
+    assert refused.value.code == code and not uploads and fake._span is None
+    assert "900" in t(f"errors.{code}", **refused.value.params) or code != "recording_too_long"

@@ -36,3 +36,10 @@ def test_an_admin_uploads_a_warning_and_sees_it_recorded(page: Any, ui_world: Ui
     hint = page.get_by_test_id("em-event-hint")
     hint.wait_for()
     assert "Đã có bản ghi cảnh báo «Bão»" in hint.inner_text()
+    # Removed meanwhile (by another admin): reviewing the type alone says so, it does not promise the recording.
+    assert ui_world.api.delete("/api/v1/warnings/storm").status_code == 204
+    page.get_by_test_id("em-commune-tra-ka").click()
+    page.get_by_test_id("em-review").click()
+    page.get_by_text("Chưa có bản ghi cảnh báo «Bão»").first.wait_for()
+    assert "Chưa có bản ghi cảnh báo «Bão»" in hint.inner_text()
+    assert page.get_by_test_id("em-confirm-recorded").count() == 0

@@ -124,7 +124,7 @@ async def emergency_page(staff: Staff) -> None:
         text.bind_visibility_from(source, "value", value="text")
         hint.bind_visibility_from(source, "value", value="text")
         chosen.bind_visibility_from(source, "value", value="content")
-        # Loại thiên tai: a type with a pre-recorded warning plays it instead of reading the text.
+        # Loại thiên tai: a type with a pre-recorded warning plays it before the names and the text are read.
         event = (ui.select({"": t("emergency.event_none"), **{k: w.name for k, w in kinds.items()}}, value="",
                            label=t("emergency.event_type")).classes("w-full sm:w-96")
                  .props("outlined data-testid=em-event-type"))
@@ -203,7 +203,14 @@ async def emergency_page(staff: Staff) -> None:
                 expires_at=utcnow() + dt.timedelta(minutes=float(span)))
 
         confirm = ConfirmDialog(staff, names, request)
-        ui.button(t("emergency.review"), icon="campaign", on_click=staff.act(confirm.open, "emergency preview")) \
+
+        async def review() -> None:
+            """The confirmation, with which types are recorded as they are now (one may have been removed)."""
+            kinds.update(await asyncio.to_thread(_event_types, staff))
+            explain_event()
+            await confirm.open()
+
+        ui.button(t("emergency.review"), icon="campaign", on_click=staff.act(review, "emergency preview")) \
             .props("color=red-8 size=lg unelevated no-caps data-testid=em-review").classes("w-full q-py-md text-lg")
 
     recent = ui.column().classes("w-full gap-2")
