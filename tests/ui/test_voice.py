@@ -51,10 +51,16 @@ def test_compose_says_which_voice_read_it_and_repeats_the_key_instruction(page: 
 
 def test_emergency_can_be_heard_with_its_voice_before_sending(page: Any, ui_world: UiWorld) -> None:
     sign_in(page, ui_world, "duty", next_path="/ui/khan-cap")
-    page.get_by_test_id("em-text").fill("Thử nghe trước: bà con thôn 1 tránh xa bờ suối.")
+    page.get_by_test_id("em-text").fill("Thử nghe trước: nước suối lên nhanh. Bà con tránh xa bờ suối.")
+    page.get_by_test_id("em-key-on").click()  # the key instruction, prefilled with the last sentence
+    key = page.get_by_test_id("em-key")
+    key.wait_for()
+    assert key.input_value() == "Bà con tránh xa bờ suối."
     page.get_by_test_id("em-commune-tra-ka").click()
     page.get_by_test_id("em-review").click()
     page.get_by_test_id("em-confirm").wait_for()
+    spoken = page.get_by_test_id("em-confirm-spoken").inner_text()
+    assert spoken.endswith("bờ suối. Xin nhắc lại: Bà con tránh xa bờ suối."), spoken
     sent_before = ui_world.api.get("/api/v1/emergencies", params={"limit": 1}).json()["count"]
     page.get_by_test_id("em-listen").click()
     audio = page.get_by_test_id("em-audio")

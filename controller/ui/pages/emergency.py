@@ -39,6 +39,7 @@ from .. import host, paths
 from ..fmt import datetime_vi, duration_vi, time_vi, voice_vi
 from ..i18n import t
 from ..shell import Staff, staff_page
+from .compose import KEY_MAX, last_sentence
 from .library import player
 
 RECENT = 10
@@ -116,6 +117,20 @@ async def emergency_page(staff: Staff) -> None:
         text = (ui.textarea(t("emergency.text_label")).classes("w-full text-lg")
                 .props("outlined autogrow maxlength=5000 data-testid=em-text input-style='min-height:6em'"))
         hint = ui.label(t("emergency.text_hint")).classes("text-caption text-grey-7")
+        # The key instruction read again at the end ("Xin nhắc lại: …"), prefilled with the text's last sentence.
+        key_on = ui.checkbox(t("compose.key_repeat")).props("data-testid=em-key-on")
+        key = (ui.textarea(t("compose.key_text")).classes("w-full")
+               .props(f"outlined dense autogrow counter maxlength={KEY_MAX} data-testid=em-key"))
+
+        def key_shown() -> None:
+            key.set_visibility(source.value == "text" and bool(key_on.value))
+            if key_on.value and not (key.value or "").strip():
+                key.set_value(last_sentence(text.value or ""))
+
+        key_on.on_value_change(key_shown)
+        key_on.bind_visibility_from(source, "value", value="text")
+        source.on_value_change(key_shown)
+        key_shown()
         chosen = (ui.select(content, label=t("emergency.content_label")).classes("w-full")
                   .props("outlined data-testid=em-content"))
         if not content:
@@ -196,6 +211,8 @@ async def emergency_page(staff: Staff) -> None:
             kind, _, ident = str(chosen.value).partition(":")
             return EmergencyCreate(
                 text=(said or None) if source.value == "text" else None,
+                key_instruction=((key.value or "").strip() or None)
+                if source.value == "text" and said and key_on.value else None,
                 event_type=warning.event_type if warning is not None else None,
                 bulletin_id=int(ident) if source.value == "content" and kind == "bulletin" else None,
                 announcement_id=int(ident) if source.value == "content" and kind == "announcement" else None,
