@@ -39,7 +39,7 @@ typecheck: install
 # Two workers (pytest-xdist): the staff UI's browser tests share one world on one of them (an xdist group),
 # the rest run on the other; about 13 minutes on a 2-core machine (TT_LONG=1 adds the long scenarios).
 test: install lint typecheck
-	$(BIN)/pytest -q -n 2 --dist loadgroup
+	$(BIN)/pytest -q -n 2 --dist loadgroup --durations=25
 
 bench: install
 	$(BIN)/python bench/fanout.py --receivers 1000
