@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.engine import Engine
 
 from audio.store import MediaStore
+from audio.tts_chain import sweep_temporaries
 from controller.api import api, errors, limits, media
 from controller.bridge import Bridge
 from controller.config import Settings
@@ -75,6 +76,7 @@ def create_app(settings: Settings, *, with_bridge: bool = True, bridge: BridgeFa
             keys.resends(settings, app.state.bridge, public_key)  # key rotations missed, sent again
         app.state.runner = Runner(settings, engine, signer, app.state.bridge)
         warm_neural_voice(settings)
+        sweep_temporaries(settings.data_dir / "tts-cache")  # what workers of an earlier run left
         app.state.tracker = Tracker(engine, app.state.bridge)
         await app.state.tracker.start()
         await app.state.runner.start()

@@ -84,8 +84,9 @@ EngineOrder = Annotated[list[str], NoDecode]  # from the environment: JSON (["gt
 class TtsSettings(BaseModel):
     """Which voice speaks when (`TT_TTS__…`): per use, the engines tried in order — Google's voice (`gtts`, online),
     the installed neural voice (`neural`), eSpeak NG (`offline`, always there) — each engine that fails or misses
-    its deadline giving way to the next. Only the online engine has a deadline: a dead link delays a warning by
-    at most that much. An announcement that names an engine tries it first, then this order."""
+    its deadline giving way to the next. The online engine has a deadline, and for emergencies and CAP alerts the
+    neural voice too (a dead link or a stuck model delays a warning by at most that much); eSpeak has none. An
+    announcement that names an engine tries it first, then this order."""
 
     announcements: EngineOrder = Field(default_factory=lambda: list(TTS_ENGINES))
     emergencies: EngineOrder = Field(default_factory=lambda: list(TTS_ENGINES))
@@ -94,6 +95,12 @@ class TtsSettings(BaseModel):
         default=None, gt=0, description="default: TT_AUDIO__GTTS_TIMEOUT_S per 1000 characters of text begun")
     emergencies_deadline_s: float = Field(default=2.0, gt=0, description="the online engine's, for an emergency")
     cap_deadline_s: float = Field(default=2.0, gt=0, description="the online engine's, for a CAP alert")
+    # A medium Piper voice costs about 1 s of CPU per 10 s of speech (docs/PERFORMANCE.md): 300 characters, some
+    # 20 s of Vietnamese speech, take about 2 s — more with the machine busy. 5 s per 300 characters begun
+    # leaves that margin twice over and still bounds what a stuck voice adds to a typical warning to 5 s.
+    neural_deadline_s: float = Field(
+        default=5.0, gt=0, description="the neural voice's, for an emergency or a CAP alert, per 300 characters of "
+                                       "text begun (announcements wait for it)")
     neural_dir: Path | None = Field(default=None, description="the installed neural voice; default: data_dir/voices")
 
     @field_validator("announcements", "emergencies", "cap", mode="before")
@@ -292,6 +299,13 @@ class Settings(BaseSettings):
         if use == "announcements":
             return self.tts.announcements_deadline_s or self.audio.gtts_timeout_s * max(1, -(-chars // 1000))
         return float(getattr(self.tts, f"{use}_deadline_s"))
+
+    def neural_deadline_s(self, use: str, chars: int = 0) -> float | None:
+        """The neural voice's deadline for `use`: none for announcements (staff wait for the better voice); for
+        an emergency or a CAP alert, `tts.neural_deadline_s` per 300 characters begun."""
+        if use == "announcements":
+            return None
+        return self.tts.neural_deadline_s * max(1, -(-chars // 300))
 
     @property
     def key_file(self) -> Path:

@@ -5,15 +5,17 @@ content services (`controller.services.content`), emergencies and the command li
 - `broadcast_format`, `make_media`, `ingest_error`: a source file → stored broadcast audio (a `MediaFile`),
   or the domain error that says why not (415 not audio, 422 otherwise).
 - `media_url`: where receivers and staff fetch stored audio (without a token, by hash).
-- `engines`, `speak`: the text-to-speech engines and the layout of speech with chimes and repeats (what is
-  spoken is `controller.services.content.spoken_text`, with the district's and the commune's abbreviations).
+- `engines`, `voice_order`, `speak_first`, `speak_and_make`, `speak`: the text-to-speech engines, which read a
+  text for each use, and the layout of speech with chimes and repeats (what is spoken is
+  `controller.services.content.spoken_text`, with the district's and the commune's abbreviations).
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from sqlmodel import Session
 
@@ -22,10 +24,12 @@ from audio.compose import compose_file
 from audio.ingest import BroadcastFormat, Ingested, IngestError, Progress, ingest
 from audio.store import MediaStore
 from audio.tts import EspeakEngine, GttsEngine, TtsEngine, TtsUnavailable, synthesize
-from audio.tts_chain import Candidate, Speech, first_speech
+from audio.tts_chain import Candidate, Speech, SpeechUnusable, first_speech
 from controller.config import AudioSettings, Settings
 from controller.db.models import MediaFile
 from controller.errors import DomainError, Invalid, Unsupported
+
+T = TypeVar("T")
 
 
 class Layout(Protocol):
@@ -108,23 +112,47 @@ def voice_order(settings: Settings, use: str, *, first: str | None = None, voice
                 chars: int = 0) -> list[Candidate]:
     """The engines that may read a text for `use` ("announcements", "emergencies", "cap"), in the order they
     are tried (`TT_TTS__<USE>`; `first`, a requested engine, before them, with `voice`), the online engine
-    under the use's deadline. `chars`: the text's length (announcements' deadline grows with it)."""
-    deadline = settings.tts_deadline_s(use, chars)
-    available = engines(settings.audio, settings.neural_dir,
-                        gtts_timeout_s=min(settings.audio.gtts_timeout_s, deadline))
+    under the use's deadline and, for emergencies and CAP, the neural voice under its own. `chars`: the
+    text's length (the deadlines grow with it)."""
+    online = settings.tts_deadline_s(use, chars)
+    deadlines = {"gtts": online, "neural": settings.neural_deadline_s(use, chars)}
+    # Google's own HTTP timeout is set past the deadline: the chain's deadline always decides (and the note
+    # says so), never a read timeout that happens to fire first.
+    available = engines(settings.audio, settings.neural_dir, gtts_timeout_s=online + 1.0)
     order = settings.tts.order(use)
     if first is not None:
         order = [first, *(e for e in order if e != first)]
     return [Candidate(available[name], voice if (voice and i == 0) else (available[name].voices or ("default",))[0],
-                      deadline if name == "gtts" else None) for i, name in enumerate(order)]
+                      deadlines.get(name)) for i, name in enumerate(order)]
 
 
 def speak_first(candidates: list[Candidate], text: str, cache_dir: Path, out_wav: Path, options: Layout) -> Speech:
     """Speech of `text` by the first of `candidates` that can (`audio.tts_chain.first_speech`), laid out with
     chimes and repeats into `out_wav`; says which engine spoke and why the ones before it did not."""
-    speech = first_speech(candidates, text, cache_dir)
-    _lay_out(speech.path, out_wav, options)
-    return speech
+    return speak_and_make(candidates, text, cache_dir, out_wav, options, lambda: None)[0]
+
+
+def speak_and_make(candidates: list[Candidate], text: str, cache_dir: Path, out_wav: Path, options: Layout,
+                   make: Callable[[], T]) -> tuple[Speech, T]:
+    """`speak_first`, and what `make()` makes of `out_wav` (its broadcast audio), from the same engine. Speech
+    that cannot be laid out (ffmpeg cannot decode it: a damaged file in the cache) or made into broadcast
+    audio (`IngestError`) is removed from the cache, and the next engine reads: a damaged cached file must not
+    fail that text for good. Except audio too long for broadcast: that is the text's, raised as it is."""
+    made: list[T] = []
+
+    def use(speech: Speech) -> None:
+        try:
+            _lay_out(speech.path, out_wav, options)
+            made.append(make())
+        except ffmpeg.FfmpegError as e:
+            raise SpeechUnusable(f"it could not be decoded: {e}") from e
+        except IngestError as e:
+            if next((code for words, code in INGEST_CODES if words in str(e)), None) == "audio_too_long":
+                raise
+            raise SpeechUnusable(f"no broadcast audio could be made of it: {e}") from e
+
+    speech = first_speech(candidates, text, cache_dir, use)
+    return speech, made[-1]
 
 
 def speak(engine: TtsEngine, text: str, voice: str, cache_dir: Path, out_wav: Path, options: Layout) -> None:

@@ -1,11 +1,12 @@
 """Emergency announcements: the fast path out, and each one's live progress back.
 
 - `voiced_media(...)` (and `speech_media`, its audio alone): spoken text → speech by the first engine of the
-  use's order (`TT_TTS__EMERGENCIES` / `TT_TTS__CAP`; Google under a short deadline) with the attention chime →
-  broadcast audio, reusing the audio of an earlier emergency of the same spoken text read by the same engine with
-  its present settings (so a repeated warning costs nothing to prepare, and a fallback voice is never pinned:
-  each engine before it in the order is tried again first). `speak_emergency`: the same speech laid out in a
-  file, nothing stored.
+  use's order (`TT_TTS__EMERGENCIES` / `TT_TTS__CAP`; Google and the neural voice each under a deadline; speech
+  that cannot be made into audio, a damaged cached file, is removed and the next engine reads) with the attention
+  chime → broadcast audio, reusing the audio of an earlier emergency of the same spoken text read by the same
+  engine with its present settings (so a repeated warning costs nothing to prepare, and a fallback voice is never
+  pinned: each engine before it in the order is tried again first). `speak_emergency`: the same speech laid out
+  in a file, nothing stored.
 - `plan_topics(...)`: which publishes reach exactly the targeted receivers — one per commune (or one to
   every receiver), one per receiver only for village or single-receiver targets.
 - `Tracker`: the progress of every live emergency, receiver by receiver, fed by the bridge's acks; streams
@@ -37,7 +38,7 @@ from sqlmodel import Session, col, select
 
 from audio.tts import cache_path
 from audio.tts_chain import NoEngineSpoke, Skipped, skipped_note
-from controller.content import broadcast_format, make_media, speak_first, voice_order
+from controller.content import broadcast_format, make_media, speak_and_make, speak_first, voice_order
 from controller.db.models import Emergency, EmergencyReceiver, MediaFile, ReceiverStatus, utcnow
 from controller.errors import Unavailable
 from controller.ports import CommandNotSent
@@ -77,11 +78,12 @@ class Voiced:
 def voiced_media(engine: Engine, settings: Any, store: Any, said: str, use: str = "emergencies") -> Voiced:
     """Broadcast audio of `said` (the text as it is read out: see `services.content.spoken_text`) after the
     attention chime, read by the first engine of `use`'s order that can: for each engine in turn, an earlier
-    emergency's audio of the same text read by that engine, else that engine now (the online one under the
-    use's deadline). An engine that fails or misses its deadline gives way to the next: a dead link delays a
-    warning by the deadline at most. Not put in the content library (whose lists other communes read).
-    `Unavailable` when no engine could read it."""
-    candidates = voice_order(settings, use)
+    emergency's audio of the same text read by that engine, else that engine now (the online one and the neural
+    voice each under its deadline). An engine that fails or misses its deadline gives way to the next: a dead
+    link delays a warning by the deadline at most; so does one whose speech cannot be made into broadcast audio
+    (a damaged file in the speech cache, removed). Not put in the content library (whose lists other communes
+    read). `Unavailable` when no engine could read it."""
+    candidates = voice_order(settings, use, chars=len(said))
     names = [c.engine.name for c in candidates]
     skipped: list[Skipped] = []
     with Session(engine) as s:
@@ -103,12 +105,15 @@ def voiced_media(engine: Engine, settings: Any, store: Any, said: str, use: str 
                 return Voiced(earlier[name], name, c.voice, skipped_note(skipped, name), reused=True)
             with tempfile.TemporaryDirectory(dir=store.root, prefix=".work-") as work:
                 composed = Path(work) / "emergency.wav"
+
+                def stored(composed: Path = composed) -> MediaFile:
+                    return make_media(s, store, composed, broadcast_format(settings.audio), trim_silence=False)[0]
+
                 try:
-                    speech = speak_first([c], said, cache, composed, SpeechLayout())
+                    speech, media = speak_and_make([c], said, cache, composed, SpeechLayout(), stored)
                 except NoEngineSpoke as e:
                     skipped.extend(e.skipped)
                     continue
-                media, _ = make_media(s, store, composed, broadcast_format(settings.audio), trim_silence=False)
             s.commit()  # the emergency row that refers to it is written in another session
             s.refresh(media)
             return Voiced(media, name, speech.voice, skipped_note(skipped, name))
@@ -125,8 +130,8 @@ def speak_emergency(settings: Any, said: str, out_wav: Path, use: str = "emergen
     emergency sent afterwards reuses the speech), laid out after the chime into `out_wav`; nothing stored.
     (engine, voice, note). For listening before sending."""
     try:
-        speech = speak_first(voice_order(settings, use), said, settings.data_dir / "tts-cache", out_wav,
-                             SpeechLayout())
+        speech = speak_first(voice_order(settings, use, chars=len(said)), said, settings.data_dir / "tts-cache",
+                             out_wav, SpeechLayout())
     except NoEngineSpoke as e:
         raise Unavailable(f"Text-to-speech is not available on this controller: {e}") from None
     return speech.engine, speech.voice, speech.note

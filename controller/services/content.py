@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel, Field, field_validator
 from sqlmodel import Session, col, func, select
@@ -49,7 +49,15 @@ from audio.store import MediaStore
 from audio.tts import TtsUnavailable
 from audio.tts_chain import Speech
 from audio.vi_text import normalize
-from controller.content import broadcast_format, engines, ingest_error, make_media, media_url, speak_first, voice_order
+from controller.content import (
+    broadcast_format,
+    engines,
+    ingest_error,
+    make_media,
+    media_url,
+    speak_and_make,
+    voice_order,
+)
 from controller.db.models import (
     Announcement,
     AnnouncementPublic,
@@ -89,6 +97,7 @@ class BulletinUpload:
     trim_silence: bool | None = None  # None: the controller's setting
 
 
+T = TypeVar("T")
 MAX_TITLE = 200
 MAX_KEY_INSTRUCTION = 500
 REPEAT_INTRO = "Xin nhắc lại:"
@@ -526,15 +535,19 @@ def _engine_and_voice(ctx: Ctx, body: AnnouncementCreate) -> tuple[str | None, s
 
 
 def _speak(ctx: Ctx, requested: str | None, voice: str | None, text: str, body: AnnouncementCreate,
-           composed: Path) -> Speech:
-    """Speech of `text` laid out as `body` asks into `composed`, by the first engine that can read it: the
-    requested one, then the order of `TT_TTS__ANNOUNCEMENTS` (Google under its deadline). The answer says
-    which engine read it, with which voice, and (`note`) why the ones before it did not."""
+           composed: Path, make: Callable[[], T]) -> tuple[Speech, T]:
+    """Speech of `text` laid out as `body` asks into `composed`, and what `make()` makes of it (the broadcast
+    audio), by the first engine that can read it: the requested one, then the order of
+    `TT_TTS__ANNOUNCEMENTS` (Google under its deadline); an engine whose speech cannot be made into audio (a
+    damaged cached file, removed) gives way to the next. The answer says which engine read it, with which
+    voice, and (`note`) why the ones before it did not."""
     candidates = voice_order(ctx.settings, "announcements", first=requested, voice=voice, chars=len(text))
     try:
-        return speak_first(candidates, text, ctx.settings.data_dir / "tts-cache", composed, body)
+        return speak_and_make(candidates, text, ctx.settings.data_dir / "tts-cache", composed, body, make)
     except TtsUnavailable as e:
         raise Unavailable(f"Text-to-speech is not available on this controller: {e}") from None
+    except IngestError as e:  # the text's audio too long for broadcast
+        raise refused_audio(e) from None
 
 
 @dataclass(frozen=True)
@@ -562,15 +575,13 @@ def listen_announcement(ctx: Ctx, body: AnnouncementCreate, directory: Path) -> 
     text = _spoken(ctx, body.text, commune.code if commune else None, body.key_instruction)
     with ingest_slot(ctx), tempfile.TemporaryDirectory(dir=directory, prefix=".work-") as work:
         composed = Path(work) / "announcement.wav"
-        speech = _speak(ctx, requested, voice, text, body, composed)
         fd, name = tempfile.mkstemp(dir=directory, prefix="listen-", suffix=".mp3")
         os.close(fd)
         try:
-            result = ingest(composed, Path(name), broadcast_format(ctx.settings.audio), trim_silence=False)
-        except BaseException as e:
+            speech, result = _speak(ctx, requested, voice, text, body, composed, lambda: ingest(
+                composed, Path(name), broadcast_format(ctx.settings.audio), trim_silence=False))
+        except BaseException:
             Path(name).unlink(missing_ok=True)
-            if isinstance(e, IngestError):
-                raise refused_audio(e) from None
             raise
     return Listening(path=Path(name), normalized_text=text, engine=speech.engine, voice=speech.voice,
                      note=speech.note,
@@ -590,12 +601,8 @@ def create_announcement(ctx: Ctx, body: AnnouncementCreate) -> AnnouncementPubli
     store = ctx.require_media()
     with ingest_slot(ctx), tempfile.TemporaryDirectory(dir=store.root, prefix=".work-") as work:
         composed = Path(work) / "announcement.wav"
-        speech = _speak(ctx, requested, voice, text, body, composed)
-        try:
-            media, result = make_media(ctx.session, store, composed, broadcast_format(settings.audio),
-                                       trim_silence=False)
-        except IngestError as e:
-            raise refused_audio(e) from None
+        speech, (media, result) = _speak(ctx, requested, voice, text, body, composed, lambda: make_media(
+            ctx.session, store, composed, broadcast_format(settings.audio), trim_silence=False))
     announcement = Announcement(
         title=(body.title or body.text.strip()[:80]), media_sha256=media.sha256, text=body.text,
         normalized_text=text, engine_requested=requested or ctx.settings.tts.announcements[0], engine=speech.engine,

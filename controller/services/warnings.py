@@ -276,7 +276,7 @@ def _warning_media(engine: Engine, settings: Any, store: MediaStore, recording: 
     index_file = _cache_file(settings, recording.sha256, said)
     index = _read_index(index_file)
     cache = Path(settings.data_dir) / "tts-cache"
-    candidates = voice_order(settings, use) if said else []
+    candidates = voice_order(settings, use, chars=len(said)) if said else []
     skipped: list[Skipped] = []
     with Session(engine) as s:
         for c in candidates:

@@ -35,7 +35,9 @@ def google(tmp_path: Path) -> Iterator[FakeGoogleTts]:
 
 @pytest.fixture
 def testbed(data_dir: Path, google: FakeGoogleTts) -> Iterator[Testbed]:
-    """The shipped order (Google, the neural voice, eSpeak) and deadline (2 s) for emergencies; no neural voice."""
+    """The shipped order (Google, the neural voice, eSpeak) and deadline (2 s) for emergencies; no neural voice.
+    Google's configured timeout (10 s) does not count here: under a deadline its HTTP timeout is the deadline
+    plus 1 s, so that the deadline decides."""
     tb = _testbed(data_dir, "mosquitto", status_flush_s=0.1, command_timeout_s=5.0,
                   audio=AudioSettings(gtts_url=google.url, gtts_timeout_s=10),
                   tts=TtsSettings(neural_dir=data_dir / "no-voice-here"))
@@ -71,9 +73,9 @@ def test_a_hung_google_delays_a_warning_by_its_deadline_only(fleet: FleetThread,
     with tempfile.TemporaryDirectory() as work:
         offline_s = offline_preparation_s(sent["spoken_text"], Path(work))
     # The deadline, eSpeak's own time (measured just now, with room for the load changing), and a margin for a
-    # shared 2-core machine — still well short of Google's own timeout (10 s), which a missing deadline would wait.
+    # shared 2-core machine. That the deadline gave up on Google, not Google's HTTP timeout (1 s later), the note
+    # says above ("no answer within 2 s"; a timeout would have named the HTTP error instead).
     budget = 2.0 + 1.5 * offline_s + 4.0
-    assert budget < 2.0 + 10.0, offline_s
     assert answered < budget and heard_after < budget + 2.0, (answered, heard_after, offline_s)
 
     wait_for(lambda: reached(live, sent["id"], ("done",)), 60, "every receiver played it through")
