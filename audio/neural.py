@@ -8,16 +8,20 @@
 - `install_voice(model, config, model_dir)` — check that a voice loads and speaks, then copy it in atomically
   (`truyenthanh install-voice`).
 
-How it speaks, as Piper does: the text is cut into sentences and clauses at punctuation, each clause turned
+How it speaks, as Piper does: the text is cut into sentences and clauses at punctuation (a line break ends a
+clause too, read as a comma: a pasted list has no full stops), each clause turned
 into IPA phonemes by eSpeak NG (the same library as the offline engine, `audio.tts.EspeakEngine`, with the
 voice's `espeak.voice`), the clause's punctuation put back, every phoneme (a Unicode code point after NFD)
 mapped to ids through the voice's `phoneme_id_map` with the pad id between them, and the model run on each
-sentence; sentences are joined with a short pause. ONNX Runtime (MIT) runs the model, not `piper-tts`
+sentence; sentences are joined with a short pause. The model's memory grows with what it reads at once, so
+no run gets more than `MAX_IDS` ids: a longer sentence is read clause by clause, a longer clause in halves
+cut between words. ONNX Runtime (MIT) runs the model, not `piper-tts`
 (GPL-3.0) nor sherpa-onnx, which would need each voice converted (metadata and tokens.txt) first.
 
 Nothing is downloaded: when no voice is installed, or ONNX Runtime or eSpeak NG's library is missing, or
 a voice file is damaged, `synthesize` raises `TtsUnavailable` saying what is missing, where it looked and
-how to install it, and the caller falls back to the offline engine.
+how to install it, and the caller falls back to the offline engine. A voice that failed to load is not tried
+again for `RETRY_FAILED_S` unless its files change: every emergency meanwhile gets the error at once.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 import unicodedata
 import wave
 from dataclasses import dataclass
@@ -49,8 +54,9 @@ HOW_TO_INSTALL = ("install a Piper voice (for Vietnamese e.g. vi_VN-vais1000-med
 # Piper's special symbols in `phoneme_id_map`.
 PAD, BOS, EOS = "_", "^", "$"
 CLAUSE_END = ".,;:!?"
-MAX_IDS = 400  # phoneme ids read at once (≈ 8 s of speech) before a sentence is read clause by clause
+MAX_IDS = 400  # the most phoneme ids one model run reads (≈ 8 s of speech; memory grows with it)
 SENTENCE_END = ".!?"
+RETRY_FAILED_S = 60.0  # a voice that failed to load is not loaded again before this, unless its files change
 
 
 @dataclass(frozen=True)
@@ -87,7 +93,10 @@ class _Voice:
     num_speakers: int
 
 
-_cache: dict[tuple[Path, int, int], _Voice] = {}
+# (model path, model size, model mtime, config size, config mtime): one file version of a voice
+_Version = tuple[Path, int, int, int, int]
+_cache: dict[_Version, _Voice] = {}
+_failed: dict[_Version, tuple[float, str]] = {}  # a version that did not load: when, and why
 _cache_lock = threading.Lock()
 
 
@@ -96,16 +105,35 @@ def _threads() -> int:
     return int(os.environ.get("TT_NEURAL_THREADS") or min(2, os.cpu_count() or 1))
 
 
-def _load(files: VoiceFiles) -> _Voice:
-    """The voice in `files`, loaded once per file version (path, size, mtime) for the whole process."""
+def _version(files: VoiceFiles) -> _Version:
+    """Which version of the voice's files is installed (both files: either may be replaced alone)."""
     try:
-        st = files.model.stat()
+        model, config = files.model.stat(), files.config.stat()
     except OSError as e:
-        raise TtsUnavailable(f"neural voice {files.model} cannot be read: {e.strerror}") from None
-    key = (files.model.resolve(), st.st_size, st.st_mtime_ns)
+        raise TtsUnavailable(f"neural voice {e.filename} cannot be read: {e.strerror}") from None
+    return files.model.resolve(), model.st_size, model.st_mtime_ns, config.st_size, config.st_mtime_ns
+
+
+def _load(files: VoiceFiles) -> _Voice:
+    """The voice in `files`, loaded once per file version for the whole process; a newer version of the same
+    path takes the older one's place (its memory is freed once no synthesis uses it). A version that failed
+    to load raises the same error at once for `RETRY_FAILED_S`."""
+    key = _version(files)
     with _cache_lock:
-        if key not in _cache:
+        if key in _cache:
+            return _cache[key]
+        now = time.monotonic()
+        for old in [k for k, (when, _) in _failed.items() if now - when >= RETRY_FAILED_S]:
+            del _failed[old]
+        if key in _failed:
+            raise TtsUnavailable(_failed[key][1])
+        for old in [k for k in _cache if k[0] == key[0]]:
+            del _cache[old]
+        try:
             _cache[key] = _open(files)
+        except TtsUnavailable as e:
+            _failed[key] = (now, str(e))
+            raise
         return _cache[key]
 
 
@@ -182,10 +210,14 @@ def _espeak_phonemes(clauses: list[str], espeak_voice: str) -> list[str]:
 
 def sentences(text: str) -> list[list[tuple[str, str]]]:
     """`text` as sentences of (clause, its punctuation) — punctuation only where a space or the end follows,
-    so "3,5" stays one clause."""
+    so "3,5" stays one clause. A line break ends a clause: one without punctuation is read as with a comma."""
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    lines = [line if line[-1] in CLAUSE_END else line + "," for line in lines if line]
+    if lines and text.rstrip()[-1] not in CLAUSE_END:
+        lines[-1] = lines[-1][:-1]  # the text's own end has no punctuation added
     result: list[list[tuple[str, str]]] = []
     current: list[tuple[str, str]] = []
-    for piece in re.split(r"(?<=[.,;:!?])\s+", " ".join(text.split())):
+    for piece in re.split(r"(?<=[.,;:!?])\s+", " ".join(lines)):
         stripped = piece.rstrip(CLAUSE_END)
         punctuation = piece[len(stripped):][:1]
         if stripped.strip():
@@ -218,6 +250,27 @@ def phoneme_ids(voice: _Voice, sentence: list[tuple[str, str]]) -> list[int]:
     return ids
 
 
+def _bounded_ids(voice: _Voice, sentence: list[tuple[str, str]]) -> list[list[int]]:
+    """The ids of `sentence` in parts of at most MAX_IDS, for one model run each: the model's memory grows
+    with what it reads at once (≈ 1.4 GB for 20 s). Whole when short enough, else clause by clause, a long
+    clause in halves between words (a single long word between characters, a single symbol's ids cut)."""
+    ids = phoneme_ids(voice, sentence)
+    if len(ids) <= MAX_IDS:
+        return [ids]
+    if len(sentence) > 1:
+        return [part for clause in sentence for part in _bounded_ids(voice, [clause])]
+    clause, punctuation = sentence[0]
+    words = clause.split()
+    if len(words) > 1:
+        first, rest = " ".join(words[: len(words) // 2]), " ".join(words[len(words) // 2:])
+    elif len(clause) > 1:
+        first, rest = clause[: len(clause) // 2], clause[len(clause) // 2:]
+    else:
+        step = MAX_IDS - 2
+        return [[ids[0], *ids[i:i + step], ids[-1]] for i in range(1, len(ids) - 1, step)]
+    return _bounded_ids(voice, [(first, "")]) + _bounded_ids(voice, [(rest, punctuation)])
+
+
 # --------------------------------------------------------------------------------------------- engine
 
 
@@ -234,15 +287,16 @@ class NeuralEngine:
 
     @property
     def cache_tag(self) -> str:
-        """Part of the speech cache's key (`audio.tts.cache_path`): the installed voice files (name, size, time
-        written) and how they are read, so a voice replaced under the same name is not served old speech."""
+        """Part of the speech cache's key (`audio.tts.cache_path`): the installed voice files (name, sizes and
+        times written of the model and its config) and how they are read, so a voice replaced under the same
+        name, or its config alone, is not served old speech."""
         files = []
         for v in installed_voices(self.model_dir):
             try:
-                st = v.model.stat()
-            except OSError:
+                _, *version = _version(v)
+            except TtsUnavailable:
                 continue
-            files.append(f"{v.name}:{st.st_size}:{st.st_mtime_ns}")
+            files.append(":".join([v.name, *map(str, version)]))
         return f"{self.sentence_pause_s}/{self.speaker_id}/{','.join(files)}"
 
     def warm(self) -> bool:
@@ -287,14 +341,13 @@ class NeuralEngine:
     def _speak_with(self, loaded: _Voice, text: str, out: Path) -> None:
         pause = np.zeros(int(loaded.sample_rate * self.sentence_pause_s), dtype=np.float32)
         short_pause = pause[: len(pause) // 2]
+        # Ids that are no sound (pad, start, end, spaces, punctuation): a part of only these is not read, so
+        # text the voice has no phonemes for raises TtsUnavailable (eSpeak reads it) instead of a noise.
+        silent = {i for symbol, ids in loaded.id_map.items() for i in ids
+                  if symbol in (PAD, BOS, EOS) or all(unicodedata.category(c)[0] in "PZ" for c in symbol)}
         pieces: list[np.ndarray] = []
         for sentence in sentences(text):
-            ids = phoneme_ids(loaded, sentence)
-            # The model's memory grows with the length of what it reads at once (≈ 1.4 GB for 20 s): a long
-            # sentence is read clause by clause.
-            parts = [ids] if len(ids) <= MAX_IDS or len(sentence) == 1 else [
-                phoneme_ids(loaded, [clause]) for clause in sentence]
-            for i, part in enumerate(p for p in parts if len(p) > 3):
+            for i, part in enumerate(p for p in _bounded_ids(loaded, sentence) if not set(p) <= silent):
                 if pieces:
                     pieces.append(short_pause if i else pause)
                 pieces.append(self._run(loaded, part))

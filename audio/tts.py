@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 import threading
 import wave
+from collections import deque
 from pathlib import Path
 from typing import Protocol
 
@@ -85,13 +86,62 @@ class GttsEngine:
 # ---------------------------------------------------------------------------------------------- eSpeak
 
 
+class FifoLock:
+    """A lock handed to its waiters in the order they asked: a thread that releases and asks again at once
+    (the next sentence of a long text) queues behind those already waiting (an emergency's reading)."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._waiting: deque[threading.Lock] = deque()
+        self._held = False
+
+    def __enter__(self) -> None:
+        with self._mutex:
+            if not self._held:
+                self._held = True
+                return
+            turn = threading.Lock()
+            turn.acquire()
+            self._waiting.append(turn)
+        turn.acquire()  # released by the holder's release, which hands the lock over
+
+    def __exit__(self, *_: object) -> None:
+        with self._mutex:
+            if self._waiting:
+                self._waiting.popleft().release()
+            else:
+                self._held = False
+
+
+MAX_CHUNK_CHARS = 400  # the most text read under eSpeak's lock at once, when a sentence is longer
+
+
+def espeak_chunks(text: str) -> list[str]:
+    """`text` in the pieces eSpeak reads one at a time: its sentences, a longer one cut at a clause's
+    punctuation or a line break, else between words, into pieces of at most MAX_CHUNK_CHARS."""
+    chunks: list[str] = []
+    for sentence in re.split(r"(?<=[.!?])\s+", text.strip()):
+        while len(sentence) > MAX_CHUNK_CHARS:
+            head = sentence[: MAX_CHUNK_CHARS + 1]
+            ends = [m.end() for m in re.finditer(r"[,;:](?=\s)|\n", head)] or [
+                m.start() for m in re.finditer(r"\s", head)] or [MAX_CHUNK_CHARS]
+            cut = max(ends[-1], 1)
+            chunks.append(sentence[:cut].strip())
+            sentence = sentence[cut:].strip()
+        if sentence:
+            chunks.append(sentence)
+    return chunks
+
+
 class EspeakEngine:
     """eSpeak NG in-process through its C API (`espeak_ng` library from the espeakng-loader wheel), or
-    the `espeak-ng` program. The library keeps global state, so calls are serialised."""
+    the `espeak-ng` program. The library keeps global state, so calls are serialised: one sentence (at most
+    MAX_CHUNK_CHARS) at a time, each with this engine's voice and settings, so a short reading (an
+    emergency's) waits for one sentence of a long one, not all of it."""
 
     name: str = "offline"
     voices: tuple[str, ...] = ("vi", "vi-vn-x-central", "vi-vn-x-south")
-    _lock = threading.Lock()
+    _lock = FifoLock()
     _lib: ctypes.CDLL | None = None
 
     # The defaults are the best setting that bench/tts_intelligibility.py found (docs/PERFORMANCE.md): 110 words a
@@ -133,9 +183,14 @@ class EspeakEngine:
             raise ValueError(f"unknown voice {voice!r} for the offline engine: {', '.join(self.voices)}")
         with self._lock:
             lib = self._library()
-            if lib is not None:
-                self._synthesize_lib(lib, text, voice, out)
-                return
+        if lib is not None:
+            pcm = [self._synthesize_chunk(lib, chunk, voice) for chunk in espeak_chunks(text) or [text]]
+            with wave.open(str(out), "wb") as w:
+                w.setnchannels(1)
+                w.setsampwidth(2)
+                w.setframerate(self._sample_rate)
+                w.writeframes(b"".join(pcm))
+            return
         exe = shutil.which("espeak-ng")
         if exe is None:
             raise TtsUnavailable("offline TTS unavailable: neither espeakng-loader nor espeak-ng is installed")
@@ -167,37 +222,36 @@ class EspeakEngine:
 
     _sample_rate = 22050
 
-    def _synthesize_lib(self, lib: ctypes.CDLL, text: str, voice: str, out: Path) -> None:
-        chunks: list[bytes] = []
+    def _synthesize_chunk(self, lib: ctypes.CDLL, text: str, voice: str) -> bytes:
+        """The PCM of `text` (one chunk), read under the lock with this engine's voice and settings."""
+        pcm: list[bytes] = []
         callback_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
         def collect(wav: ctypes._Pointer[ctypes.c_short], n: int, _events: int | None) -> int:
             if wav and n > 0:
-                chunks.append(ctypes.string_at(wav, n * 2))
+                pcm.append(ctypes.string_at(wav, n * 2))
             return 0
 
         callback = callback_type(collect)
-        lib.espeak_SetSynthCallback(callback)
-        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-        if lib.espeak_SetVoiceByName(voice.encode()) != 0:
-            raise ValueError(f"eSpeak NG has no voice {voice!r}")
-        # espeakRATE, espeakPITCH, espeakRANGE, espeakWORDGAP (10 ms units); absolute values
-        for parameter, value in ((1, self.rate_wpm), (3, self.pitch), (4, self.pitch_range), (7, self.word_gap_10ms)):
-            lib.espeak_SetParameter(parameter, value, 0)
         prepared, ssml = self._prepared(text)
         data = prepared.encode("utf-8")
         buf = ctypes.create_string_buffer(data)
-        lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
-                                     ctypes.c_uint, ctypes.POINTER(ctypes.c_uint), ctypes.c_void_p]
-        # espeakCHARS_UTF8 = 1, espeakSSML = 0x10; position type 0
-        if lib.espeak_Synth(buf, len(data) + 1, 0, 0, 0, 1 | (0x10 if ssml else 0), None, None) != 0:
-            raise TtsUnavailable("eSpeak NG could not synthesise the text")
-        lib.espeak_Synchronize()
-        with wave.open(str(out), "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(self._sample_rate)
-            w.writeframes(b"".join(chunks))
+        with self._lock:
+            lib.espeak_SetSynthCallback(callback)
+            lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+            if lib.espeak_SetVoiceByName(voice.encode()) != 0:
+                raise ValueError(f"eSpeak NG has no voice {voice!r}")
+            # espeakRATE, espeakPITCH, espeakRANGE, espeakWORDGAP (10 ms units); absolute values
+            for parameter, value in ((1, self.rate_wpm), (3, self.pitch), (4, self.pitch_range),
+                                     (7, self.word_gap_10ms)):
+                lib.espeak_SetParameter(parameter, value, 0)
+            lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
+                                         ctypes.c_uint, ctypes.POINTER(ctypes.c_uint), ctypes.c_void_p]
+            # espeakCHARS_UTF8 = 1, espeakSSML = 0x10; position type 0
+            if lib.espeak_Synth(buf, len(data) + 1, 0, 0, 0, 1 | (0x10 if ssml else 0), None, None) != 0:
+                raise TtsUnavailable("eSpeak NG could not synthesise the text")
+            lib.espeak_Synchronize()
+        return b"".join(pcm)
 
 
 # ------------------------------------------------------------------------------------------------ cache

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import subprocess
 import wave
 from pathlib import Path
@@ -11,8 +13,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+import audio.neural as neural
 from audio.ffmpeg import ffmpeg_exe
-from audio.neural import NeuralEngine, install_voice, sentences
+from audio.neural import MAX_IDS, NeuralEngine, install_voice, phoneme_ids, sentences
 from audio.tts import TtsUnavailable
 from controller.cli import app
 
@@ -53,12 +56,27 @@ def test_an_installed_voice_speaks(voice_dir: Path, tmp_path: Path) -> None:
     assert (loudness < loudness.max() - 25).any()  # with pauses: speech, not a steady tone
 
 
-def test_a_long_sentence_is_read_whole(voice_dir: Path, tmp_path: Path) -> None:
+def runs(monkeypatch: pytest.MonkeyPatch, *, model: bool = True) -> list[int]:
+    """The number of ids of each model run from now on (the model runs, or silence stands in for it)."""
+    sizes: list[int] = []
+    real = NeuralEngine._run
+
+    def run(engine: NeuralEngine, loaded: object, ids: list[int]) -> np.ndarray:
+        sizes.append(len(ids))
+        return real(engine, loaded, ids) if model else np.zeros(len(ids) * 100, dtype=np.float32)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(NeuralEngine, "_run", run)
+    return sizes
+
+
+def test_a_long_sentence_is_read_whole(voice_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Past about 8 s a sentence is read clause by clause (memory); every clause is still heard."""
     clause = "households along the river in villages one, two and three"
     text = ", ".join([clause] * 5) + "."
     out = tmp_path / "long.wav"
+    sizes = runs(monkeypatch)
     NeuralEngine(voice_dir).synthesize(text, "en_US-joe-medium", out)
+    assert len(sizes) > 1 and max(sizes) <= MAX_IDS
     with wave.open(str(out)) as w:
         duration = w.getnframes() / w.getframerate()
     short = tmp_path / "short.wav"
@@ -66,6 +84,35 @@ def test_a_long_sentence_is_read_whole(voice_dir: Path, tmp_path: Path) -> None:
     with wave.open(str(short)) as w:
         one = w.getnframes() / w.getframerate()
     assert 4.5 * one < duration < 7 * one
+
+
+def test_no_model_run_reads_more_than_the_bound(voice_dir: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pasted list without punctuation (2,000 characters, one clause) is read in parts of at most MAX_IDS
+    ids (a model run over it took 1.4 GB), and no word is left out."""
+    words = "households along the river in villages one two and three ".split()
+    text = " ".join(words[i % len(words)] for i in range(400))[:2000]
+    loaded = neural._load(NeuralEngine(voice_dir)._files("default"))
+    whole = phoneme_ids(loaded, sentences(text)[0])
+    assert len(sentences(text)) == 1 and len(whole) > 5 * MAX_IDS
+    sizes = runs(monkeypatch, model=False)
+    NeuralEngine(voice_dir).synthesize(text, "default", tmp_path / "list.wav")
+    assert max(sizes) <= MAX_IDS
+    assert sum(n - 3 for n in sizes) > 0.97 * (len(whole) - 3)  # BOS, pad, EOS per run; a space per cut
+
+
+def test_text_with_nothing_to_say_is_unavailable(voice_dir: Path, tmp_path: Path) -> None:
+    """Empty text, punctuation only, characters the voice has no phoneme for: the chain falls back to eSpeak
+    rather than a crash or a noise."""
+    engine = NeuralEngine(voice_dir)
+    for text in ("", "  \n ", "... !?", "\u2063\u2063"):
+        with pytest.raises(TtsUnavailable, match="nothing to say"):
+            engine.synthesize(text, "default", tmp_path / "nothing.wav")
+    loaded = neural._load(engine._files("default"))
+    no_phonemes = dataclasses.replace(loaded, id_map={  # only the pad, start, end, space and punctuation
+        symbol: ids for symbol, ids in loaded.id_map.items() if symbol in "_^$ .,;:!?"})
+    with pytest.raises(TtsUnavailable, match="nothing to say"):
+        engine._speak_with(no_phonemes, "Move to high ground, now.", tmp_path / "nothing.wav")
 
 
 def test_no_voice_installed_says_where_it_looked(tmp_path: Path) -> None:
@@ -79,12 +126,32 @@ def test_no_voice_installed_says_where_it_looked(tmp_path: Path) -> None:
     assert not (tmp_path / "out.wav").exists()
 
 
-def test_a_damaged_voice_is_a_clear_error(tmp_path: Path) -> None:
+def test_a_damaged_voice_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "vi_VN-broken-medium.onnx").write_bytes(joe.model_path().read_bytes()[:200_000])
     (tmp_path / "vi_VN-broken-medium.onnx.json").write_bytes(joe.config_path().read_bytes())
     engine = NeuralEngine(tmp_path)
     with pytest.raises(TtsUnavailable, match="could not be loaded.*install it again"):
         engine.synthesize("Xin chào.", "vi_VN-broken-medium", tmp_path / "out.wav")
+    # Not loaded again at every emergency: the same error at once, until the file changes or time passes.
+    opened: list[Path] = []
+    real_open = neural._open
+
+    def counted_open(files: neural.VoiceFiles) -> neural._Voice:
+        opened.append(files.model)
+        return real_open(files)
+
+    monkeypatch.setattr(neural, "_open", counted_open)
+    with pytest.raises(TtsUnavailable, match="could not be loaded.*install it again"):
+        engine.synthesize("Xin chào.", "vi_VN-broken-medium", tmp_path / "out.wav")
+    assert opened == []
+    (tmp_path / "vi_VN-broken-medium.onnx").write_bytes(joe.model_path().read_bytes()[:100_000])
+    with pytest.raises(TtsUnavailable, match="could not be loaded"):
+        engine.synthesize("Xin chào.", "vi_VN-broken-medium", tmp_path / "out.wav")
+    assert len(opened) == 1
+    monkeypatch.setattr(neural, "RETRY_FAILED_S", 0.0)
+    with pytest.raises(TtsUnavailable, match="could not be loaded"):
+        engine.synthesize("Xin chào.", "vi_VN-broken-medium", tmp_path / "out.wav")
+    assert len(opened) == 2
     with pytest.raises(TtsUnavailable, match="could not be loaded"):
         install_voice(tmp_path / "vi_VN-broken-medium.onnx", None, tmp_path / "installed")
     assert not (tmp_path / "installed").exists()
@@ -120,10 +187,35 @@ def test_a_voice_replaced_under_the_same_name_is_not_served_old_speech(tmp_path:
     assert cache_path(NeuralEngine(target), "default", "Xin chào", tmp_path) != before
 
 
+def test_a_replaced_config_is_heard_and_the_old_voice_freed(voice_dir: Path, tmp_path: Path) -> None:
+    """The config alone replaced (here: read slower) changes the speech cache's key and is heard at once; the
+    process keeps one loaded version of the voice, not every one it has seen."""
+    target = tmp_path / "voices"
+    target.mkdir()
+    model, config = target / "en_US-joe-medium.onnx", target / "en_US-joe-medium.onnx.json"
+    model.write_bytes((voice_dir / model.name).read_bytes())
+    settings = json.loads((voice_dir / config.name).read_text())
+    settings["inference"]["noise_w"] = 0.0  # the same length at every reading
+    config.write_text(json.dumps(settings))
+    engine = NeuralEngine(target)
+    tag = engine.cache_tag
+
+    def duration(name: str) -> float:
+        engine.synthesize("Move to high ground now.", "default", tmp_path / name)
+        with wave.open(str(tmp_path / name)) as w:
+            return w.getnframes() / w.getframerate()
+
+    before = duration("before.wav")
+    settings["inference"]["length_scale"] = 2 * settings["inference"]["length_scale"]
+    config.write_text(json.dumps(settings))
+    assert NeuralEngine(target).cache_tag != tag
+    assert duration("after.wav") > 1.5 * before
+    assert len([key for key in neural._cache if key[0] == model.resolve()]) == 1
+
+
 def test_the_controller_loads_an_installed_voice_at_start(tmp_path: Path) -> None:
     """With a voice installed and an order naming it, the voice is loaded in the background at start, so the
     first warning it reads does not wait for it; with none installed, nothing is started."""
-    import audio.neural as neural
     from controller.app import warm_neural_voice
     from controller.config import Settings
 
