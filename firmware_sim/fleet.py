@@ -87,8 +87,15 @@ class Fleet:
         await asyncio.gather(self.tasks.pop(rid), return_exceptions=True)
         del self.agents[rid]
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Stop every agent; one whose run has not ended `grace_s` after it was told (its link stuck in a
+        broken connection, seen once after a broker restart) is cancelled, so the fleet always stops."""
         await asyncio.gather(*(a.stop() for a in self.agents.values()), return_exceptions=True)
+        if self.tasks:
+            _, stuck = await asyncio.wait(self.tasks.values(), timeout=grace_s)
+            for task in stuck:
+                log.warning("fleet: %s did not stop within %g s: cancelled", task.get_name(), grace_s)
+                task.cancel()
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
         self.agents.clear()
         self.tasks.clear()
