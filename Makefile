@@ -37,7 +37,7 @@ typecheck: install
 	$(BIN)/mypy
 
 # Two workers (pytest-xdist): the staff UI's browser tests share one world on one of them (an xdist group),
-# the rest run on the other; about 13 minutes on a 2-core machine (TT_LONG=1 adds the long scenarios).
+# the rest run on the other; about 15 minutes on a 2-core machine (TT_LONG=1 adds the long scenarios).
 test: install lint typecheck
 	$(BIN)/pytest -q -n 2 --dist loadgroup --durations=25
 
