@@ -34,13 +34,14 @@ from typing import Any, TypeAlias
 
 import aiomqtt
 import sqlalchemy.exc
-from sqlalchemy import insert, update
+from sqlalchemy import func, insert, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, select
 
 from controller.config import Settings
 from controller.db.models import CommandRecord, PlayRecord, Receiver, ReceiverStatus, ReceiverStatusEvent
 from receivers.protocol import (
+    PROTOCOL_VERSION,
     Ack,
     Availability,
     Command,
@@ -104,6 +105,10 @@ class BridgeBase:
         self.ack_watchers: list[AckListener] = []
         self.availability_watchers: list[AvailabilityListener] = []
         self._known: set[str] = set()
+        # Per receiver, the time and item of the latest state known (a `state` report, or protocol 2's proof
+        # of play): an older report — a retained state replayed on subscribing — does not overwrite it.
+        self._state: dict[str, tuple[dt.datetime, str | None]] = {}
+        self.protocols: dict[str, int] = {}  # receiver → the report protocol its last "online" named
         self._tasks: list[asyncio.Task[None]] = []
         self._flush_lock = asyncio.Lock()
         self.streams = StreamWatch(settings, engine)
@@ -120,7 +125,7 @@ class BridgeBase:
     # ---------------------------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
-        self._known = await asyncio.to_thread(self._load_known)
+        self._known, self._state = await asyncio.to_thread(self._load_known)
         await asyncio.to_thread(self.streams.load)
         self._tasks.append(asyncio.create_task(self._flush_loop()))
 
@@ -132,9 +137,20 @@ class BridgeBase:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
-    def _load_known(self) -> set[str]:
+    def _load_known(self) -> tuple[set[str], dict[str, tuple[dt.datetime, str | None]]]:
         with Session(self.engine) as s:
-            return set(s.exec(select(Receiver.id)))
+            known = set(s.exec(select(Receiver.id)))
+            states = s.exec(select(ReceiverStatus.receiver_id, ReceiverStatus.state_at, ReceiverStatus.playing)
+                            .where(col(ReceiverStatus.state_at).is_not(None))).all()
+        return known, {rid: (_aware(at), playing) for rid, at, playing in states if at is not None}
+
+    def _newer_state(self, rid: str, at: dt.datetime, playing: str | None) -> bool:
+        """Record `playing` as of `at` for `rid` unless a later state is known; whether it was."""
+        known = self._state.get(rid)
+        if known is not None and known[0] > at:
+            return False
+        self._state[rid] = (at, playing)
+        return True
 
     # ------------------------------------------------------------------------------------- ingest
 
@@ -153,6 +169,7 @@ class BridgeBase:
                 p.update(rid, availability=status, availability_at=msg.at or now)
                 if status == "online":
                     self.streams.on_online(rid, msg, retain=retain)
+                    self._check_protocol(rid, msg.protocol or 1, retain)
                 for availability_watcher in self.availability_watchers:
                     availability_watcher(rid, status)
                 if msg.agent_version:
@@ -160,7 +177,8 @@ class BridgeBase:
                 if msg.keepalive_s:
                     p.update(rid, keepalive_s=msg.keepalive_s)
             case ReceiverState():
-                p.update(rid, volume=msg.volume, amplifier=msg.amplifier, playing=msg.playing, state_at=msg.at)
+                if self._newer_state(rid, msg.at, msg.playing):
+                    p.update(rid, volume=msg.volume, amplifier=msg.amplifier, playing=msg.playing, state_at=msg.at)
             case Telemetry():
                 telemetry = msg.model_dump(mode="json", exclude={"kind"})
                 if not retain:
@@ -169,12 +187,7 @@ class BridgeBase:
                     telemetry["clock_offset_s_seen"] = round((msg.at - now).total_seconds(), 3)
                 p.update(rid, telemetry=telemetry, telemetry_at=msg.at)
             case Ack():
-                p.acks.append((rid, msg))
-                self.streams.on_ack(rid, msg)
-                for watcher in self._watchers.get(str(msg.command_id), ()):
-                    watcher(rid, msg)
-                for ack_watcher in self.ack_watchers:
-                    ack_watcher(rid, msg)
+                self._ack(rid, msg)
             case PlayEvent():
                 p.plays.append({"event_id": str(msg.event_id), "receiver_id": rid, "seq": msg.seq,
                                 "event": msg.event, "at": msg.at, "item_id": msg.item_id,
@@ -184,6 +197,41 @@ class BridgeBase:
                                 "volume": msg.volume, "reason": msg.reason, "received_at": now})
                 for event_watcher in self._event_watchers:
                     event_watcher(rid, msg)
+                if msg.outcome is not None or msg.answers is not None:
+                    self._answered_by(rid, msg)
+
+    def _ack(self, rid: str, msg: Ack) -> None:
+        self._pending.acks.append((rid, msg))
+        self.streams.on_ack(rid, msg)
+        for watcher in self._watchers.get(str(msg.command_id), ()):
+            watcher(rid, msg)
+        for ack_watcher in self.ack_watchers:
+            ack_watcher(rid, msg)
+
+    def _answered_by(self, rid: str, event: PlayEvent) -> None:
+        """Protocol 2: a proof-of-play event stands for the acks it replaces — its play command's step or
+        outcome, the stop that caused it — and for the state it implies (what plays, the amplifier on)."""
+        if event.outcome is not None and event.command_id is not None:
+            reason = event.reason
+            if event.event == "cut" and reason is not None:
+                reason = f"cut at {event.position_s:.1f} s: {reason}"
+            self._ack(rid, Ack(command_id=event.command_id, command="play", status=event.outcome, reason=reason,
+                               item_id=event.item_id, at=event.at))
+            known = self._state.get(rid)
+            if event.outcome == "playing":
+                if self._newer_state(rid, event.at, event.item_id):
+                    self._pending.update(rid, playing=event.item_id, amplifier="on", state_at=event.at)
+            elif known is not None and known[1] == event.item_id and self._newer_state(rid, event.at, None):
+                self._pending.update(rid, playing=None, state_at=event.at)
+        if event.answers is not None:
+            self._ack(rid, Ack(command_id=event.answers, command="stop", status="applied", item_id=event.item_id,
+                               at=event.at))
+
+    def _check_protocol(self, rid: str, protocol: int, retain: bool) -> None:
+        if self.protocols.get(rid) != protocol and protocol > PROTOCOL_VERSION and not retain:
+            log.warning("bridge: receiver %s speaks report protocol %d, newer than this controller's %d: upgrade "
+                        "the controller", rid, protocol, PROTOCOL_VERSION)
+        self.protocols[rid] = protocol
 
     async def _flush_loop(self) -> None:
         next_check = 0.0
@@ -303,10 +351,17 @@ class BridgeBase:
         verdict. Off with `TT_LIVENESS__SILENCE_RULE=false` (the broker's last will alone then decides)."""
         now = utcnow()
         cap = self.settings.liveness.max_keepalive_s
+        online = (ReceiverStatus.availability == "online", col(ReceiverStatus.keepalive_s).is_not(None))
         with Session(self.engine) as s:
+            # Only receivers silent longer than the shortest keepalive can be due: an aggregate, then those
+            # few rows, rather than every online receiver twice a second.
+            shortest = s.exec(select(func.min(ReceiverStatus.keepalive_s)).where(*online)).one()
+            if shortest is None:
+                return
+            cutoff = now - dt.timedelta(seconds=1.5 * min(shortest, cap))
             rows = s.exec(select(ReceiverStatus.receiver_id, ReceiverStatus.last_seen, ReceiverStatus.keepalive_s)
-                          .where(ReceiverStatus.availability == "online",
-                                 col(ReceiverStatus.keepalive_s).is_not(None))).all()
+                          .where(*online, or_(col(ReceiverStatus.last_seen).is_(None),
+                                              col(ReceiverStatus.last_seen) < cutoff))).all()
             silent = [rid for rid, seen, keepalive in rows
                       if seen is None or now - seen > dt.timedelta(seconds=1.5 * min(keepalive or 0, cap))]
             if silent:
@@ -398,7 +453,8 @@ class Bridge(BridgeBase):
         super().__init__(settings, engine, signer)
         mqtt = settings.mqtt
         will = aiomqtt.Will(self.topics.controller_availability(),
-                            ControllerAvailability(status="offline").to_bytes(), qos=1, retain=True)
+                            ControllerAvailability(status="offline", protocol=PROTOCOL_VERSION).to_bytes(), qos=1,
+                            retain=True)
         # Both brokers bind the client id to the account (the user name), so that is the id to send.
         self.link = Link(host=mqtt.host, port=mqtt.port, tls=mqtt.tls,
                          client_id=mqtt.username or settings.mqtt_client_id,
@@ -428,7 +484,8 @@ class Bridge(BridgeBase):
         if self.link.client is not None:
             try:
                 await self.link.publish(self.topics.controller_availability(),
-                                        ControllerAvailability(status="offline", at=utcnow()).to_bytes(),
+                                        ControllerAvailability(status="offline", at=utcnow(),
+                                                               protocol=PROTOCOL_VERSION).to_bytes(),
                                         retain=True)
             except aiomqtt.MqttError:
                 pass
@@ -439,7 +496,8 @@ class Bridge(BridgeBase):
         for f in self.topics.ingest_filters():
             await client.subscribe(f, qos=1)
         await client.publish(self.topics.controller_availability(),
-                             ControllerAvailability(status="online", at=utcnow()).to_bytes(), qos=1, retain=True)
+                             ControllerAvailability(status="online", at=utcnow(), protocol=PROTOCOL_VERSION).to_bytes(),
+                             qos=1, retain=True)
         log.info("bridge: connected to the broker")
 
     # ------------------------------------------------------------------------------------- ingest
@@ -462,6 +520,10 @@ class Bridge(BridgeBase):
     def _reject(self, topic: str, reason: str) -> None:
         self.rejected += 1
         log.warning("bridge: ignored message on %s: %s", topic, reason)
+
+
+def _aware(at: dt.datetime) -> dt.datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
 
 
 def _transient(e: BaseException) -> bool:

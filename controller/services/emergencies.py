@@ -753,8 +753,9 @@ class Subscription:
             if (reason := await asyncio.to_thread(self.allowed)) is not None:
                 yield StreamEvent("end", {"id": eid, "reason": reason})
                 return
-            yield StreamEvent("progress", {"changes": [{k: v for k, v in c.items() if k != "totals"} for c in changes],
-                                           "totals": changes[-1]["totals"]})
+            # The totals as of the last change drained: every change so far is in this batch (the tracker and
+            # this stream share the event loop).
+            yield StreamEvent("progress", {"changes": changes, "totals": live.totals()})
         if (reason := await asyncio.to_thread(self.allowed)) is not None:
             yield StreamEvent("end", {"id": eid, "reason": reason})
             return

@@ -4,6 +4,9 @@ browsers watch, and changed at once, in memory, when the bridge hears a receiver
 (`on_availability`, one of the command port's availability watchers) — a receiver going offline is on
 screen within a page's poll (`poll_s`), not after the next database round. Each page's timer reads the
 snapshot and redraws only when its `version` changed, so ten dashboards cost the database no more than one.
+While no page has read the snapshot for `IDLE_AFTER_S`, the database rounds pause (a province's controller
+reading ten thousand rows every two seconds for nobody); the next read wakes them, and the availability
+changes heard meanwhile are in the snapshot already.
 """
 
 from __future__ import annotations
@@ -15,13 +18,16 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from typing import Any
 
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from controller.db.models import Commune, Receiver, ReceiverStatus, Village
 
 log = logging.getLogger(__name__)
+IDLE_AFTER_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -60,20 +66,23 @@ class Snapshot:
 
 
 def read_fleet(engine: Engine) -> tuple[dict[str, ReceiverLive], list[CommuneCounts]]:
+    """Plain columns in one query, no ORM objects: ten thousand receivers every few seconds."""
     with Session(engine) as s:
-        communes = {c.id: c for c in s.exec(select(Commune).order_by(col(Commune.id)))}
-        villages = {v.id: v for v in s.exec(select(Village))}
-        statuses = {st.receiver_id: st for st in s.exec(select(ReceiverStatus))}
-        receivers: dict[str, ReceiverLive] = {}
-        for r in s.exec(select(Receiver).order_by(Receiver.id)):
-            st = statuses.get(r.id)
-            village = villages.get(r.village_id) if r.village_id is not None else None
-            receivers[r.id] = ReceiverLive(
-                r.id, r.name, communes[r.commune_id].code, village.code if village else None,
-                st.availability if st else "unknown", st.playing if st else None, st.last_seen if st else None,
-                r.lat if r.lat is not None else (village.lat if village else None),
-                r.lon if r.lon is not None else (village.lon if village else None))
-    return receivers, count(receivers, [(c.code, c.name) for c in communes.values()])
+        communes = [(code, name) for code, name in s.exec(select(Commune.code, Commune.name).order_by(col(Commune.id)))]
+        columns: list[Any] = [Receiver.id, Receiver.name, Commune.code, Village.code, ReceiverStatus.availability,
+                              ReceiverStatus.playing, ReceiverStatus.last_seen, Receiver.lat, Receiver.lon,
+                              Village.lat, Village.lon]
+        rows = s.execute(  # SQLModel's `select` takes at most four columns
+            sa_select(*columns)
+            .join(Commune, col(Commune.id) == Receiver.commune_id)
+            .join(Village, col(Village.id) == Receiver.village_id, isouter=True)
+            .join(ReceiverStatus, col(ReceiverStatus.receiver_id) == Receiver.id, isouter=True)
+            .order_by(col(Receiver.id))).all()
+    receivers = {
+        rid: ReceiverLive(rid, name, commune, village, availability or "unknown", playing, last_seen,
+                          lat if lat is not None else vlat, lon if lon is not None else vlon)
+        for rid, name, commune, village, availability, playing, last_seen, lat, lon, vlat, vlon in rows}
+    return receivers, count(receivers, communes)
 
 
 def count(receivers: dict[str, ReceiverLive], communes: list[tuple[str, str]]) -> list[CommuneCounts]:
@@ -92,21 +101,31 @@ class FleetView:
     def __init__(self, refresh_s: float) -> None:
         self.refresh_s = refresh_s
         self.poll_s = min(0.5, refresh_s)  # how often a page looks at the snapshot (a version check)
-        self.snapshot = Snapshot()
+        self._snapshot = Snapshot()
+        self._read_at = time.monotonic()  # when a page last read the snapshot
         self._task: asyncio.Task[None] | None = None
         self._heard: dict[str, tuple[str, float]] = {}  # receiver → availability heard, and when (monotonic)
+
+    @property
+    def snapshot(self) -> Snapshot:
+        self._read_at = time.monotonic()
+        return self._snapshot
+
+    @snapshot.setter
+    def snapshot(self, value: Snapshot) -> None:
+        self._snapshot = value
 
     def on_availability(self, rid: str, availability: str) -> None:
         """The bridge heard `rid`'s availability (on the event loop): into the snapshot now."""
         self._heard[rid] = (availability, time.monotonic())
-        snap = self.snapshot
+        snap = self._snapshot
         old = snap.receivers.get(rid)
         if old is None or old.availability == availability:
             return
         receivers = dict(snap.receivers)
         receivers[rid] = replace(old, availability=availability, playing=old.playing if availability == "online"
                                  else None)
-        self.snapshot = Snapshot(snap.version + 1, dt.datetime.now(dt.UTC), receivers,
+        self._snapshot = Snapshot(snap.version + 1, dt.datetime.now(dt.UTC), receivers,
                                  count(receivers, [(c.code, c.name) for c in snap.communes]))
 
     async def start(self, engine: Engine) -> None:
@@ -124,14 +143,16 @@ class FleetView:
         if newer:
             counts = count(receivers, [(c.code, c.name) for c in counts])
         self._heard = {rid: v for rid, v in self._heard.items() if v[1] >= started - 2.0}
-        old = self.snapshot
+        old = self._snapshot
         changed = receivers != old.receivers or counts != old.communes
-        self.snapshot = Snapshot(old.version + 1 if changed else old.version, dt.datetime.now(dt.UTC),
+        self._snapshot = Snapshot(old.version + 1 if changed else old.version, dt.datetime.now(dt.UTC),
                                  receivers, counts)
 
     async def _run(self, engine: Engine) -> None:
         while True:
             await asyncio.sleep(self.refresh_s)
+            while time.monotonic() - self._read_at > IDLE_AFTER_S:  # nobody watching: no database rounds
+                await asyncio.sleep(self.poll_s)
             try:
                 await self.refresh(engine)
             except Exception:  # the database busy or gone for a moment: try again next round

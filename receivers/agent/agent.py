@@ -26,8 +26,10 @@ from typing import Any
 import aiomqtt
 
 from receivers.protocol import (
+    PROTOCOL_VERSION,
     Ack,
     Availability,
+    ControllerAvailability,
     Ping,
     Play,
     PlayEvent,
@@ -70,6 +72,11 @@ def _agent_version() -> str:
 
 
 AGENT_VERSION = _agent_version()
+# Protocol 2: a change of the receiver's state (amplifier, what plays) is published this long after it came,
+# together with any that follow, and only if the controller does not know it already from proof of play.
+STATE_SETTLE_S = 2.0
+SEQ_SAVE_AFTER_S = 1.0  # command numbers are written this long after they came, not before the sound
+ANSWERED = "answered by its proof of play"  # a handler's result: no ack to send (protocol 2)
 
 
 class Agent:
@@ -103,6 +110,9 @@ class Agent:
         self.outbox = Outbox(settings.state_dir / "outbox.sqlite")
         self._outbox_ready = asyncio.Event()
         self._unsaved: list[PlayEvent] = []
+        self._told: tuple[int, str, str | None] | None = None  # the state the controller knows (see STATE_SETTLE_S)
+        self._state_task: asyncio.Task[None] | None = None
+        self._seq_task: asyncio.Task[None] | None = None
         self.cache = MediaCache(settings.state_dir / "cache", int(settings.cache_budget_mb * 1e6))
         self.fetcher = Fetcher(self.cache, settings.controller_url, rng=self._rng)
         self.sink: AudioSink = sink or AlsaSink(settings.alsa_device)
@@ -132,6 +142,9 @@ class Agent:
         try:
             await self.link.run()
         finally:
+            if self._seq_task is not None and not self._seq_task.done():
+                self._seq_task.cancel()
+                self.save_seq()  # a clean stop loses no command number
             for task in (*self._tasks, *self._handling):
                 task.cancel()
             await asyncio.gather(*self._tasks, *self._handling, return_exceptions=True)
@@ -174,6 +187,14 @@ class Agent:
         if seq is None or seq <= self.last_seq.get(stream, 0):
             return
         self.last_seq[stream] = seq
+        if self._seq_task is None or self._seq_task.done():  # written after the sound, with any that follow
+            self._seq_task = asyncio.create_task(self._save_seq())
+
+    async def _save_seq(self) -> None:
+        await asyncio.sleep(SEQ_SAVE_AFTER_S)
+        self.save_seq()
+
+    def save_seq(self) -> None:
         try:
             self.state_file.save({**self.state_file.load(), "last_seq": self.last_seq})
         except OSError as e:  # a full SD card: the controller sees a gap after a restart and resends
@@ -183,7 +204,8 @@ class Agent:
         online = status == "online"
         msg = Availability(status=status, at=self.clock(), agent_version=AGENT_VERSION,  # type: ignore[arg-type]
                            keepalive_s=self.settings.keepalive_s, instance=self.instance,
-                           last_seq={k: self.last_seq.get(k, 0) for k in self.streams()} if online else None)
+                           last_seq={k: self.last_seq.get(k, 0) for k in self.streams()} if online else None,
+                           protocol=PROTOCOL_VERSION)
         await self.link.publish(self.topics.receiver(self.rid, "availability"), msg.to_bytes(), retain=True)
 
     async def publish_state(self) -> None:
@@ -191,7 +213,16 @@ class Agent:
         current = self.player.current
         msg = ReceiverState(at=self.clock(), volume=hw.volume(), amplifier="on" if hw.amplifier_on() else "off",
                             playing=current.cmd.item_id if current else None)
+        told = self._state_now()
         await self.link.publish(self.topics.receiver(self.rid, "state"), msg.to_bytes(), retain=True)
+        self._told = told
+
+    def _state_now(self) -> tuple[int, str, str | None]:
+        """What the controller should know of the receiver's state: its own volume (not an item's), the
+        amplifier and the item playing."""
+        current = self.player.current
+        return (self.player.base_volume, "on" if self.hardware.amplifier_on() else "off",
+                current.cmd.item_id if current and current.announced else None)
 
     def telemetry(self) -> Telemetry:
         hw = self.hardware
@@ -216,9 +247,12 @@ class Agent:
 
     async def on_message(self, message: aiomqtt.Message) -> None:
         info = self.topics.parse(message.topic.value)
-        if info is None or info.leaf != "cmd":
-            return  # controller availability and foreign topics carry nothing to act on yet
         payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+        if info is not None and info.scope == "controller":
+            self._controller_said(payload)
+            return
+        if info is None or info.leaf != "cmd":
+            return  # foreign topics carry nothing to act on
         try:
             try:
                 high_water = self.replay.high_water()
@@ -259,6 +293,18 @@ class Agent:
         else:
             await self._handle(command)
 
+    def _controller_said(self, payload: bytes) -> None:
+        """The controller's availability (retained): the report protocol it speaks decides ours."""
+        try:
+            said = ControllerAvailability.model_validate_json(payload)
+        except ValueError as e:
+            log.warning("%s: unreadable controller availability: %s", self.rid, str(e).splitlines()[0][:200])
+            return
+        compact = (said.protocol or 1) >= 2
+        if compact != self.player.compact:
+            log.info("%s: the controller speaks report protocol %s", self.rid, said.protocol or 1)
+        self.player.compact = compact
+
     async def _handle(self, command: Any) -> None:
         """Run the command's handler and acknowledge the outcome."""
         try:
@@ -266,8 +312,8 @@ class Agent:
         except Exception as e:  # nothing on the wire may crash the agent, and the controller hears why
             log.exception("%s: %s failed", self.rid, command.kind)
             reason = f"{command.kind} failed on the receiver: {type(e).__name__}: {e}"
-        if command.kind == "play" and reason is None:
-            return  # a play command is acknowledged step by step by the player
+        if (command.kind == "play" and reason is None) or reason == ANSWERED:
+            return  # a play command is acknowledged step by step by the player; ANSWERED: by its events
         await self._ack(command.command_id, command.kind, "rejected" if reason else "applied", reason)
         if command.kind == "restart-agent" and reason is None:
             await self.restart()
@@ -280,6 +326,10 @@ class Agent:
         self._unsaved.append(event)
         self._save_unsaved()
         self._outbox_ready.set()
+        if event.outcome == "playing" and self._told is not None:  # the controller knows from the event
+            self._told = (self._told[0], "on", event.item_id)
+        elif event.outcome is not None and self._told is not None and self._told[2] == event.item_id:
+            self._told = (self._told[0], self._told[1], None)
 
     def _save_unsaved(self) -> None:
         while self._unsaved:
@@ -324,9 +374,20 @@ class Agent:
         task.add_done_callback(self._handling.discard)
 
     async def _state_changed(self) -> None:
+        if self.player.compact:
+            if self._state_task is None or self._state_task.done():
+                self._state_task = asyncio.create_task(self._publish_state_settled())
+                self._handling.add(self._state_task)
+                self._state_task.add_done_callback(self._handling.discard)
+            return
         task = asyncio.create_task(self._publish_state_quietly())  # as _ack_play: the player never waits
         self._handling.add(task)
         task.add_done_callback(self._handling.discard)
+
+    async def _publish_state_settled(self) -> None:
+        await asyncio.sleep(STATE_SETTLE_S)
+        if self._state_now() != self._told:
+            await self._publish_state_quietly()
 
     async def _publish_state_quietly(self) -> None:
         try:
@@ -383,14 +444,16 @@ def stopped_key(item_id: str) -> str:
 
 
 async def handle_stop(agent: Agent, command: Stop) -> str | None:
-    reason = await agent.player.stop(command)  # silence first: a failing SD card must not keep it playing
+    compact = agent.player.compact
+    # Silence first: a failing SD card must not keep it playing.
+    reason = await agent.player.stop(command, answers=command.command_id if compact else None)
     if command.item_id is not None:
         try:
             agent.replay.first_time(stopped_key(command.item_id), command.expires_at, agent.clock())
         except sqlite3.Error as e:  # stopped all the same; only a later replay of its play is not refused
             log.error("%s: replay memory unavailable (%s); stop of %s not remembered", agent.rid, e,
                       command.item_id)
-    return reason
+    return ANSWERED if compact and reason is None else reason
 
 
 async def handle_self_test(agent: Agent, command: SelfTest) -> str | None:

@@ -44,7 +44,9 @@ from .sink import AudioSink, SinkError
 from .store import ItemStore
 
 log = logging.getLogger(__name__)
-PROGRESS_EVERY_S = 1.0
+# Where the playing item is, on disk this often: after a power cut it resumes (or is logged cut) at most this
+# much earlier than it was. Each save is a synced write, on a Pi's SD card and in every simulated receiver.
+PROGRESS_EVERY_S = 2.0
 MISSED_TOLERANCE_S = 120.0  # default: a scheduled start may be late by this much (the receiver was off), no more
 FETCH_SLOTS = 2  # downloads at once: the link's bandwidth goes to the item that starts first
 # An idle player takes up a scheduled item this long before its start and has everything done (amplifier,
@@ -56,7 +58,13 @@ LEAD_IN_S = 0.5
 # way of the other receivers of a simulated fleet starting in the same moment. Anything that must follow
 # it (a cut, the end) has it written at once.
 ANNOUNCE_AFTER_S = 0.2
-REFETCH_BACKOFF = (5.0, 300.0)  # a plan item's audio is asked for again until its start is missed
+REFETCH_BACKOFF = (5.0, 300.0)
+# Protocol 2 (`compact`): a play is answered by its proof of play — `started` says `playing`, the end says
+# `done` or `failed`. One sent to a commune or everyone and due now is acknowledged `received` (or `fetched`)
+# only if its sound has not begun this long after it came: a slow download, an amplifier warming up, an item
+# of a higher class playing. (One sent to this receiver alone is acknowledged `received` at once: the
+# controller's API waits for it.)
+RECEIVED_AFTER_S = 2.0  # a plan item's audio is asked for again until its start is missed
 
 Ack = Callable[[Play, str, str | None], Awaitable[None]]  # (command, status, reason)
 
@@ -117,6 +125,7 @@ class Item:
     prepare: asyncio.Task[None] | None = field(default=None, repr=False)
     announcing: asyncio.Task[None] | None = field(default=None, repr=False)  # `started`, `playing` ack, state
     announce_now: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    stepped: bool = False  # its `received` was acknowledged: its `fetched` is too
 
     @property
     def rank(self) -> int:
@@ -148,6 +157,8 @@ class Player:
         self._fetches: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self._rng = random.Random()
+        # Protocol 2, set by the agent once the controller says it speaks it: see `RECEIVED_AFTER_S`.
+        self.compact = False
 
     # ------------------------------------------------------------------------------------ intake
 
@@ -161,8 +172,24 @@ class Player:
         if cmd.item_id in self.items:  # the same item submitted twice at once
             return refusal
         item = self._admit(cmd, quiet=quiet)
-        await self._ack(item, "received", None)
+        if (self._reports(item) and cmd.target.scope != "receiver"
+                and (cmd.start_at is None or cmd.start_at <= self.clock())):
+            # A fan-out (a commune, everyone) due now: nobody waits for this receiver's `received`.
+            self._spawn(self._ack_if_waiting(item))
+        else:
+            item.stepped = True
+            await self._ack(item, "received", None)
         return None
+
+    def _reports(self, item: Item) -> bool:
+        """Whether the item's proof-of-play events answer its command (protocol 2) in place of acks."""
+        return self.compact and not item.quiet
+
+    async def _ack_if_waiting(self, item: Item) -> None:
+        await asyncio.sleep(RECEIVED_AFTER_S)
+        if self.items.get(item.cmd.item_id) is item and not item.announced:
+            item.stepped = True
+            await self._ack(item, "fetched" if item.ready else "received", None)
 
     def _admit(self, cmd: Play, position_s: float = 0.0, repeat_index: int = 0, quiet: bool = False) -> Item:
         self._arrivals += 1
@@ -232,7 +259,8 @@ class Player:
         if self.items.get(cmd.item_id) is not item:
             return  # stopped while fetching
         item.ready = True
-        await self._ack(item, "fetched", None)
+        if item.stepped or not self._reports(item):
+            await self._ack(item, "fetched", None)
         self._wake.set()
         try:
             # The sink's slow work, ahead of a scheduled start so that it is on time. (An item due now may
@@ -297,8 +325,9 @@ class Player:
         self.hardware.set_volume(volume)
         return True
 
-    async def stop(self, cmd: Stop) -> str | None:
-        """Stop one item, a class, or everything. Returns a reason when nothing matched."""
+    async def stop(self, cmd: Stop, answers: uuid.UUID | None = None) -> str | None:
+        """Stop one item, a class, or everything. Returns a reason when nothing matched. With `answers` (the
+        stop's id, protocol 2), the first event it causes answers the stop in place of an ack."""
         matched = [i for i in list(self.items.values())
                    if (cmd.item_id is None or i.cmd.item_id == cmd.item_id)
                    and (cmd.priority is None or i.cmd.priority == cmd.priority)]
@@ -306,9 +335,10 @@ class Player:
             return "nothing to stop"
         for item in matched:
             if item is self.current:
-                await self._interrupt(item, "stopped by the controller", keep=False)
+                await self._interrupt(item, "stopped by the controller", keep=False, answers=answers)
             else:
-                await self._drop(item, "failed", "stopped before it played", event="cut")
+                await self._drop(item, "failed", "stopped before it played", event="cut", answers=answers)
+            answers = None
         self._wake.set()
         return None
 
@@ -394,7 +424,7 @@ class Player:
         self.current = item
         item.task = asyncio.create_task(self._play(item))
 
-    async def _interrupt(self, item: Item, reason: str, *, keep: bool) -> None:
+    async def _interrupt(self, item: Item, reason: str, *, keep: bool, answers: uuid.UUID | None = None) -> None:
         if self.current is not item:
             return  # already interrupted by another path
         self.current = None
@@ -409,20 +439,26 @@ class Player:
         if not item.announced and "stopped" not in reason:
             return  # pre-empted during the warm-up or the lead-in: it never sounded, so it simply waits
         item.announced = False
-        self._event(item.cmd, "cut", position, item.repeat_index, reason=reason)
+        self._event(item.cmd, "cut", position, item.repeat_index, reason=reason, answers=answers,
+                    outcome=None if keep or not self._reports(item) else "failed")
         if keep:
             item.position_s = position
             await asyncio.to_thread(self.store.progress, item.cmd.item_id, position, item.repeat_index, False)
             log.info("item %s cut at %.1f s; will resume", item.cmd.item_id, position)
         else:
             await self._forget(item)
-            await self._ack(item, "failed", f"cut at {position:.1f} s: {reason}")
+            if not self._reports(item):
+                await self._ack(item, "failed", f"cut at {position:.1f} s: {reason}")
         await self.on_change()
 
-    async def _drop(self, item: Item, status: str, reason: str, *, event: str) -> None:
-        self._event(item.cmd, event, item.position_s, item.repeat_index, reason=reason)
+    async def _drop(self, item: Item, status: str, reason: str, *, event: str,
+                    answers: uuid.UUID | None = None) -> None:
+        reports = self._reports(item)
+        self._event(item.cmd, event, item.position_s, item.repeat_index, reason=reason, answers=answers,
+                    outcome=status if reports else None)
         await self._forget(item)
-        await self._ack(item, status, reason)
+        if not reports:
+            await self._ack(item, status, reason)
 
     async def _ack(self, item: Item, status: str, reason: str | None) -> None:
         if not item.quiet:
@@ -483,9 +519,11 @@ class Player:
         else:
             self.current, item.task = None, None
             await self._announced(item)
-            self._event(cmd, "finished", 0.0, cmd.repeat, volume=volume)
+            reports = self._reports(item)
+            self._event(cmd, "finished", 0.0, cmd.repeat, volume=volume, outcome="done" if reports else None)
             await self._forget(item)
-            await self._ack(item, "done", None)
+            if not reports:
+                await self._ack(item, "done", None)
         await self.on_change()
         self._wake.set()
         self._schedule_idle_off()
@@ -520,10 +558,13 @@ class Player:
                 await item.announce_now.wait()
         except TimeoutError:
             pass
-        self._event(item.cmd, "started", item.position_s, item.repeat_index, volume=volume, at=at)
+        reports = self._reports(item)
+        self._event(item.cmd, "started", item.position_s, item.repeat_index, volume=volume, at=at,
+                    outcome="playing" if reports else None)
         try:
             await asyncio.to_thread(self.store.progress, item.cmd.item_id, item.position_s, item.repeat_index, True)
-            await self._ack(item, "playing", None)
+            if not reports:
+                await self._ack(item, "playing", None)
             await self.on_change()
         except Exception:
             log.exception("item %s: could not announce its start", item.cmd.item_id)
@@ -582,11 +623,13 @@ class Player:
         task.add_done_callback(self._background.discard)
 
     def _event(self, cmd: Play, kind: str, position: float, repeat_index: int, *, reason: str | None = None,
-               volume: int | None = None, at: dt.datetime | None = None) -> None:
+               volume: int | None = None, at: dt.datetime | None = None, outcome: str | None = None,
+               answers: uuid.UUID | None = None) -> None:
         self.record(PlayEvent(event_id=uuid.uuid4(), seq=0, event=kind, at=at or self.clock(),  # type: ignore[arg-type]
                               item_id=cmd.item_id, command_id=cmd.command_id, priority=cmd.priority,
                               media_sha256=cmd.media.sha256 if cmd.media else cmd.inline_sha256,
-                              position_s=round(position, 3), repeat_index=repeat_index, volume=volume, reason=reason))
+                              position_s=round(position, 3), repeat_index=repeat_index, volume=volume, reason=reason,
+                              outcome=outcome, answers=answers))  # type: ignore[arg-type]
 
     async def close(self) -> None:
         tasks = [t for t in (*self._fetches, *self._background, self._idle_task,

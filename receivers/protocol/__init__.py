@@ -9,6 +9,7 @@ from .messages import (
     INLINE_AUDIO_MAX,
     PLAY_STEPS,
     PRIORITY_RANK,
+    PROTOCOL_VERSION,
     Ack,
     AnyCommand,
     AnyCommandT,
@@ -39,7 +40,8 @@ from .target import Target, TargetField
 from .topics import TopicInfo, Topics, check_level
 
 __all__ = [
-    "INLINE_AUDIO_MAX", "PLAY_STEPS", "PRIORITY_RANK", "AnyCommandT", "MediaRef", "Play", "PlayEvent",
+    "INLINE_AUDIO_MAX", "PLAY_STEPS", "PRIORITY_RANK", "PROTOCOL_VERSION", "AnyCommandT", "MediaRef", "Play",
+    "PlayEvent",
     "RestartAgent", "RotateKey", "TrustedKey", "SelfTest", "Stop", "SyncSchedule", "Plan", "PlanEntry",
     "COMMAND_KINDS", "Ack", "AnyCommand", "Availability", "Command", "ControllerAvailability", "Ping",
     "ProtocolError", "ReceiverState", "SetVolume", "Telemetry", "parse_command", "parse_receiver_message",

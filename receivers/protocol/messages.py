@@ -37,7 +37,12 @@ from pydantic import (
 
 from .target import Target, TargetField
 
-PROTOCOL_VERSION = 1
+# The version of the report protocol (docs/PROTOCOL.md, "Versions"). Each side says which it speaks: the
+# controller in its retained availability, an agent in its "online". Version 2: a play command is answered by
+# its proof-of-play events (`PlayEvent.outcome`, `PlayEvent.answers`) instead of separate step acks, which an
+# agent sends only when the start is delayed. An agent uses version 2 only with a controller that says it
+# speaks it; a controller hears version-1 agents as before.
+PROTOCOL_VERSION = 2
 
 
 class ProtocolError(ValueError):
@@ -111,6 +116,8 @@ class Availability(Message):
     # The highest command `seq` the agent has received per stream ("receiver:{id}", "commune:{code}", "all"),
     # in its "online": the controller compares them with what it sent and resynchronises a receiver behind.
     last_seq: dict[str, Count] | None = Field(default=None, max_length=3)
+    # The report protocol the agent speaks (`PROTOCOL_VERSION`); absent: version 1.
+    protocol: Count | None = None
 
 
 class ReceiverState(Message):
@@ -172,6 +179,13 @@ class PlayEvent(Message):
     repeat_index: Count = 0
     volume: int | None = Field(default=None, ge=0, le=100)
     reason: Reason | None = None
+    # Protocol 2: the play command's step or outcome this event also reports — `playing` on `started`,
+    # `done` on `finished`, `failed` on a final `cut`, `failed` or `missed` — in place of an `Ack`. None for
+    # the items of the receiver's own plan, and for a cut the item resumes from.
+    outcome: Literal["playing", "done", "failed"] | None = None
+    # Protocol 2: the id of the `stop` command that caused this event, answered by it (`applied`) in place
+    # of an `Ack`.
+    answers: uuid.UUID | None = None
 
 
 ReceiverMessage = Annotated[Availability | ReceiverState | Telemetry | Ack | PlayEvent, Field(discriminator="kind")]
@@ -197,6 +211,8 @@ class ControllerAvailability(Message):
     kind: Literal["controller-availability"] = "controller-availability"
     status: Literal["online", "offline"]
     at: AwareDatetime | None = None
+    # The report protocol the controller speaks (`PROTOCOL_VERSION`); absent: version 1.
+    protocol: int | None = None
 
 
 class Command(Message):

@@ -20,6 +20,7 @@ import pytest
 from devrig.ports import stop_child
 from firmware_sim.netproxy import LinkProxy
 from receivers.agent.outbox import Outbox
+from receivers.agent.statedb import FILE_NAME as STATE_DB
 from receivers.protocol import PlayEvent
 from tests.conftest import FleetThread, LiveController, wait_for
 from tests.e2e.test_playback import events, plays, sink, source_pcm, start_agent, upload
@@ -138,7 +139,7 @@ def test_power_cut_mid_play_is_logged_as_cut_and_resumed(fleet: FleetThread, liv
         kinds = [e for e, _ in events(live, rid)]
         assert kinds == ["started", "cut", "started", "finished"]
         cut = plays(live, rid)[1]
-        assert "power cut" in cut["reason"] and 1.0 <= cut["position_s"] <= 3.0  # saved every second
+        assert "power cut" in cut["reason"] and 1.0 <= cut["position_s"] <= 3.0  # saved every 2 s
         resumed = plays(live, rid)[2]
         assert resumed["position_s"] == cut["position_s"]
     finally:
@@ -197,7 +198,7 @@ def test_power_cut_mid_write_loses_and_duplicates_nothing(tmp_path: Path) -> Non
             if run < 2:
                 box.remove(seq)  # delivered: the agent deletes it after the PUBACK
         box.close()
-    con = sqlite3.connect(db)
+    con = sqlite3.connect(db.with_name(STATE_DB))  # the outbox is a table of the agent's one database
     assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     con.close()
     # Every confirmed event came out once, with the id it was written with; an event cut mid-write either
