@@ -266,11 +266,9 @@ class Tracker:
         self.publish(live, {"receiver": rid, "commune": live.commune.get(rid), "status": new[0], "reason": new[1]})
 
     def publish(self, live: Live, change: dict[str, Any]) -> None:
-        if not live.queues:
-            return
-        event = {**change, "totals": live.totals()}
+        """Hand `change` to every listener; the totals go with each batch of them (`Live.totals`), not each."""
         for q in live.queues:
-            q.put_nowait(event)
+            q.put_nowait(change)
 
     def on_availability(self, rid: str, status: str) -> None:
         if status != "online" or self.bridge is None:
