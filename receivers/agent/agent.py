@@ -55,7 +55,7 @@ from .fetch import Fetcher
 from .hardware import Hardware
 from .outbox import Outbox
 from .plan import CONNECT_SPREAD_S, PlanKeeper
-from .player import Player
+from .player import Player, disk_call
 from .selftest import self_test
 from .sink import AlsaSink, AudioSink
 from .store import ItemStore, KeyStore, PersistentState, ReplayMemory
@@ -75,7 +75,7 @@ AGENT_VERSION = _agent_version()
 # Protocol 2: a change of the receiver's state (amplifier, what plays) is published this long after it came,
 # together with any that follow, and only if the controller does not know it already from proof of play.
 STATE_SETTLE_S = 2.0
-SEQ_SAVE_AFTER_S = 1.0  # command numbers are written this long after they came, not before the sound
+SEQ_SAVE_AFTER_S = 5.0  # command numbers are written this long after they came, with any that follow
 ANSWERED = "answered by its proof of play"  # a handler's result: no ack to send (protocol 2)
 
 
@@ -120,7 +120,7 @@ class Agent:
                              store=ItemStore(settings.state_dir / "items.sqlite"), record=self.record,
                              ack=self._ack_play, on_change=self._state_changed, clock=clock,
                              warmup_s=settings.amp_warmup_s, idle_off_s=settings.amp_idle_off_s,
-                             missed_tolerance_s=settings.missed_tolerance_s)
+                             missed_tolerance_s=settings.missed_tolerance_s, disk=disk_call(settings.disk_in_thread))
         self.plan_keeper = PlanKeeper(
             receiver_id=self.rid, controller_url=settings.controller_url, username=settings.username,
             password=settings.password, verifier=self.verifier, player=self.player, memory=self.replay,
@@ -347,7 +347,7 @@ class Agent:
             await self.link.connected.wait()
             self._save_unsaved()
             self._outbox_ready.clear()  # before reading, so an event appended meanwhile wakes us again
-            pending = await asyncio.to_thread(self.outbox.pending)
+            pending = await self.player.disk(self.outbox.pending)
             if not pending:
                 waiter = asyncio.ensure_future(self._outbox_ready.wait())
                 await asyncio.wait([waiter], timeout=5)  # also re-checks after a reconnect
@@ -356,7 +356,7 @@ class Agent:
             for seq, payload in pending:
                 try:
                     await self.link.publish(self.topics.receiver(self.rid, "event"), payload)
-                    await asyncio.to_thread(self.outbox.remove, seq)
+                    await self.player.disk(self.outbox.remove, seq)
                 except aiomqtt.MqttError:
                     await asyncio.sleep(0.5)  # link down: wait for the reconnect, keep the event
                     break
@@ -386,6 +386,12 @@ class Agent:
 
     async def _publish_state_settled(self) -> None:
         await asyncio.sleep(STATE_SETTLE_S)
+        for _ in range(5):  # an item whose `started` is still to be recorded (a busy loop) will tell it
+            current = self.player.current
+            if current is None or not self.player.reports(current) or (self._told or (0, "", None))[2] == \
+                    current.cmd.item_id:
+                break
+            await asyncio.sleep(STATE_SETTLE_S)
         if self._state_now() != self._told:
             await self._publish_state_quietly()
 

@@ -51,6 +51,10 @@ class AgentSettings(BaseSettings):
                                   "Only on a closed private network (a VPN that already encrypts, a LAN with no "
                                   "way out): elsewhere the broker password and the receiver's reports would "
                                   "cross the network readable by anyone on the path")
+    disk_in_thread: bool = Field(default=True, description="make the state database's and the audio cache's "
+                                 "disk calls in a worker thread, so that a slow SD card never holds the agent up; "
+                                 "false where the state is on a RAM disk (the simulated fleet under /dev/shm), "
+                                 "where a thread costs more than the call")
     issued_tolerance_s: float = Field(default=300.0, ge=0, le=3600, description="a command may have been issued "
                                       "this much before the latest one seen (several sent at once, delivered "
                                       "out of order), no earlier: an older one is a replay, whatever the clock says")

@@ -67,6 +67,16 @@ REFETCH_BACKOFF = (5.0, 300.0)
 RECEIVED_AFTER_S = 2.0  # a plan item's audio is asked for again until its start is missed
 
 Ack = Callable[[Play, str, str | None], Awaitable[None]]  # (command, status, reason)
+Disk = Callable[..., Awaitable[Any]]  # runs a blocking disk call: `asyncio.to_thread`, or `inline`
+
+
+async def inline(fn: Callable[..., Any], /, *args: Any) -> Any:
+    """A disk call on the event loop (state on a RAM disk: a worker thread would cost more than the call)."""
+    return fn(*args)
+
+
+def disk_call(in_thread: bool) -> Disk:
+    return asyncio.to_thread if in_thread else inline
 
 
 class FetchQueue:
@@ -141,11 +151,12 @@ class Player:
                  store: ItemStore, record: Callable[[PlayEvent], None], ack: Ack,
                  on_change: Callable[[], Awaitable[None]], clock: Callable[[], dt.datetime],
                  warmup_s: float = 1.0, idle_off_s: float = 10.0, missed_tolerance_s: float = MISSED_TOLERANCE_S,
-                 fetch_slots: int = FETCH_SLOTS) -> None:
+                 fetch_slots: int = FETCH_SLOTS, disk: Disk | None = None) -> None:
         self.sink, self.hardware, self.fetcher, self.cache, self.store = sink, hardware, fetcher, cache, store
         self.record, self.ack, self.on_change, self.clock = record, ack, on_change, clock
         self.warmup_s, self.idle_off_s, self.missed_tolerance_s = warmup_s, idle_off_s, missed_tolerance_s
         self.fetch_queue = FetchQueue(fetch_slots)
+        self.disk: Disk = disk or asyncio.to_thread  # how the store and the cache are called (`disk_call`)
         self.restored = asyncio.Event()  # set once the items from before a restart are back in place
         self.items: dict[str, Item] = {}
         self.current: Item | None = None
@@ -168,11 +179,11 @@ class Player:
         refusal = f"item {cmd.item_id!r} is already queued or playing"
         if cmd.item_id in self.items:
             return refusal
-        await asyncio.to_thread(self.store.put, cmd.item_id, cmd.to_bytes(), quiet)
+        await self.disk(self.store.put, cmd.item_id, cmd.to_bytes(), quiet)
         if cmd.item_id in self.items:  # the same item submitted twice at once
             return refusal
         item = self._admit(cmd, quiet=quiet)
-        if (self._reports(item) and cmd.target.scope != "receiver"
+        if (self.reports(item) and cmd.target.scope != "receiver"
                 and (cmd.start_at is None or cmd.start_at <= self.clock())):
             # A fan-out (a commune, everyone) due now: nobody waits for this receiver's `received`.
             self._spawn(self._ack_if_waiting(item))
@@ -181,7 +192,7 @@ class Player:
             await self._ack(item, "received", None)
         return None
 
-    def _reports(self, item: Item) -> bool:
+    def reports(self, item: Item) -> bool:
         """Whether the item's proof-of-play events answer its command (protocol 2) in place of acks."""
         return self.compact and not item.quiet
 
@@ -227,18 +238,18 @@ class Player:
             self.restored.set()  # whatever happened: the plan must not wait for ever
 
     async def _restore(self) -> None:
-        for item_id, body, position, repeat_index, playing, quiet in await asyncio.to_thread(self.store.all):
+        for item_id, body, position, repeat_index, playing, quiet in await self.disk(self.store.all):
             try:
                 cmd = Play.model_validate_json(body)
             except ValueError:
-                await asyncio.to_thread(self.store.remove, item_id)
+                await self.disk(self.store.remove, item_id)
                 continue
             if playing:
                 self._event(cmd, "cut", position, repeat_index, reason="power cut or restart while playing")
                 if not cmd.resume:
-                    await asyncio.to_thread(self.store.remove, item_id)
+                    await self.disk(self.store.remove, item_id)
                     continue
-                await asyncio.to_thread(self.store.progress, item_id, position, repeat_index, False)
+                await self.disk(self.store.progress, item_id, position, repeat_index, False)
             self._admit(cmd, position, repeat_index, quiet=quiet)
         self._wake.set()
         self._schedule_idle_off()  # a relay left on by a crash goes off if nothing plays
@@ -249,7 +260,7 @@ class Player:
             if cmd.inline_audio is not None:
                 assert cmd.inline_sha256 is not None
                 async with self.fetcher.lock(cmd.inline_sha256):
-                    item.path = await asyncio.to_thread(self._inline, cmd)
+                    item.path = await self.disk(self._inline, cmd)
             else:
                 item.path = await self._fetch(item)
         except (FetchFailed, ValueError, OSError) as e:
@@ -259,7 +270,7 @@ class Player:
         if self.items.get(cmd.item_id) is not item:
             return  # stopped while fetching
         item.ready = True
-        if item.stepped or not self._reports(item):
+        if item.stepped or not self.reports(item):
             await self._ack(item, "fetched", None)
         self._wake.set()
         try:
@@ -278,7 +289,7 @@ class Player:
         if item.cmd.priority == "emergency":
             return await self.fetcher.fetch(media)
         if self.fetch_queue.full:  # audio already here must not wait for other downloads
-            cached = await asyncio.to_thread(self.cache.get, media.sha256)
+            cached = await self.disk(self.cache.get, media.sha256)
             if cached is not None:
                 return cached
         for attempt in itertools.count():
@@ -440,20 +451,20 @@ class Player:
             return  # pre-empted during the warm-up or the lead-in: it never sounded, so it simply waits
         item.announced = False
         self._event(item.cmd, "cut", position, item.repeat_index, reason=reason, answers=answers,
-                    outcome=None if keep or not self._reports(item) else "failed")
+                    outcome=None if keep or not self.reports(item) else "failed")
         if keep:
             item.position_s = position
-            await asyncio.to_thread(self.store.progress, item.cmd.item_id, position, item.repeat_index, False)
+            await self.disk(self.store.progress, item.cmd.item_id, position, item.repeat_index, False)
             log.info("item %s cut at %.1f s; will resume", item.cmd.item_id, position)
         else:
             await self._forget(item)
-            if not self._reports(item):
+            if not self.reports(item):
                 await self._ack(item, "failed", f"cut at {position:.1f} s: {reason}")
         await self.on_change()
 
     async def _drop(self, item: Item, status: str, reason: str, *, event: str,
                     answers: uuid.UUID | None = None) -> None:
-        reports = self._reports(item)
+        reports = self.reports(item)
         self._event(item.cmd, event, item.position_s, item.repeat_index, reason=reason, answers=answers,
                     outcome=status if reports else None)
         await self._forget(item)
@@ -470,7 +481,7 @@ class Player:
         if item.prepare is not None and not item.prepare.done() and item.prepare is not asyncio.current_task():
             item.prepare.cancel()  # nobody needs that download any more: spare the paid link
         self._protect()
-        await asyncio.to_thread(self.store.remove, item.cmd.item_id)
+        await self.disk(self.store.remove, item.cmd.item_id)
 
     def _protect(self) -> None:
         """Nothing an upcoming item needs may be evicted from the cache."""
@@ -519,7 +530,7 @@ class Player:
         else:
             self.current, item.task = None, None
             await self._announced(item)
-            reports = self._reports(item)
+            reports = self.reports(item)
             self._event(cmd, "finished", 0.0, cmd.repeat, volume=volume, outcome="done" if reports else None)
             await self._forget(item)
             if not reports:
@@ -558,11 +569,11 @@ class Player:
                 await item.announce_now.wait()
         except TimeoutError:
             pass
-        reports = self._reports(item)
+        reports = self.reports(item)
         self._event(item.cmd, "started", item.position_s, item.repeat_index, volume=volume, at=at,
                     outcome="playing" if reports else None)
         try:
-            await asyncio.to_thread(self.store.progress, item.cmd.item_id, item.position_s, item.repeat_index, True)
+            await self.disk(self.store.progress, item.cmd.item_id, item.position_s, item.repeat_index, True)
             if not reports:
                 await self._ack(item, "playing", None)
             await self.on_change()
@@ -583,7 +594,7 @@ class Player:
             await asyncio.sleep(PROGRESS_EVERY_S)
             if item.started_monotonic:
                 position = item.position_s + time.monotonic() - item.started_monotonic
-                await asyncio.to_thread(self.store.progress, item.cmd.item_id, position, item.repeat_index, True)
+                await self.disk(self.store.progress, item.cmd.item_id, position, item.repeat_index, True)
 
     async def _amplifier_on(self) -> None:
         if self._idle_task is not None:

@@ -8,6 +8,7 @@ import datetime as dt
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 from devrig.testbed import Testbed
 from firmware_sim.sink import RecordingSink, decode_pcm
 from receivers.agent import Agent, AgentSettings
+from receivers.agent import agent as agent_module
 from tests.conftest import FleetThread, LiveController, _testbed, wait_for
 from tests.e2e.test_playback import plays, upload
 from tests.samples import make
@@ -193,3 +195,61 @@ def test_offline_receiver_plays_on_reconnect_but_never_after_expiry(fleet: Fleet
              == "done", 30, "the late receiver played it")
     [heard] = em_plays(again, later["id"])
     assert heard.completed and heard.pcm_sha256 == media_pcm_sha(live, later["media_url"])
+
+
+def test_an_emergency_played_and_cancelled_costs_each_receiver_two_reports(fleet: FleetThread,
+                                                                           live: LiveController) -> None:
+    """Report protocol 2 (issue 14): on the normal path each receiver sends the controller two messages for an
+    emergency that plays and is cancelled — `started` (it plays) and `cut` (it stopped, answering the stop)
+    — where protocol 1 sent about nine (acks of each step, the stop's ack, states). Counted on the broker by
+    a second client with the controller's rights, from the trigger until every end is logged and the state
+    has settled; the amplifier switching off later is not part of it (`amp_idle_off_s` is long here)."""
+    import aiomqtt
+
+    from receivers.protocol import Topics
+
+    settings = [s.model_copy(update={"amp_idle_off_s": 600.0}) for s in commune_settings(fleet, live, "tra-bui")]
+    agents = fleet.start(settings)
+    rids = {a.rid for a in agents}
+    wait_for(lambda: live.http.get("/api/v1/receivers", params={"commune": "tra-bui", "status": "online"}
+                                   ).json()["count"] == len(agents), 15, "tra-bui online")
+    tb = live.testbed
+    topics = Topics(tb.settings.mqtt_base)
+    user, password = tb.tools
+    heard: list[tuple[str, str]] = []
+    ready, stop = threading.Event(), threading.Event()
+
+    async def listen() -> None:
+        assert tb.settings.mqtt.host is not None
+        async with aiomqtt.Client(tb.settings.mqtt.host, tb.settings.mqtt.port, identifier=user, username=user,
+                                  password=password) as client:
+            await client.subscribe(f"{tb.settings.mqtt_base}/receivers/+/+", qos=1)
+            ready.set()
+            async with asyncio.timeout(120):
+                async for message in client.messages:
+                    info = topics.parse(message.topic.value)
+                    # Telemetry is the heartbeat, sent on its own clock whatever plays.
+                    if info is not None and info.ident in rids and not message.retain and info.leaf != "telemetry":
+                        heard.append((info.ident, info.leaf))
+                    if stop.is_set():
+                        return
+
+    listener = threading.Thread(target=lambda: asyncio.run(listen()), daemon=True)
+    listener.start()
+    assert ready.wait(10)
+    time.sleep(1.0)  # the connect burst (availability, state) is over: count only what the emergency causes
+    heard.clear()
+    eid = live.http.post("/api/v1/emergencies", json={"text": TEXT, "targets": {"communes": ["tra-bui"]},
+                                                      "repeat": 3}).json()["id"]
+    wait_for(lambda: reached(live, eid, ("playing",)), 20, "all playing")
+    assert live.http.post(f"/api/v1/emergencies/{eid}/cancel").status_code == 200
+    wait_for(lambda: all(len([e for e in plays(live, rid) if e["item_id"] == f"em-{eid}"]) == 2 for rid in rids),
+             15, "every receiver's start and end logged")
+    time.sleep(agent_module.STATE_SETTLE_S + 1.0)  # a state report would come by then
+    stop.set()
+    live.http.get("/healthz")
+    listener.join(5)
+    per = {rid: [leaf for r, leaf in heard if r == rid] for rid in rids}
+    assert all(sorted(leaves) == ["event", "event"] for leaves in per.values()), per
+    statuses = {x["status"] for x in emergency(live, eid)["receivers"]}
+    assert statuses == {"cancelled"}
