@@ -34,7 +34,7 @@ from typing import Any, TypeAlias
 
 import aiomqtt
 import sqlalchemy.exc
-from sqlalchemy import func, insert, or_, update
+from sqlalchemy import bindparam, func, insert, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, select
 
@@ -125,7 +125,8 @@ class BridgeBase:
     # ---------------------------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
-        self._known, self._state = await asyncio.to_thread(self._load_known)
+        self._known = await asyncio.to_thread(self._load_known)
+        self._state = await asyncio.to_thread(self._load_states)
         await asyncio.to_thread(self.streams.load)
         self._tasks.append(asyncio.create_task(self._flush_loop()))
 
@@ -137,12 +138,15 @@ class BridgeBase:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
-    def _load_known(self) -> tuple[set[str], dict[str, tuple[dt.datetime, str | None]]]:
+    def _load_known(self) -> set[str]:
         with Session(self.engine) as s:
-            known = set(s.exec(select(Receiver.id)))
+            return set(s.exec(select(Receiver.id)))
+
+    def _load_states(self) -> dict[str, tuple[dt.datetime, str | None]]:
+        with Session(self.engine) as s:
             states = s.exec(select(ReceiverStatus.receiver_id, ReceiverStatus.state_at, ReceiverStatus.playing)
                             .where(col(ReceiverStatus.state_at).is_not(None))).all()
-        return known, {rid: (_aware(at), playing) for rid, at, playing in states if at is not None}
+        return {rid: (_aware(at), playing) for rid, at, playing in states if at is not None}
 
     def _newer_state(self, rid: str, at: dt.datetime, playing: str | None) -> bool:
         """Record `playing` as of `at` for `rid` unless a later state is known; whether it was."""
@@ -322,7 +326,7 @@ class BridgeBase:
                 if inserts:
                     s.exec(insert(ReceiverStatus), params=inserts)
                 if updates:
-                    s.exec(update(ReceiverStatus), params=updates)
+                    update_statuses(s, updates)
                 if changes:
                     s.exec(insert(ReceiverStatusEvent), params=changes)
             if batch.plays:
@@ -520,6 +524,19 @@ class Bridge(BridgeBase):
     def _reject(self, topic: str, reason: str) -> None:
         self.rejected += 1
         log.warning("bridge: ignored message on %s: %s", topic, reason)
+
+
+def update_statuses(s: Session, rows: list[dict[str, Any]]) -> None:
+    """UPDATE receiver_status by receiver id, one executemany per set of columns (a batch has a handful: what
+    events, states, telemetry change): SQLAlchemy Core, no ORM bookkeeping per row."""
+    table = ReceiverStatus.__table__  # type: ignore[attr-defined]
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(sorted(k for k in row if k != "receiver_id")), []).append(row)
+    for columns, group in groups.items():
+        statement = (table.update().where(table.c.receiver_id == bindparam("b_receiver_id"))
+                     .values({c: bindparam(f"b_{c}") for c in columns}))
+        s.connection().execute(statement, [{f"b_{k}": v for k, v in row.items()} for row in group])
 
 
 def _aware(at: dt.datetime) -> dt.datetime:
