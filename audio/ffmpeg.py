@@ -4,8 +4,9 @@ The binary is the system's `ffmpeg` where installed, else the one shipped inside
 wheel, so `make demo` needs no root. Only `ffmpeg` is used (no `ffprobe`: the wheel does not ship it);
 `parse_probe` reads the stream description ffmpeg prints for its input.
 
-- `ffmpeg_exe()`, `run(args, on_time, timeout, nice)`: run ffmpeg, streaming its `-progress` output to a
-  callback; past `timeout` its whole process group is killed (`FfmpegTimeout`).
+- `ffmpeg_exe()`, `run(args, on_time, timeout, nice, feed)`: run ffmpeg (fed, if asked, by a second one at
+  once), streaming its `-progress` output to a callback; past `timeout` their process groups are killed
+  (`FfmpegTimeout`).
 - `safe_input(demuxer)`: the input options for a file nobody vouches for (an upload): only the `file`
   protocol, only the demuxers of `DEMUXERS` — no playlists (`concat`, `hls`), images, text, subtitles or
   generated sources, which would make a small file read other files, the network or decode for hours.
@@ -21,9 +22,10 @@ import shutil
 import signal
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 
 class FfmpegError(RuntimeError):
@@ -72,59 +74,88 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
 
 
 def run(args: list[str], *, on_time: Callable[[float], None] | None = None, timeout: float | None = None,
-        nice: int = 0) -> str:
+        nice: int = 0, feed: Sequence[list[str]] = ()) -> str:
     """Run ffmpeg with `args`; return its stderr. `on_time(seconds)` is called as it goes with how much
     of the input it has processed (the last call says how long the input was). stderr is drained by a
     thread all along: ffmpeg blocks once a pipe's buffer is full, so reading one pipe to the end before
     the other would hang it. ffmpeg runs in a process group of its own: past `timeout` seconds (wall
     clock) a watchdog kills the group, whatever this thread is doing, and `FfmpegTimeout` is raised.
-    `nice` lowers its CPU priority (ingests of uploads must not slow the API and the emergencies)."""
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats"]
-    if on_time:
-        cmd += ["-progress", "pipe:1"]
-    cmd += args
+    `nice` lowers its CPU priority (ingests of uploads must not slow the API and the emergencies).
+
+    `feed`: the arguments of more ffmpegs, run at the same time as a pipeline: each one's standard output
+    (`pipe:1`) is the next one's standard input (`pipe:0`), the last one's is this one's. So the steps of a
+    long job run on several cores (ingest decodes and filters, encodes, and measures what it wrote, at once).
+    They run under the same watchdog and priority; the first that fails is the error raised (those after it
+    only saw their input end)."""
+    base = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats"]
+    cmd = base + (["-progress", "pipe:1"] if on_time else []) + args
     timed_out = threading.Event()
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          encoding="utf-8", errors="replace", start_new_session=True) as proc:
+    procs: list[subprocess.Popen[Any]] = []
+    drains: list[tuple[threading.Thread, list[Any]]] = []
+
+    def start(command: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        proc = subprocess.Popen(command, stderr=subprocess.PIPE, start_new_session=True, **kwargs)
+        procs.append(proc)
         if nice:
             try:
                 os.setpriority(os.PRIO_PROCESS, proc.pid, nice)
             except (ProcessLookupError, PermissionError):
                 pass
-        watchdog = None
-        if timeout is not None:
-            def expire() -> None:
-                timed_out.set()
-                _kill_group(proc)
-            watchdog = threading.Timer(timeout, expire)
+        lines: list[Any] = []
+        drain = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
+        drain.start()
+        drains.append((drain, lines))
+        return proc
+
+    def expire() -> None:
+        timed_out.set()
+        for p in procs:
+            _kill_group(p)
+
+    watchdog = threading.Timer(timeout, expire) if timeout is not None else None
+    try:
+        stdin: Any = subprocess.DEVNULL
+        for i, step in enumerate(feed):
+            writer = start(base + step, stdin=stdin, stdout=subprocess.PIPE)
+            if i:
+                stdin.close()  # the reader holds it now: if it dies, the writer gets EPIPE instead of blocking
+            stdin = writer.stdout
+        proc = start(cmd, stdin=stdin, stdout=subprocess.PIPE, text=True, encoding="utf-8", errors="replace")
+        if feed:
+            stdin.close()
+        if watchdog is not None:
             watchdog.daemon = True
             watchdog.start()
-        try:
-            assert proc.stdout is not None and proc.stderr is not None
-            err_lines: list[str] = []
-            drain = threading.Thread(target=lambda: err_lines.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
-            drain.start()
-            for line in proc.stdout:
-                if on_time and line.startswith("out_time_us="):
-                    try:
-                        on_time(int(line.split("=", 1)[1]) / 1e6)
-                    except ValueError:
-                        pass  # "N/A" before the first frame
-            proc.wait()
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if on_time and line.startswith("out_time_us="):
+                try:
+                    on_time(int(line.split("=", 1)[1]) / 1e6)
+                except ValueError:
+                    pass  # "N/A" before the first frame
+        for p in procs:
+            p.wait()
+        for drain, _ in drains:
             drain.join()
-        finally:
-            if watchdog is not None:
-                watchdog.cancel()
-            if proc.poll() is None:  # left early (an exception in on_time): do not leave it running
-                _kill_group(proc)
-                proc.wait()
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+        for p in procs:
+            if p.poll() is None:  # left early (an exception in on_time): do not leave it running
+                _kill_group(p)
+                p.wait()
+            for stream in (p.stdout, p.stderr):
+                if stream is not None:
+                    stream.close()
     if timed_out.is_set():
         raise FfmpegTimeout(f"ffmpeg took longer than {timeout:.0f} s and was stopped")
-    stderr = "".join(err_lines)
-    if proc.returncode != 0:
-        tail = "\n".join(stderr.strip().splitlines()[-5:])
-        raise FfmpegError(f"ffmpeg exited with {proc.returncode}: {tail}", stderr)
-    return stderr
+    said = ["".join(x.decode("utf-8", "replace") if isinstance(x, bytes) else x for x in lines) for _, lines in drains]
+    # In pipeline order, the first failure is the cause; but a writer whose reader failed dies of a broken pipe.
+    failed = sorted((i for i, p in enumerate(procs) if p.returncode != 0), key=lambda i: "Broken pipe" in said[i])
+    if failed:
+        tail = "\n".join(said[failed[0]].strip().splitlines()[-5:])
+        raise FfmpegError(f"ffmpeg exited with {procs[failed[0]].returncode}: {tail}", said[failed[0]])
+    return said[-1]
 
 
 # ---------------------------------------------------------------------------------------------- parsers

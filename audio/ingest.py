@@ -1,13 +1,15 @@
 """From any recording to broadcast-ready audio, as a pipeline of small steps over files:
 
 1. `probe`     — is it audio at all, what is it, how long (ffmpeg's own description of its input)
-2. `analyse`   — one decoding pass over the mono downmix: EBU R128 loudness and true peak (ebur128) and,
-                 if asked, where the audible part starts and ends (silencedetect)
+2. `analyse`   — one decoding pass over the mono downmix: EBU R128 loudness and sample peak (ebur128) and,
+                 if asked, where the audible part starts and ends (silencedetect); decoding and measuring
+                 run in two ffmpegs at once (`ffmpeg.run(feed=…)`), one core each
 3. `calibrate` — only when peaks must be limited: decode-and-filter trials (no encoding) that find the
                  gain at which the limited audio still reaches the target
 4. `encode`    — one pass: trim, downmix, one gain for the whole file (so speech keeps its dynamics),
-                 the limiter if needed, resample, encode MP3; then the written file is measured
-4. the caller stores the result (`audio.store.MediaStore`)
+                 the limiter if needed, resample, encode MP3, in one ffmpeg and LAME in another; the MP3
+                 is measured (loudness, true peak) as it is written, by a third fed the same bytes
+5. the caller stores the result (`audio.store.MediaStore`)
 
 ffmpeg streams throughout: memory does not grow with the length of the recording. Every refusal is an
 `IngestError` with a message fit for the person who uploaded the file (and a `code` the staff UI says in
@@ -125,7 +127,7 @@ class BroadcastFormat:
 
 @dataclass(frozen=True)
 class Analysis:
-    loudness: ffmpeg.Ebur128  # of the mono downmix, as it will be broadcast
+    loudness: ffmpeg.Ebur128  # of the mono downmix, as it will be broadcast; `true_peak` is the sample peak
     duration_s: float
     start_s: float
     end_s: float
@@ -148,12 +150,26 @@ MONO = "aformat=channel_layouts=mono"
 # ebur128's per-frame log goes to the verbose level: only the summary is printed, so a long file's
 # stderr (kept in memory) stays small.
 METER = "ebur128=peak=true:framelog=verbose"
-# LAME at broadcast bitrates raises true peaks by up to ~1.5 dB and lowers integrated loudness by ~0.4 LU
-# (measured for speech and tones at 64 and 128 kbps): limit below the ceiling, aim a little above.
+# The analysis reads the sample peak, not the true peak: it only decides whether the limiter goes in, and
+# alimiter limits samples, so a file whose true peak alone passes the ceiling came out the same with the
+# limiter (idle) as without it. The true-peak meter (4× oversampling) was a third of the analysis' cost;
+# the written file's true peak is still measured, and reported.
+ANALYSIS_METER = "ebur128=peak=sample:framelog=verbose"
+# Between the ffmpegs of a pipeline (decoding apart from measuring or encoding, each on a core of its own):
+# the decoded samples as they are (32-bit float), in NUT, which carries their rate, layout and timestamps.
+TO_PIPE = ["-c:a", "pcm_f32le", "-f", "nut", "pipe:1"]
+FROM_PIPE = ["-protocol_whitelist", "pipe", "-f", "nut", "-i", "pipe:0"]
+# LAME raises true peaks by up to ~1.5 dB and lowers integrated loudness by ~0.4 LU (measured for speech and
+# tones at 64 and 128 kbps at 44.1 kHz; for the speech format, 32 kbps at 22.05 kHz, chime and eSpeak speech
+# lose 0.4-0.5 LU and peaks rise by at most 0.5 dB, docs/PERFORMANCE.md): limit below the ceiling, aim a
+# little above.
 MP3_PEAK_OVERSHOOT_DB = 1.5
 MP3_LOUDNESS_LOSS_DB = 0.4
 LOUDNESS_TOLERANCE_LU = 0.3
-CALIBRATION_SAMPLE_S = 300.0
+# The limiter's trials run on at most this much audio, in CALIBRATION_PIECES pieces spread over the file (its
+# beginning alone may be a jingle or an introduction unlike the rest).
+CALIBRATION_SAMPLE_S = 120.0
+CALIBRATION_PIECES = 4
 
 
 def _demuxer(info: Probe) -> str:
@@ -206,16 +222,17 @@ def _timer(duration_s: float | None, on_progress: Callable[[float], None] | None
 def analyse(path: Path, info: Probe, fmt: BroadcastFormat, *, trim_silence: bool,
             on_progress: Callable[[float], None] | None = None, limits: Limits = Limits()) -> Analysis:
     """One decoding pass over the mono downmix (what will be broadcast: a stereo phone recording's mono
-    peaks are up to 3 dB higher than its channels'): loudness, true peak, and where the sound is."""
-    filters = [MONO, METER]
+    peaks are up to 3 dB higher than its channels'): loudness, sample peak, and where the sound is."""
+    filters = [ANALYSIS_METER]
     if trim_silence:
-        filters.insert(1, f"silencedetect=n={fmt.silence_threshold_db}dB:d={fmt.silence_min_s}")
+        filters.insert(0, f"silencedetect=n={fmt.silence_threshold_db}dB:d={fmt.silence_min_s}")
     seen: list[float] = []
     # Decode at most a little past the limit, whatever the container says of its length.
     bound = ["-t", f"{fmt.max_duration_s + 1:.0f}"]
+    decode = [*ffmpeg.safe_input(_demuxer(info)), *bound, "-i", str(path), "-map", "0:a:0", "-vn", "-af", MONO,
+              *TO_PIPE]
     try:
-        stderr = ffmpeg.run([*ffmpeg.safe_input(_demuxer(info)), *bound, "-i", str(path), "-map", "0:a:0", "-vn",
-                             "-af", ",".join(filters), "-f", "null", "-"],
+        stderr = ffmpeg.run([*FROM_PIPE, "-af", ",".join(filters), "-f", "null", "-"], feed=[decode],
                             on_time=_timer(info.duration_s, on_progress, seen),
                             timeout=limits.for_audio(info.duration_s or fmt.max_duration_s), nice=NICE)
     except FfmpegTimeout as e:
@@ -252,24 +269,35 @@ def _trim(analysis: Analysis) -> list[str]:
     return []
 
 
+def sample_pieces(start_s: float, end_s: float) -> list[tuple[float, float]]:
+    """(start, length) of the pieces the limiter's trials run on: the whole audible part when it is short,
+    else CALIBRATION_PIECES pieces, one in the middle of each equal part, CALIBRATION_SAMPLE_S in all."""
+    span = end_s - start_s
+    if span <= CALIBRATION_SAMPLE_S:
+        return [(start_s, span)]
+    piece, part = CALIBRATION_SAMPLE_S / CALIBRATION_PIECES, span / CALIBRATION_PIECES
+    return [(start_s + (i + 0.5) * part - piece / 2, piece) for i in range(CALIBRATION_PIECES)]
+
+
 def calibrate(path: Path, analysis: Analysis, fmt: BroadcastFormat, demuxer: str | None = None,
               limits: Limits = Limits()) -> float:
     """The gain correction that makes a limited file hit the target: limiting heavy peaks (synthetic
     speech, clipped phone recordings) costs loudness. Trials decode and filter a sample of at most
-    CALIBRATION_SAMPLE_S without encoding, and step by the secant, so long files cost little more; the
-    written file is measured afterwards in any case, so what is reported is what was made."""
+    CALIBRATION_SAMPLE_S (`sample_pieces`) without encoding, and step by the secant, so long files cost
+    little more; the written file is measured afterwards in any case, so what is reported is what was made."""
     if not any(f.startswith("alimiter") for f in gain_chain(analysis.loudness, fmt)):
         return 0.0  # a pure gain is exact
     target = fmt.target_lufs + MP3_LOUDNESS_LOSS_DB
-    length = min(CALIBRATION_SAMPLE_S, analysis.end_s - analysis.start_s)
-    sample = ["-ss", f"{analysis.start_s:.3f}", "-t", f"{length:.3f}"]
+    pieces = sample_pieces(analysis.start_s, analysis.end_s)
+    inputs = [a for start, length in pieces
+              for a in (*ffmpeg.safe_input(demuxer), "-ss", f"{start:.3f}", "-t", f"{length:.3f}", "-i", str(path))]
+    joined = "".join(f"[{i}:a:0]" for i in range(len(pieces))) + f"concat=n={len(pieces)}:v=0:a=1"
     tried: list[tuple[float, float]] = []  # (correction, loudness reached)
     correction = 0.0
     for _ in range(3):
-        chain = [*gain_chain(analysis.loudness, fmt, correction), "ebur128=framelog=verbose"]
-        stderr = ffmpeg.run([*ffmpeg.safe_input(demuxer), *sample, "-i", str(path), "-map", "0:a:0", "-vn",
-                             "-af", ",".join(chain), "-f", "null", "-"],
-                            timeout=limits.for_audio(length), nice=NICE)
+        chain = [joined, *gain_chain(analysis.loudness, fmt, correction), "ebur128=framelog=verbose"]
+        stderr = ffmpeg.run([*inputs, "-filter_complex", ",".join(chain), "-f", "null", "-"],
+                            timeout=limits.for_audio(sum(length for _, length in pieces)), nice=NICE)
         reached = ffmpeg.parse_ebur128(stderr).integrated
         if abs(target - reached) <= LOUDNESS_TOLERANCE_LU:
             break
@@ -282,18 +310,28 @@ def calibrate(path: Path, analysis: Analysis, fmt: BroadcastFormat, demuxer: str
     return correction
 
 
+def _tee(out: Path) -> str:
+    """The tee muxer's outputs: the MP3 file `out` (quoted: a path may hold the tee's separators) and the same
+    MP3 stream on standard output."""
+    quoted = "'" + f"file:{out}".replace("'", "'\\''") + "'"
+    return f"[f=mp3]{quoted}|[f=mp3]pipe:1"
+
+
 def encode(path: Path, out: Path, analysis: Analysis, fmt: BroadcastFormat, correction_db: float,
            on_progress: Callable[[float], None] | None = None, demuxer: str | None = None,
            limits: Limits = Limits()) -> ffmpeg.Ebur128:
-    """Encode once, then measure the file as written (what receivers will play)."""
+    """Encode once, and measure the MP3 as it is written (what receivers will play). Three ffmpegs in a
+    pipeline, so LAME (most of the cost) has a core to itself: one decodes, trims and filters; one encodes,
+    writing the file and, the same frames, a pipe into the third, which decodes and meters them."""
     chain = [*gain_chain(analysis.loudness, fmt, correction_db), f"aresample={fmt.sample_rate}"]
     length = analysis.end_s - analysis.start_s
-    ffmpeg.run([*ffmpeg.safe_input(demuxer), *_trim(analysis), "-i", str(path), "-map", "0:a:0", "-vn",
-                "-map_metadata", "-1", "-af", ",".join(chain), "-ac", "1", "-ar", str(fmt.sample_rate),
-                "-c:a", "libmp3lame", "-b:a", f"{fmt.bitrate_kbps}k", "-f", "mp3", "-y", str(out)],
-               on_time=_timer(length, on_progress, []), timeout=limits.for_audio(length), nice=NICE)
-    return ffmpeg.parse_ebur128(ffmpeg.run([*ffmpeg.safe_input("mp3"), "-i", str(out), "-af", METER, "-f", "null",
-                                            "-"], timeout=limits.for_audio(length), nice=NICE))
+    filtered = [*ffmpeg.safe_input(demuxer), *_trim(analysis), "-i", str(path), "-map", "0:a:0", "-vn",
+                "-map_metadata", "-1", "-af", ",".join(chain), "-ac", "1", "-ar", str(fmt.sample_rate), *TO_PIPE]
+    encoder = [*FROM_PIPE, "-map", "0:a:0", "-map_metadata", "-1", "-c:a", "libmp3lame", "-b:a", f"{fmt.bitrate_kbps}k",
+               "-f", "tee", _tee(out)]
+    meter = ["-protocol_whitelist", "pipe", "-f", "mp3", "-i", "pipe:0", "-af", METER, "-f", "null", "-"]
+    return ffmpeg.parse_ebur128(ffmpeg.run(meter, feed=[filtered, encoder], on_time=_timer(length, on_progress, []),
+                                           timeout=limits.for_audio(length), nice=NICE))
 
 
 def ingest(path: Path, out: Path, fmt: BroadcastFormat, *, trim_silence: bool = False,

@@ -12,19 +12,23 @@ length), and offline TTS speed as seconds of audio per second of CPU.
    That base is looped to the wanted length, brought to a phone-like -24 LUFS over a faint pink-noise room
    floor, with 1.5 s of room noise at each end, and encoded as a typical upload: MP3 128 kbps stereo 44.1 kHz.
 2. Plain transcode: the ffmpeg that `audio.ffmpeg.ffmpeg_exe()` returns, same input, the broadcast format
-   (mono, 44.1 kHz, libmp3lame 64 kbps), no loudness work at all.
+   (mono, 44.1 kHz, libmp3lame 64 kbps), no loudness work at all, at ingest's priority (nice 10).
 3. Ingest: `audio.ingest.ingest(src, out, BroadcastFormat(), trim_silence=True)`.
 
 Each measurement runs in a fresh child Python (`--child transcode|ingest`, this file), so that a peak RSS
 is that process's own. The child times only the work (not its interpreter start) and reads its own peak
-RSS (VmHWM) and its largest ffmpeg child's (RUSAGE_CHILDREN); the ingest child also wraps
-`audio.ffmpeg.run` to record each ffmpeg call (probe, analyse, encode passes) with its wall and CPU time,
-without changing what it does. Transcode and ingest alternate, `--repeats` times each; the
-report gives medians, for `--minutes` and for `--short-minutes` (to show memory does not grow with length).
+RSS (VmHWM) and its largest ffmpeg child's (RUSAGE_CHILDREN); ingest runs up to three ffmpegs at once (a
+pipeline), so a thread of the child also samples, every 50 ms, the RSS and PSS of the child and all its
+ffmpegs together (`MemorySampler`), and the report gives the largest sums. The ingest child also wraps
+`audio.ffmpeg.run` to record each ffmpeg call (probe, analyse, trial, encode; a call with `feed` is one
+pipeline of ffmpegs) with its wall and CPU time, without changing what it does. Transcode and ingest
+alternate, `--repeats` times each; the report gives medians, for `--minutes` and for `--short-minutes` (to
+show memory does not grow with length).
 
 In this file:
 - `CORPUS`, `make_base`, `make_recording`: the source recording.
-- `child_transcode`, `child_ingest`: the bodies of the `--child` modes; `run_child`: the parent's side.
+- `child_transcode`, `child_ingest`: the bodies of the `--child` modes; `run_child`: the parent's side;
+  `MemorySampler`: the memory of a child and its ffmpegs at once.
 - `measure_length`, `report_length`: one length's measurements and its table.
 - `tts_speed`: offline TTS, seconds of audio per CPU second.
 - `main`: arguments, the run, the temporary directory's removal.
@@ -47,6 +51,7 @@ import signal  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 import wave  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
@@ -57,7 +62,7 @@ from typing import Any  # noqa: E402
 # Only what the `--child` runs need is imported here: their peak RSS should be ingest's, not that of the TTS
 # engines (gTTS, requests) that the parent imports in `make_base` and `tts_speed`.
 from audio import ffmpeg  # noqa: E402
-from audio.ingest import BroadcastFormat, ingest  # noqa: E402
+from audio.ingest import NICE, BroadcastFormat, ingest  # noqa: E402
 
 MiB = 1024 * 1024
 SOURCE_LUFS = -24.0  # a phone recording held at arm's length: well below the broadcast target of -16
@@ -185,31 +190,90 @@ def _own_peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _figures(wall_s: float, cpu0: float, children_cpu0: float) -> dict[str, Any]:
+class MemorySampler:
+    """The largest RSS and PSS sums of this process and its child processes at one instant, sampled every
+    `interval_s` by a thread. PSS counts a page shared by n processes as 1/n in each: ffmpegs running at once
+    share their libraries (most of an ffmpeg's 55 MiB RSS), so the RSS sum counts those pages once per process
+    and overstates what they take together, while the PSS sum is what they take."""
+
+    def __init__(self, interval_s: float = 0.05) -> None:
+        self.interval_s, self.rss_mib, self.pss_mib, self.most_processes = interval_s, 0.0, 0.0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _rollup(pid: int) -> tuple[float, float]:
+        rss = pss = 0.0
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss = int(line.split()[1]) / 1024
+                elif line.startswith("Pss:"):
+                    pss = int(line.split()[1]) / 1024
+        except (OSError, ValueError):
+            pass  # it ended between the listing and the read
+        return rss, pss
+
+    def _children(self) -> list[int]:
+        pids: list[int] = []
+        for task in Path("/proc/self/task").iterdir():
+            try:
+                pids += [int(p) for p in (task / "children").read_text().split()]
+            except OSError:
+                pass
+        return pids
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            pids = [os.getpid(), *self._children()]
+            sums = [self._rollup(pid) for pid in pids]
+            self.rss_mib = max(self.rss_mib, sum(r for r, _ in sums))
+            self.pss_mib = max(self.pss_mib, sum(p for _, p in sums))
+            self.most_processes = max(self.most_processes, len(pids) - 1)
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _figures(wall_s: float, cpu0: float, children_cpu0: float, memory: MemorySampler) -> dict[str, Any]:
     return {"wall_s": wall_s, "python_cpu_s": time.process_time() - cpu0,
             "ffmpeg_cpu_s": _children_cpu() - children_cpu0,
             "python_peak_mib": _own_peak_mib(),
-            "ffmpeg_peak_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+            "ffmpeg_peak_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+            "together_rss_mib": memory.rss_mib, "together_pss_mib": memory.pss_mib,
+            "most_ffmpegs": memory.most_processes}
 
 
 def child_transcode(src: Path, out: Path) -> dict[str, Any]:
-    """The baseline: the same ffmpeg, the same input and output format as ingest, and nothing else."""
+    """The baseline: the same ffmpeg, the same input and output format as ingest, and nothing else; at ingest's
+    CPU priority (`audio.ingest.NICE`), so that on a busy machine both yield alike to the rest."""
     fmt = BroadcastFormat()
     cmd = [ffmpeg.ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-i", str(src), "-map", "0:a:0", "-vn",
            "-map_metadata", "-1", "-ac", "1", "-ar", str(fmt.sample_rate), "-c:a", "libmp3lame",
            "-b:a", f"{fmt.bitrate_kbps}k", "-f", "mp3", "-y", str(out)]
     cpu0, children_cpu0, t0 = time.process_time(), _children_cpu(), time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True)
-    return _figures(time.perf_counter() - t0, cpu0, children_cpu0)
+    with MemorySampler() as memory:
+        with subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as proc:
+            os.setpriority(os.PRIO_PROCESS, proc.pid, NICE)  # as `audio.ffmpeg.run` does
+            _, err = proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"the transcode failed: {err[-800:]!r}")
+    return _figures(time.perf_counter() - t0, cpu0, children_cpu0, memory)
 
 
-def _stage(args: list[str]) -> str:
-    """Which of ingest's steps an ffmpeg call is: the probe reads nothing (-t 0), encodes write MP3."""
-    if "libmp3lame" in args:
+def _stage(args: list[str], feed: list[list[str]]) -> str:
+    """Which of ingest's steps an ffmpeg call is: the probe reads nothing (-t 0), the encode's pipeline
+    writes MP3, the analysis is fed the decoded file, the limiter's trials are the other calls."""
+    if any("libmp3lame" in step for step in [args, *feed]):
         return "encode"
     if "-t" in args and args[args.index("-t") + 1] == "0":
         return "probe"
-    return "analyse"
+    return "analyse" if feed else "trial"
 
 
 def child_ingest(src: Path, out: Path) -> dict[str, Any]:
@@ -222,12 +286,14 @@ def child_ingest(src: Path, out: Path) -> dict[str, Any]:
         try:
             return real_run(args, **kwargs)
         finally:
-            calls.append({"stage": _stage(args), "wall_s": time.perf_counter() - t0, "cpu_s": _children_cpu() - c0})
+            calls.append({"stage": _stage(args, list(kwargs.get("feed", ()))), "wall_s": time.perf_counter() - t0,
+                          "cpu_s": _children_cpu() - c0})
 
     ffmpeg.run = observed_run  # an observer only: the real run does the work
     cpu0, children_cpu0, t0 = time.process_time(), _children_cpu(), time.perf_counter()
-    result = ingest(src, out, BroadcastFormat(), trim_silence=True)
-    figures = _figures(time.perf_counter() - t0, cpu0, children_cpu0)
+    with MemorySampler() as memory:
+        result = ingest(src, out, BroadcastFormat(), trim_silence=True)
+    figures = _figures(time.perf_counter() - t0, cpu0, children_cpu0, memory)
     return {**figures, "calls": calls, "loudness_before": result.loudness_before,
             "loudness_after": result.loudness_after, "true_peak_after": result.true_peak_after,
             "duration_s": result.duration_s, "trimmed_s": result.trimmed_s}
@@ -309,15 +375,16 @@ def report_length(r: LengthResult) -> None:
     print(f"| **ratio ingest / transcode** | **{g_wall / t_wall:.2f}** | {g_cpu / t_cpu:.2f} | | | |")
     if any(x["ffmpeg_peak_mib"] <= x["python_peak_mib"] + 0.5 for x in t + g):
         print("(some ffmpeg peak is no larger than its Python's: it may be the Python's, see `_own_peak_mib`)")
-    peak_total = median(g, "python_peak_mib") + median(g, "ffmpeg_peak_mib")
-    print(f"ingest peak memory, Python + its ffmpeg at once (upper bound): {peak_total:.1f} MiB")
+    for name, runs in (("plain transcode", t), ("ingest", g)):
+        print(f"{name} peak memory, Python + its ffmpegs at once (up to {max(x['most_ffmpegs'] for x in runs)} "
+              f"ffmpegs), sampled every 50 ms: RSS sum {median(runs, 'together_rss_mib'):.1f} MiB, "
+              f"PSS sum {median(runs, 'together_pss_mib'):.1f} MiB")
     stages: dict[str, list[tuple[float, float]]] = {}
     for run in g:
-        encodes = 0
+        seen: dict[str, int] = {}
         for c in run["calls"]:
-            if c["stage"] == "encode":
-                encodes += 1
-            name = f"encode #{encodes}" if c["stage"] == "encode" else c["stage"]
+            seen[c["stage"]] = seen.get(c["stage"], 0) + 1
+            name = f"{c['stage']} #{seen[c['stage']]}" if c["stage"] in ("trial", "encode") else c["stage"]
             stages.setdefault(name, []).append((c["wall_s"], c["cpu_s"]))
     print("ingest's ffmpeg calls, median wall / CPU s (in how many runs): " + ", ".join(
         f"{k} {statistics.median(w for w, _ in v):.1f} / {statistics.median(c for _, c in v):.1f} ({len(v)})"

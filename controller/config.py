@@ -15,6 +15,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from audio.mp3 import MPEG_BITRATES
 from receivers.protocol.urls import cleartext_problem
 
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "password", "admin", "truyenthanh"}
@@ -54,6 +55,12 @@ class AudioSettings(BaseModel):
     bitrate_kbps: int = Field(default=64, ge=16, le=320)
     target_lufs: float = Field(default=-16.0, ge=-40, le=-5)
     true_peak_dbtp: float = Field(default=-1.5, ge=-9, le=0)
+    # Speech (TTS emergencies and announcements) at a speech bitrate: it is what travels inside an emergency's
+    # play command to every receiver. 22.05 kHz is the rate speech is laid out at (`audio.compose.RATE`).
+    speech_sample_rate: int = Field(default=22050, ge=8000, le=48000,
+                                    description="sample rate of synthesised speech (emergencies, announcements)")
+    speech_bitrate_kbps: int = Field(default=32, ge=8, le=320,
+                                     description="MP3 bitrate of synthesised speech (emergencies, announcements)")
     max_upload_mb: float = Field(default=200.0, gt=0)
     max_duration_s: float = Field(default=3 * 3600.0, gt=0)
     trim_silence: bool = True
@@ -76,6 +83,18 @@ class AudioSettings(BaseModel):
         if v is not None and v not in TTS_ENGINES:
             raise ValueError(f"unknown engine {v!r}: choose among {', '.join(TTS_ENGINES)}")
         return v
+
+    @model_validator(mode="after")
+    def _mp3_formats(self) -> AudioSettings:
+        for what, rate, kbps in (("", self.sample_rate, self.bitrate_kbps),
+                                 ("SPEECH_", self.speech_sample_rate, self.speech_bitrate_kbps)):
+            allowed = MPEG_BITRATES.get(rate)
+            if allowed is None:
+                raise ValueError(f"TT_AUDIO__{what}SAMPLE_RATE={rate}: MP3 has {', '.join(map(str, MPEG_BITRATES))} Hz")
+            if kbps not in allowed:
+                raise ValueError(f"TT_AUDIO__{what}BITRATE_KBPS={kbps}: at {rate} Hz MP3 has "
+                                 f"{', '.join(map(str, allowed))} kbps")
+        return self
 
 
 EngineOrder = Annotated[list[str], NoDecode]  # from the environment: JSON (["gtts","offline"]) or "gtts,offline"

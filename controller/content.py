@@ -2,8 +2,9 @@
 content services (`controller.services.content`), emergencies and the command line (`truyenthanh ingest`,
 `truyenthanh tts`).
 
-- `broadcast_format`, `make_media`, `ingest_error`: a source file → stored broadcast audio (a `MediaFile`),
-  or the domain error that says why not (415 not audio, 422 otherwise).
+- `broadcast_format`, `speech_format`, `make_media`, `ingest_error`: a source file → stored broadcast audio (a
+  `MediaFile`) in the broadcast format (uploads) or the speech format (synthesised speech), or the domain error
+  that says why not (415 not audio, 422 otherwise); `made_in`: whether stored audio is in a format.
 - `media_url`: where receivers and staff fetch stored audio (without a token, by hash).
 - `engines`, `voice_order`, `speak_first`, `speak_and_make`, `speak`: the text-to-speech engines, which read a
   text for each use, and the layout of speech with chimes and repeats (what is spoken is
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -22,6 +24,7 @@ from sqlmodel import Session
 from audio import ffmpeg
 from audio.compose import compose_file
 from audio.ingest import BroadcastFormat, Ingested, IngestError, Progress, ingest
+from audio.mp3 import Mp3Format, parse_format
 from audio.store import MediaStore
 from audio.tts import EspeakEngine, GttsEngine, TtsEngine, TtsUnavailable, synthesize
 from audio.tts_chain import Candidate, Speech, SpeechUnusable, first_speech
@@ -40,8 +43,29 @@ class Layout(Protocol):
 
 
 def broadcast_format(a: AudioSettings) -> BroadcastFormat:
+    """The format of uploads (bulletins, music, recorded warnings): `TT_AUDIO__SAMPLE_RATE`/`BITRATE_KBPS`."""
     return BroadcastFormat(sample_rate=a.sample_rate, bitrate_kbps=a.bitrate_kbps, target_lufs=a.target_lufs,
                            true_peak_dbtp=a.true_peak_dbtp, max_duration_s=a.max_duration_s)
+
+
+def speech_format(a: AudioSettings) -> BroadcastFormat:
+    """The format of synthesised speech (emergencies, announcements): the broadcast format's loudness, at
+    `TT_AUDIO__SPEECH_SAMPLE_RATE`/`SPEECH_BITRATE_KBPS` (22.05 kHz, 32 kbps): half the bytes of the
+    broadcast format's 64 kbps for every receiver an emergency reaches."""
+    return replace(broadcast_format(a), sample_rate=a.speech_sample_rate, bitrate_kbps=a.speech_bitrate_kbps)
+
+
+def made_in(store: MediaStore, media: MediaFile, fmt: BroadcastFormat) -> bool:
+    """Whether stored `media` is audio of format `fmt` (rate, bitrate, mono, and loudness within 1 LU of its
+    target), read from its first frame header: audio made before a format changed (speech at 64 kbps before
+    the speech bitrate) is made again rather than reused."""
+    try:
+        with store.path(media.sha256).open("rb") as f:
+            found = parse_format(f.read(8192))
+    except OSError:
+        return False
+    return (found == Mp3Format(fmt.sample_rate, fmt.bitrate_kbps, 1)
+            and abs(media.loudness_lufs - fmt.target_lufs) <= 1.0)
 
 
 def make_media(session: Session, store: MediaStore, source: Path, fmt: BroadcastFormat, *,

@@ -3,10 +3,11 @@
 - `voiced_media(...)` (and `speech_media`, its audio alone): spoken text → speech by the first engine of the
   use's order (`TT_TTS__EMERGENCIES` / `TT_TTS__CAP`; Google and the neural voice each under a deadline; speech
   that cannot be made into audio, a damaged cached file, is removed and the next engine reads) with the attention
-  chime → broadcast audio, reusing the audio of an earlier emergency of the same spoken text read by the same
-  engine with its present settings (so a repeated warning costs nothing to prepare, and a fallback voice is never
-  pinned: each engine before it in the order is tried again first). `speak_emergency`: the same speech laid out
-  in a file, nothing stored.
+  chime → audio in the speech format (mono, 32 kbps: `controller.content.speech_format`), reusing the audio of
+  an earlier emergency of the same spoken text read by the same engine with its present settings, in today's
+  speech format (so a repeated warning costs nothing to prepare, and a fallback voice is never pinned: each
+  engine before it in the order is tried again first). `speak_emergency`: the same speech laid out in a file,
+  nothing stored.
 - `plan_topics(...)`: which publishes reach exactly the targeted receivers — one per commune (or one to
   every receiver), one per receiver only for village or single-receiver targets.
 - `Tracker`: the progress of every live emergency, receiver by receiver, fed by the bridge's acks; streams
@@ -38,7 +39,7 @@ from sqlmodel import Session, col, select
 
 from audio.tts import cache_path
 from audio.tts_chain import NoEngineSpoke, Skipped, skipped_note
-from controller.content import broadcast_format, make_media, speak_and_make, speak_first, voice_order
+from controller.content import made_in, make_media, speak_and_make, speak_first, speech_format, voice_order
 from controller.db.models import Emergency, EmergencyReceiver, MediaFile, ReceiverStatus, utcnow
 from controller.errors import Unavailable
 from controller.ports import CommandNotSent
@@ -92,9 +93,11 @@ def voiced_media(engine: Engine, settings: Any, store: Any, said: str, use: str 
                       .where(Emergency.spoken_text == said, col(Emergency.source).in_(("text", "cap")),
                              col(Emergency.engine).in_(names))
                       .order_by(col(Emergency.created_at).desc())).all()
+        fmt = speech_format(settings.audio)
         earlier: dict[str, MediaFile] = {}
         for media, name in rows:
-            if name is not None and name not in earlier and store.exists(media.sha256):
+            # An earlier emergency's audio in another format (made before the speech bitrate) is made again.
+            if name is not None and name not in earlier and store.exists(media.sha256) and made_in(store, media, fmt):
                 earlier[name] = media
         cache = settings.data_dir / "tts-cache"
         for c in candidates:
@@ -107,7 +110,7 @@ def voiced_media(engine: Engine, settings: Any, store: Any, said: str, use: str 
                 composed = Path(work) / "emergency.wav"
 
                 def stored(composed: Path = composed) -> MediaFile:
-                    return make_media(s, store, composed, broadcast_format(settings.audio), trim_silence=False)[0]
+                    return make_media(s, store, composed, fmt, trim_silence=False)[0]
 
                 try:
                     speech, media = speak_and_make([c], said, cache, composed, SpeechLayout(), stored)

@@ -56,6 +56,7 @@ from controller.content import (
     make_media,
     media_url,
     speak_and_make,
+    speech_format,
     voice_order,
 )
 from controller.db.models import (
@@ -579,7 +580,7 @@ def listen_announcement(ctx: Ctx, body: AnnouncementCreate, directory: Path) -> 
         os.close(fd)
         try:
             speech, result = _speak(ctx, requested, voice, text, body, composed, lambda: ingest(
-                composed, Path(name), broadcast_format(ctx.settings.audio), trim_silence=False))
+                composed, Path(name), speech_format(ctx.settings.audio), trim_silence=False))
         except BaseException:
             Path(name).unlink(missing_ok=True)
             raise
@@ -602,7 +603,7 @@ def create_announcement(ctx: Ctx, body: AnnouncementCreate) -> AnnouncementPubli
     with ingest_slot(ctx), tempfile.TemporaryDirectory(dir=store.root, prefix=".work-") as work:
         composed = Path(work) / "announcement.wav"
         speech, (media, result) = _speak(ctx, requested, voice, text, body, composed, lambda: make_media(
-            ctx.session, store, composed, broadcast_format(settings.audio), trim_silence=False))
+            ctx.session, store, composed, speech_format(settings.audio), trim_silence=False))
     announcement = Announcement(
         title=(body.title or body.text.strip()[:80]), media_sha256=media.sha256, text=body.text,
         normalized_text=text, engine_requested=requested or ctx.settings.tts.announcements[0], engine=speech.engine,
