@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
+
+# A file used is marked recently used (its modification time) at most this often: least recently used to the
+# minute is enough, and each mark is a metadata write on the SD card.
+TOUCH_AFTER_S = 60.0
 
 
 def sha256_of(path: Path) -> str:
@@ -41,7 +46,8 @@ class MediaCache:
         if sha256_of(path) != sha:
             path.unlink(missing_ok=True)
             return None
-        os.utime(path)
+        if time.time() - path.stat().st_mtime > TOUCH_AFTER_S:
+            os.utime(path)
         return path
 
     def admit(self, sha: str, incoming: Path) -> Path:

@@ -25,6 +25,7 @@ import datetime as dt
 import hashlib
 import heapq
 import itertools
+import json
 import logging
 import random
 import time
@@ -77,6 +78,14 @@ async def inline(fn: Callable[..., Any], /, *args: Any) -> Any:
 
 def disk_call(in_thread: bool) -> Disk:
     return asyncio.to_thread if in_thread else inline
+
+
+def stored_form(cmd: Play) -> bytes:
+    """What the item store keeps of a command: all of it but its inline audio, which is in the cache, under its
+    SHA-256, by the time it can play (an emergency's 20–60 KiB need not be written, and deleted, twice)."""
+    if cmd.inline_audio is None:
+        return cmd.to_bytes()
+    return cmd.model_copy(update={"inline_audio": None}).to_bytes()
 
 
 class FetchQueue:
@@ -179,7 +188,7 @@ class Player:
         refusal = f"item {cmd.item_id!r} is already queued or playing"
         if cmd.item_id in self.items:
             return refusal
-        await self.disk(self.store.put, cmd.item_id, cmd.to_bytes(), quiet)
+        await self.disk(self.store.put, cmd.item_id, stored_form(cmd), quiet)
         if cmd.item_id in self.items:  # the same item submitted twice at once
             return refusal
         item = self._admit(cmd, quiet=quiet)
@@ -240,8 +249,9 @@ class Player:
     async def _restore(self) -> None:
         for item_id, body, position, repeat_index, playing, quiet in await self.disk(self.store.all):
             try:
-                cmd = Play.model_validate_json(body)
-            except ValueError:
+                cmd = await self.disk(self._from_store, body)
+            except ValueError as e:
+                log.warning("item %s not restored: %s", item_id, e)
                 await self.disk(self.store.remove, item_id)
                 continue
             if playing:
@@ -253,6 +263,17 @@ class Player:
             self._admit(cmd, position, repeat_index, quiet=quiet)
         self._wake.set()
         self._schedule_idle_off()  # a relay left on by a crash goes off if nothing plays
+
+    def _from_store(self, body: bytes) -> Play:
+        """A stored command (`stored_form`) as it came, its inline audio read back from the cache."""
+        doc = json.loads(body)
+        if isinstance(doc, dict) and doc.get("inline_audio") is None and doc.get("media") is None \
+                and isinstance(doc.get("inline_sha256"), str):
+            path = self.cache.get(doc["inline_sha256"])  # verified against its hash
+            if path is None:
+                raise ValueError("its inline audio is no longer in the cache")
+            doc["inline_audio"] = base64.b64encode(path.read_bytes()).decode()
+        return Play.model_validate(doc)
 
     async def _prepare(self, item: Item) -> None:
         cmd = item.cmd
