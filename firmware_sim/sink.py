@@ -61,6 +61,7 @@ class PcmCache:
         self._used = 0
         self._lock = threading.Lock()  # fleets in several threads (tests) share the process's cache
         self._decoding: dict[str, asyncio.Task[bytes]] = {}
+        self._keys: dict[tuple[int, int, int, int], str] = {}  # file version → content key (`content_key`)
         self._digests: dict[str, str] = {}  # PCM digests of whole files: a fleet finishing together hashes once
 
     def get(self, key: str) -> bytes | None:
@@ -73,7 +74,7 @@ class PcmCache:
     async def load(self, path: Path) -> tuple[str, bytes]:
         """The content key of `path` (SHA-256 of its bytes, read now) and its decoded audio, from the cache
         or decoded now (and kept)."""
-        key = await asyncio.to_thread(file_sha256, path)
+        key = self.content_key(path)
         pcm = self.get(key)
         if pcm is not None:
             return key, pcm
@@ -85,6 +86,23 @@ class PcmCache:
             task.add_done_callback(lambda t: self._decoded(key, t))
         # One receiver giving up (its item stopped) must not cancel the decoding others wait for.
         return key, await asyncio.shield(task)
+
+    def content_key(self, path: Path) -> str:
+        """SHA-256 of the bytes in `path` now; remembered per file version (device, inode, size, modification
+        time in ns), so a fleet playing the same file hashes it once, and a copy changed in any way (a write
+        sets the modification time) is hashed again."""
+        st = path.stat()
+        version = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        with self._lock:
+            known = self._keys.get(version)
+        if known is not None:
+            return known
+        key = file_sha256(path)
+        with self._lock:
+            if len(self._keys) > 100_000:
+                self._keys.clear()
+            self._keys[version] = key
+        return key
 
     def digest(self, key: str, pcm: bytes, start: int, end: int) -> str:
         """SHA-256 of `pcm[start:end]`, the audio decoded from the file whose content key is `key`."""
