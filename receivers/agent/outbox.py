@@ -1,30 +1,34 @@
 """The outbox: proof-of-play events on the receiver's disk until the broker has them.
 
-`append` writes an event (SQLite, synchronous=FULL: on disk before anything else happens) and numbers it
-(`seq`, never reused). The agent's drain task publishes pending events in order, QoS 1, and `remove`s each
-only once the broker acknowledged it. A receiver offline for a week delivers all its events when it is
+`append` writes an event (SQLite, synchronous=FULL: on disk before anything else happens; the table
+`events` of the agent's one database, `statedb.StateDb`) and numbers it (`seq`, never reused). The
+agent's drain task publishes pending events in order, QoS 1, and `remove`s each only once the broker
+acknowledged it. A receiver offline for a week delivers all its events when it is
 back, in order; an event re-sent because its acknowledgement was lost is counted once by the controller
 (it dedupes on `event_id`).
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from pathlib import Path
 
 from receivers.protocol import PlayEvent
 
+from .statedb import StateDb
+
 
 class Outbox:
+    """The table `events` of the agent's database (`StateDb`, in the directory of `path`, where the earlier
+    layout kept its own file), shared with the replay memory and the item store: one statement at a time."""
+
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, payload BLOB)")
-        # One connection, used from the event loop and from worker threads: one statement at a time.
-        self._lock = threading.Lock()
+        self._state = StateDb.acquire(path.parent)
+        try:
+            self._state.adopt(path)
+        except BaseException:
+            self._state.release()
+            raise
+        self._db, self._lock = self._state.conn, self._state.lock
 
     def append(self, event: PlayEvent) -> PlayEvent:
         """Store `event` with the next sequence number; return it as stored."""
@@ -58,5 +62,4 @@ class Outbox:
             return int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
 
     def close(self) -> None:
-        with self._lock:  # never under a statement running in a worker thread (that would crash SQLite)
-            self._db.close()
+        self._state.release()  # the last user closes it, under the lock: never under a running statement

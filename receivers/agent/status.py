@@ -18,6 +18,7 @@ from pathlib import Path
 from receivers.protocol import Plan, Rejected, TrustedKey, Verifier
 
 from .config import AgentSettings
+from .statedb import FILE_NAME as STATE_DB
 from .store import KeyStore, KeysUnreadable
 
 
@@ -75,8 +76,9 @@ def read_status(settings: AgentSettings, now: dt.datetime) -> AgentStatus:
         problem = f"stored plan unreadable: {e}"
     except Rejected as r:
         problem = f"stored plan not valid: {r.reason}"
-    items = _count(state / "items.sqlite", "SELECT item_id, playing FROM items")
-    outbox = _count(state / "outbox.sqlite", "SELECT COUNT(*) FROM events")
+    one = state / STATE_DB  # else the earlier layout, of an agent not started since its upgrade
+    items = _count(one if one.exists() else state / "items.sqlite", "SELECT item_id, playing FROM items")
+    outbox = _count(one if one.exists() else state / "outbox.sqlite", "SELECT COUNT(*) FROM events")
     try:
         saved = json.loads((state / "state.json").read_text())
     except (OSError, ValueError):

@@ -1,5 +1,8 @@
 """What the agent keeps on its SD card across reboots and power cuts.
 
+`ReplayMemory` and `ItemStore` (and the outbox) are tables of one SQLite database per receiver
+(`statedb.StateDb`, `agent.sqlite`): one connection, one WAL.
+
 - `ReplayMemory`: ids of commands already seen, until they expire (SQLite, synchronous=FULL: an id is
   on disk before the command is acted on, so a replay after a power cut is still refused).
   It also remembers which plan entries were handled (`seen`, `forget`), under keys of their own, and the
@@ -22,35 +25,37 @@ import datetime as dt
 import json
 import os
 import secrets
-import sqlite3
-import threading
 from pathlib import Path
 from typing import Any
 
 from receivers.protocol import TrustedKey
 
+from .statedb import StateDb
+
 
 class ReplayMemory:
+    """Command ids already seen, the plan entries handled and the high-water mark: the tables `seen` and
+    `mark` of the agent's database (`StateDb`, in the directory of `path`; `path` itself is where the
+    earlier layout kept them, moved in at the first start)."""
+
     PRUNE_EVERY = 500  # inserts
 
     def __init__(self, path: Path, tolerance: dt.timedelta = dt.timedelta(minutes=5)) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.tolerance = tolerance
-        self._db = sqlite3.connect(path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS seen (command_id TEXT PRIMARY KEY, expires_at REAL NOT NULL)")
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(seen)")}
-        if "issued_at" not in columns:  # a memory written before the high-water mark
-            self._db.execute("ALTER TABLE seen ADD COLUMN issued_at REAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS mark (name TEXT PRIMARY KEY, at REAL NOT NULL)")
+        self._state = StateDb.acquire(path.parent)
+        try:
+            self._state.adopt(path)
+        except BaseException:
+            self._state.release()
+            raise
+        self._db, self._lock = self._state.conn, self._state.lock
         self._inserts = 0
 
     def first_time(self, command_id: str, expires_at: dt.datetime, now: dt.datetime,
                    issued_at: dt.datetime | None = None) -> bool:
         """Record `command_id`; False if it was already recorded (a replay). With `issued_at` (a verified
         command), the high-water mark rises to it in the same transaction."""
-        with self._db:
+        with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
             cur = self._db.execute("INSERT OR IGNORE INTO seen VALUES (?, ?, ?)",
                                    (command_id, expires_at.timestamp(),
@@ -69,7 +74,7 @@ class ReplayMemory:
         mark refuses it. Plan keys (no `issued_at`) go by expiry alone."""
         mark = self.high_water()
         horizon = (mark - self.tolerance).timestamp() if mark else None
-        with self._db:
+        with self._lock, self._db:
             cur = self._db.execute(
                 "DELETE FROM seen WHERE expires_at < ? AND (issued_at IS NULL OR issued_at < ?)",
                 (now.timestamp() - 3600, horizon if horizon is not None else float("-inf")))
@@ -77,11 +82,12 @@ class ReplayMemory:
 
     def high_water(self) -> dt.datetime | None:
         """The latest `issued_at` of a verified command (or plan), by the controller's clock; None at first."""
-        row = self._db.execute("SELECT at FROM mark WHERE name = 'issued'").fetchone()
+        with self._lock:
+            row = self._db.execute("SELECT at FROM mark WHERE name = 'issued'").fetchone()
         return dt.datetime.fromtimestamp(row[0], dt.UTC) if row else None
 
     def raise_high_water(self, at: dt.datetime) -> None:
-        with self._db:
+        with self._lock, self._db:
             self._raise(at)
 
     def _raise(self, at: dt.datetime) -> None:
@@ -89,13 +95,15 @@ class ReplayMemory:
                          "at = max(at, excluded.at)", (at.timestamp(),))
 
     def seen(self, command_id: str) -> bool:
-        return self._db.execute("SELECT 1 FROM seen WHERE command_id = ?", (command_id,)).fetchone() is not None
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM seen WHERE command_id = ?", (command_id,)).fetchone() is not None
 
     def forget(self, command_id: str) -> None:
-        self._db.execute("DELETE FROM seen WHERE command_id = ?", (command_id,))
+        with self._lock:
+            self._db.execute("DELETE FROM seen WHERE command_id = ?", (command_id,))
 
     def close(self) -> None:
-        self._db.close()
+        self._state.release()
 
 
 def _temp_name(path: Path) -> Path:
@@ -211,22 +219,17 @@ class KeyStore:
 class ItemStore:
     """Accepted `play` commands until they are finished, so a power cut loses none of them: on restart the
     agent finds what it was told to play, and where it was in the item it was playing. `quiet` marks the
-    items of the agent's own plan, which nobody waits to hear acknowledged."""
+    items of the agent's own plan, which nobody waits to hear acknowledged. The table `items` of the
+    agent's database (`StateDb`, in the directory of `path`, where the earlier layout kept its own file)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS items (item_id TEXT PRIMARY KEY, command BLOB NOT NULL, "
-                         "position_s REAL NOT NULL DEFAULT 0, repeat_index INTEGER NOT NULL DEFAULT 0, "
-                         "playing INTEGER NOT NULL DEFAULT 0, quiet INTEGER NOT NULL DEFAULT 0)")
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(items)")}
-        if "quiet" not in columns:  # a store written by an agent from before plans
-            self._db.execute("ALTER TABLE items ADD COLUMN quiet INTEGER NOT NULL DEFAULT 0")
-        # Used from the event loop and from worker threads: one statement at a time, and never closed
-        # under a running one.
-        self._lock = threading.Lock()
+        self._state = StateDb.acquire(path.parent)
+        try:
+            self._state.adopt(path)
+        except BaseException:
+            self._state.release()
+            raise
+        self._db, self._lock = self._state.conn, self._state.lock
 
     def put(self, item_id: str, command: bytes, quiet: bool = False) -> None:
         with self._lock:
@@ -249,5 +252,4 @@ class ItemStore:
                     self._db.execute("SELECT item_id, command, position_s, repeat_index, playing, quiet FROM items")]
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._state.release()  # the last user closes it, under the lock: never under a running statement

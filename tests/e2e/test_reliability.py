@@ -29,6 +29,7 @@ from controller.db.models import CommandRecord
 from devrig.ports import wait_port
 from devrig.testbed import Testbed
 from firmware_sim.netproxy import LinkProxy
+from receivers.agent.statedb import FILE_NAME as STATE_DB
 from receivers.protocol import SetVolume, Target
 from tests.conftest import TEST_SETTINGS, Api, FleetThread, LiveController, _testbed, admin_token, wait_for
 from tests.e2e.test_playback import events, sink, start_agent, upload
@@ -185,7 +186,7 @@ def test_agent_killed_in_an_outage_delivers_every_event_once(fleet: FleetThread,
         agent.power_cut()
         fleet.loop.call_soon_threadsafe(proxy.restore)
         agent.start()  # same disk, same outbox
-        outbox = sqlite3.connect(agent.settings.state_dir / "outbox.sqlite")
+        outbox = sqlite3.connect(agent.settings.state_dir / STATE_DB)  # the outbox: a table of this one
         try:
             def appended() -> int:
                 row = outbox.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
