@@ -458,8 +458,8 @@ async def fleet_memory(tb: Testbed, fleet_file: Path, state_dir: Path, count: in
         log.info("fleet of %d online in %.1f s", count, online_s)
         await asyncio.sleep(SETTLE_S)
         memory = fleet.memory()
-        with contextlib.suppress(psutil.Error):
-            memory["uss"] = int(psutil.Process(fleet.proc.pid).memory_full_info().uss)
+        with contextlib.suppress(psutil.Error):  # summed over the fleet's processes, as `memory` is
+            memory["uss"] = sum(int(psutil.Process(pid).memory_full_info().uss) for pid in fleet.pids())
     finally:
         await fleet.stop()
     await wait_online(tb, 0, 60, None)  # every agent said `stopped`: the next fleet is counted afresh

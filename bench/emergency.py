@@ -13,7 +13,8 @@ exactly N receivers spread over the communes, see `fanout.write_seed`), in this 
    at once; once with fanout.py's short token and once with a message the size of the emergency's signed
    play command (read from the database after (1)). This has to come before any agent connects: the
    agents' sessions are persistent, and the broker would queue every baseline message for them.
-3. The emergency path. The controller again, and N real agents (`truyenthanh-dev fleet`, one child process,
+3. The emergency path. The controller again, and N real agents (`truyenthanh-dev fleet`, in `--processes`
+   child processes, one per core by default, as many as the bare subscribers of (2);
    `TT_AGENT_AMP_WARMUP_S=0`: the amplifier's warm-up is a hardware delay, not our software path). Each
    round: `POST /api/v1/emergencies` {the same text, all receivers, repeat 1, a new request_id} over
    HTTP, then the emergency's Server-Sent Events (`GET /{id}/events`); the round ends at the first event
@@ -77,6 +78,8 @@ from bench.fanout import (  # noqa: E402
     ms,
     percentile,
     shm_dir,
+    start_bare_subscribers,
+    start_fleet,
     timed_rounds,
     write_seed,
 )
@@ -84,10 +87,10 @@ from controller.db.models import Emergency, PlayRecord  # noqa: E402
 from controller.services.accounts import issue_token  # noqa: E402
 from devrig.ports import free_port  # noqa: E402
 from devrig.testbed import Testbed, make_testbed  # noqa: E402
+from firmware_sim.processes import default_processes  # noqa: E402
 
 log = logging.getLogger("bench.emergency")
 
-FANOUT = REPO / "bench" / "fanout.py"
 TEXT = "Cảnh báo lũ quét, sơ tán ngay."
 REACHED = ("playing", "done")  # a receiver whose loudspeaker has sounded
 ENDED = ("finished", "cut", "failed", "missed")  # proof-of-play events that end an item on a receiver
@@ -319,20 +322,10 @@ async def first_call(api: Api, engine: Engine) -> FirstCall:
 
 async def baselines(tb: Testbed, n: int, args: argparse.Namespace, fleet_file: Path, log_dir: Path,
                     size: int) -> tuple[Distribution, Distribution]:
-    """fanout.py's raw fan-out, with its short token and with a message of the play command's size."""
-    subs = await Child.start("bare-subscribers", [
-        sys.executable, str(FANOUT), "--bare-subscribers", str(fleet_file), "--receivers", str(n)],
-        log_dir, pipe_stdout=True)
+    """fanout.py's raw fan-out, with its short token and with a message of the play command's size; the
+    bare subscribers in as many processes as the fleet (`--processes`), so that the ratio stays fair."""
+    subs = await start_bare_subscribers(fleet_file, n, args.processes, log_dir, args.online_timeout)
     try:
-        assert subs.proc.stdout is not None
-        t0 = time.monotonic()
-        try:
-            line = await asyncio.wait_for(subs.proc.stdout.readline(), args.online_timeout)
-        except TimeoutError:
-            line = b""
-        if not line.startswith(b"ready"):
-            raise RuntimeError(f"bare subscribers not ready after {args.online_timeout} s:\n{subs.tail()}")
-        log.info("%d bare subscribers connected in %.1f s", n, time.monotonic() - t0)
         token = await bare_rounds(tb, n, args, subs)
         sized = await bare_rounds(tb, n, args, subs, size=size, name=f"bare-{size}B")
         return token, sized
@@ -446,23 +439,22 @@ async def run(args: argparse.Namespace) -> int:
         controller = await start_controller(tb, port, data_dir, "controller")
         children.append(controller)
         await wait_healthy(api.http, controller, 60)
-        fleet = await Child.start(f"fleet-{n}", [
-            sys.executable, "-m", "devrig.cli", "fleet", "--file", str(fleet_file), "--receivers", str(n),
-            "--state-dir", str(state_dir), "--telemetry-interval", "3600", "--keepalive", "60"], data_dir,
-            env={"TT_AGENT_AMP_WARMUP_S": "0"})
+        fleet = await start_fleet(fleet_file, state_dir, n, data_dir, args.processes,
+                                  env={"TT_AGENT_AMP_WARMUP_S": "0"})
         children.append(fleet)
         online_s = await wait_online(tb.engine, n, args.online_timeout, fleet)
         log.info("all %d agents online in %.1f s", n, online_s)
         await asyncio.sleep(SETTLE_S)
         rounds = EmergencyRounds(api, tb.engine, n, args.settle_timeout)
-        processes = {"bench": os.getpid(), "controller": controller.proc.pid, "fleet": fleet.proc.pid,
-                     "broker": tb.broker.proc.pid}
+        processes: dict[str, int | list[int]] = {"bench": os.getpid(), "controller": controller.proc.pid,
+                                                 "fleet": fleet.pids(), "broker": tb.broker.proc.pid}
         em = await timed_rounds("emergency", args.rounds, args.warmup, n, args.timeout, rounds.one, rounds.between,
                                 processes)
         await fleet.stop()
 
         timed = rounds.rounds[args.warmup:]
         report(n, args, first, rounds.rounds[0], timed, em, bare, sized, load_before)
+        print(f"the fleet and the bare subscribers in {args.processes} processes each (CPU summed over them)")
         return 1 if em.incomplete() or bare.incomplete() or sized.incomplete() else 0
     finally:
         if api is not None:
@@ -487,9 +479,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--settle-timeout", type=float, default=60.0, help="seconds for every receiver to be idle "
                    "after a cancel")
     p.add_argument("--online-timeout", type=float, default=300.0, help="seconds for all clients to connect")
+    p.add_argument("--processes", type=int, default=default_processes(), help="processes for the fleet and, as "
+                   "many, for the bare subscribers (default: one per core)")
     args = p.parse_args(argv)
-    if args.rounds < 10 or args.warmup < 1 or args.receivers < 1:
-        p.error("need --rounds >= 10, --warmup >= 1 and --receivers >= 1")
+    if args.rounds < 10 or args.warmup < 1 or args.receivers < 1 or args.processes < 1:
+        p.error("need --rounds >= 10, --warmup >= 1, --receivers >= 1 and --processes >= 1")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("receivers").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise

@@ -4,25 +4,29 @@
 
 Two measurements on the same broker, one after the other so that they never compete for the two CPUs:
 
-1. Baseline: N bare aiomqtt clients (child process, `--bare-subscribers` mode of this file) subscribed to the
-   all-receivers ping topic; each replies on its ack topic the moment a message arrives. The bench publishes
-   a token and times publish → N replies.
-2. Controller path: N real `Agent`s (`truyenthanh-dev fleet`, child process) and the controller's real `Bridge`
-   in this process. Each round is `Ping.new(Target.everyone())` → `Bridge.send` (sign, publish) → every agent verifies
-   the signature, records the id in its replay memory, acks → `Bridge.watch` sees N distinct acks.
+1. Baseline: N bare aiomqtt clients (`--bare-subscribers` mode of this file, in `--processes` child processes)
+   subscribed to the all-receivers ping topic; each replies on its ack topic the moment a message arrives. The
+   bench publishes a token and times publish → N replies.
+2. Controller path: N real `Agent`s (`truyenthanh-dev fleet --processes P`, as many processes as the
+   baseline) and the controller's real `Bridge` in this process. Each round is
+   `Ping.new(Target.everyone())` → `Bridge.send` (sign, publish) → every agent verifies the signature,
+   records the id in its replay memory, acks → `Bridge.watch` sees N distinct acks.
 
 The ratio of the two is the cost of our code (signing, verifying, replay memory, pydantic, ack ingest and
-its database writes) over the transport itself. Each side's simulated receivers share one process and one
-CPU, so the round time is mostly their summed CPU time: the CPU each process spent per round is reported
-too, and says where the work is. The fleet's memory is measured as well: RSS with N agents, and the
-marginal cost per agent (RSS with N minus RSS with a small fleet). docs/PERFORMANCE.md has the figures.
+its database writes) over the transport itself. Each side's simulated receivers share `--processes`
+processes (default one per core) and the machine's CPUs, so the round time is mostly their summed CPU time:
+the CPU each process (or group of processes, summed) spent per round is reported too, and says where the
+work is. The fleet's memory is measured as well: RSS with N agents, and the marginal cost per agent (RSS
+with N minus RSS with a small fleet, each summed over the fleet's processes). docs/PERFORMANCE.md has the
+figures.
 
 In this file:
 - `write_seed`: a seed TOML with exactly N receivers spread over the communes of the default seed.
 - `Round`, `Distribution`, `timed_rounds`: one timed round; p50 / p99 / max over rounds (nearest rank) and
   the CPU time of each process involved.
 - `Child`: a child process in its own session, with its log, its memory, and a bounded `stop`.
-- `bare_subscribers`: the body of the `--bare-subscribers` child; `bare_rounds`: the baseline's rounds.
+- `bare_subscribers`: the body of a `--bare-subscribers` child; `bare_processes`: their parent when there
+  are several; `start_bare_subscribers`: started and all subscribed; `bare_rounds`: the baseline's rounds.
 - `controller_rounds`, `wait_online`: the controller path's rounds and its readiness check.
 - `run`: the whole sequence, with every resource released in `finally`; `main`: argument parsing.
 """
@@ -59,6 +63,7 @@ from controller.inventory import load_seed
 from controller.provision import ensure_signing_key
 from devrig.testbed import Testbed, make_testbed
 from firmware_sim.fleet import agent_settings, load_fleet_file
+from firmware_sim.processes import default_processes, parse_shard, run_processes, share, watch_parent
 from receivers.agent import AgentSettings
 from receivers.protocol import Ack, Ping, Target, Topics
 
@@ -158,9 +163,14 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[max(1, math.ceil(p / 100 * len(ordered))) - 1]
 
 
-def cpu_seconds(pid: int) -> float:
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
+def cpu_seconds(pids: int | list[int]) -> float:
+    """User + system CPU time of a process, or summed over several (a fleet's processes: `Child.pids`)."""
+    total = 0.0
+    for pid in [pids] if isinstance(pids, int) else pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = psutil.Process(pid).cpu_times()
+            total += times.user + times.system
+    return total
 
 
 @dataclass
@@ -189,10 +199,10 @@ class Distribution:
 
 async def timed_rounds(name: str, count: int, warmup: int, expected: int, timeout: float,
                        one: Callable[[Round], Awaitable[None]], between: Callable[[], Awaitable[None]],
-                       processes: dict[str, int]) -> Distribution:
+                       processes: dict[str, int | list[int]]) -> Distribution:
     """Run `warmup + count` rounds one after the other; keep the last `count`, and the CPU time that each of
-    `processes` (name → pid) spent over them. On two CPUs the round time is mostly queueing for a CPU, so
-    the CPU time is what says where the work is."""
+    `processes` (name → pid, or the pids of a fleet in several processes, summed) spent over them. On two
+    CPUs the round time is mostly queueing for a CPU, so the CPU time is what says where the work is."""
     kept: list[Round] = []
     cpu_before: dict[str, float] = {}
     for i in range(warmup + count):
@@ -240,15 +250,24 @@ class Child:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
 
+    def pids(self) -> list[int]:
+        """This process and its descendants (a fleet in several processes: the parent and one per share)."""
+        with contextlib.suppress(psutil.NoSuchProcess):
+            return [self.proc.pid, *(c.pid for c in psutil.Process(self.proc.pid).children(recursive=True))]
+        return [self.proc.pid]
+
     def memory(self) -> dict[str, int]:
         """RSS, and on Linux its anonymous part (heap: what the agents' objects cost, without the mapped
-        libraries and the SQLite `-shm` files, which are tmpfs pages in this bench)."""
-        out = {"rss": int(psutil.Process(self.proc.pid).memory_info().rss)}
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                key, _, value = line.partition(":")
-                if key in ("RssAnon", "RssFile", "RssShmem"):
-                    out[key] = int(value.split()[0]) * 1024
+        libraries and the SQLite `-shm` files, which are tmpfs pages in this bench); summed over `pids`."""
+        out = {"rss": 0, "RssAnon": 0, "RssFile": 0, "RssShmem": 0}
+        for pid in self.pids():
+            with contextlib.suppress(psutil.NoSuchProcess, OSError):
+                rss = int(psutil.Process(pid).memory_info().rss)
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    key, _, value = line.partition(":")
+                    if key in out:
+                        out[key] += int(value.split()[0]) * 1024
+                out["rss"] += rss
         return out
 
     async def stop(self, timeout: float = 60.0) -> None:
@@ -268,18 +287,26 @@ class Child:
 # ----------------------------------------------------------------------------------------- baseline
 
 
-async def bare_subscribers(fleet_file: Path, count: int, concurrency: int) -> None:
+async def bare_subscribers(fleet_file: Path, count: int, concurrency: int, shard: tuple[int, int] | None = None
+                           ) -> None:
     """Child process: `count` plain clients that answer every all-receivers ping with `token arrival-time`,
-    the token being the payload up to its first space (what follows is padding: see `bare_rounds`).
+    the token being the payload up to its first space (what follows is padding: see `bare_rounds`). With
+    `shard` (index, count), only that share of them: one of the processes of `bare_processes`, which stops
+    when its parent is gone. Prints `ready K` once its K clients are subscribed.
 
     They log in with the receivers' own accounts (the broker's ACLs allow nothing else) under client ids
     that are not the agents' (`rx-…`), with clean sessions, so nothing of theirs outlives this process."""
     settings = agent_settings(load_fleet_file(fleet_file), Path(tempfile.gettempdir()), count)
+    if shard is not None:
+        settings = settings[share(len(settings), *shard)]
+    count = len(settings)
     topics = Topics(settings[0].base)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if shard is not None:
+        watch_parent(stop)
     gate = asyncio.Semaphore(concurrency)  # 1000 simultaneous CONNECTs overrun the 2-CPU test machine
     ready = 0
 
@@ -324,6 +351,42 @@ async def bare_subscribers(fleet_file: Path, count: int, concurrency: int) -> No
         await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
 
 
+async def bare_processes(fleet_file: Path, count: int, processes: int, concurrency: int) -> int:
+    """The `--bare-subscribers` parent of several processes: `count` clients split as the fleet's receivers
+    are (`firmware_sim.processes`), each child printing its `ready K` to this process's stdout."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    argvs = [[sys.executable, str(Path(__file__).resolve()), "--bare-subscribers", str(fleet_file), "--receivers",
+              str(count), "--connect-concurrency", str(max(1, concurrency // processes)), "--shard", f"{i}/{processes}"]
+             for i in range(processes)]
+    return await run_processes(argvs, stop)
+
+
+async def start_bare_subscribers(fleet_file: Path, n: int, processes: int, log_dir: Path, timeout: float) -> Child:
+    """N bare subscribers in `processes` processes (as many as the fleet's), once every one is subscribed."""
+    subs = await Child.start("bare-subscribers", [
+        sys.executable, str(Path(__file__).resolve()), "--bare-subscribers", str(fleet_file),
+        "--receivers", str(n), "--processes", str(processes)], log_dir, pipe_stdout=True)
+    assert subs.proc.stdout is not None
+    t0 = time.monotonic()
+    ready = 0
+    try:
+        while ready < n:  # one `ready K` per process
+            line = await asyncio.wait_for(subs.proc.stdout.readline(), max(0.1, timeout - (time.monotonic() - t0)))
+            if not line.startswith(b"ready"):
+                break
+            ready += int(line.split()[1])
+    except TimeoutError:
+        pass
+    if ready < n:
+        await subs.stop()
+        raise RuntimeError(f"{ready}/{n} bare subscribers ready after {timeout} s:\n{subs.tail()}")
+    log.info("%d bare subscribers in %d processes connected in %.1f s", n, processes, time.monotonic() - t0)
+    return subs
+
+
 async def bare_rounds(tb: Testbed, n: int, args: argparse.Namespace, subscribers: Child, *, size: int = 0,
                       name: str = "bare") -> Distribution:
     """Publish a bare token to the ping topic as the controller's account; count replies per token. With
@@ -360,7 +423,8 @@ async def bare_rounds(tb: Testbed, n: int, args: argparse.Namespace, subscribers
             await client.publish(topics.all_cmd("ping"), payload, qos=1)
 
         try:
-            processes = {"bench": os.getpid(), "subscribers": subscribers.proc.pid, "broker": tb.broker.proc.pid}
+            processes: dict[str, int | list[int]] = {"bench": os.getpid(), "subscribers": subscribers.pids(),
+                                                     "broker": tb.broker.proc.pid}
             return await timed_rounds(name, args.rounds, args.warmup, n, args.timeout, one,
                                       lambda: asyncio.sleep(PAUSE_BETWEEN_ROUNDS_S), processes)
         finally:
@@ -397,16 +461,20 @@ async def wait_online(bridge: Bridge, tb: Testbed, want: int, timeout: float, fl
         await asyncio.sleep(0.5)
 
 
-async def start_fleet(fleet_file: Path, state_dir: Path, count: int, log_dir: Path) -> Child:
+async def start_fleet(fleet_file: Path, state_dir: Path, count: int, log_dir: Path, processes: int | None = None,
+                      env: dict[str, str] | None = None) -> Child:
+    """`truyenthanh-dev fleet` of `count` receivers in `processes` processes (default: one per core)."""
     return await Child.start(f"fleet-{count}", [
         sys.executable, "-m", "devrig.cli", "fleet", "--file", str(fleet_file), "--receivers", str(count),
-        "--state-dir", str(state_dir), "--telemetry-interval", "3600", "--keepalive", "60"], log_dir)
+        "--state-dir", str(state_dir), "--telemetry-interval", "3600", "--keepalive", "60",
+        "--processes", str(processes or default_processes())], log_dir, env=env)
 
 
 async def fleet_memory(bridge: Bridge, tb: Testbed, fleet_file: Path, state_dir: Path, count: int,
-                       log_dir: Path, timeout: float) -> dict[str, int]:
-    """Memory of a fleet of `count` agents once all are online; the fleet is stopped again."""
-    fleet = await start_fleet(fleet_file, state_dir, count, log_dir)
+                       log_dir: Path, timeout: float, processes: int) -> dict[str, int]:
+    """Memory of a fleet of `count` agents once all are online (summed over its processes); the fleet is
+    stopped again."""
+    fleet = await start_fleet(fleet_file, state_dir, count, log_dir, processes)
     try:
         await wait_online(bridge, tb, count, timeout, fleet)
         await asyncio.sleep(SETTLE_S)
@@ -436,7 +504,7 @@ async def controller_rounds(bridge: Bridge, tb: Testbed, n: int, args: argparse.
         await bridge.flush()  # the round's acks reach the database before the next round is timed
         await asyncio.sleep(PAUSE_BETWEEN_ROUNDS_S)
 
-    processes = {"bench": os.getpid(), "fleet": fleet.proc.pid, "broker": tb.broker.proc.pid}
+    processes: dict[str, int | list[int]] = {"bench": os.getpid(), "fleet": fleet.pids(), "broker": tb.broker.proc.pid}
     return await timed_rounds("controller", args.rounds, args.warmup, n, args.timeout, one, between, processes)
 
 
@@ -473,7 +541,8 @@ def report(n: int, args: argparse.Namespace, bare: Distribution, ctrl: Distribut
         if d.refused():
             print(f"{d.name}: {d.refused()} refusals (rejected acks)")
     k = args.small_fleet
-    print(f"\nfleet: all {n} agents online {online_s:.1f} s after start")
+    print(f"\nfleet: all {n} agents online {online_s:.1f} s after start; the fleet and the bare subscribers in "
+          f"{args.processes} processes each (memory and CPU summed over them)")
     rounds = args.warmup + args.rounds
     for label, m in ((f"fleet memory, {n} agents online", full), (f"  after the {rounds} rounds", after),
                      (f"fleet memory, {k} agents online", small)):
@@ -521,19 +590,8 @@ async def run(args: argparse.Namespace) -> int:
         log.info("testbed: %s on port %d, %d receivers", args.broker, tb.broker.port, n)
 
         # 1. Baseline, before any agent exists: nothing else is subscribed or connected.
-        subs = await Child.start("bare-subscribers", [
-            sys.executable, str(Path(__file__).resolve()), "--bare-subscribers", str(fleet_file),
-            "--receivers", str(n)], data_dir, pipe_stdout=True)
+        subs = await start_bare_subscribers(fleet_file, n, args.processes, data_dir, args.online_timeout)
         children.append(subs)
-        assert subs.proc.stdout is not None
-        t0 = time.monotonic()
-        try:
-            line = await asyncio.wait_for(subs.proc.stdout.readline(), args.online_timeout)
-        except TimeoutError:
-            line = b""
-        if not line.startswith(b"ready"):
-            raise RuntimeError(f"bare subscribers not ready after {args.online_timeout} s:\n{subs.tail()}")
-        log.info("%d bare subscribers connected in %.1f s", n, time.monotonic() - t0)
         bare = await bare_rounds(tb, n, args, subs)
         await subs.stop()
 
@@ -543,8 +601,8 @@ async def run(args: argparse.Namespace) -> int:
         await bridge.start()
         await bridge.wait_connected(30)
         small = await fleet_memory(bridge, tb, fleet_file, state_dir, args.small_fleet, data_dir,
-                                   args.online_timeout)
-        fleet = await start_fleet(fleet_file, state_dir, n, data_dir)
+                                   args.online_timeout, args.processes)
+        fleet = await start_fleet(fleet_file, state_dir, n, data_dir, args.processes)
         children.append(fleet)
         online_s = await wait_online(bridge, tb, n, args.online_timeout, fleet)
         log.info("all %d agents online in %.1f s", n, online_s)
@@ -577,13 +635,21 @@ def main(argv: list[str] | None = None) -> int:
                    "as incomplete")
     p.add_argument("--online-timeout", type=float, default=300.0, help="seconds for all clients to connect")
     p.add_argument("--small-fleet", type=int, default=10, help="fleet size for the marginal memory figure")
+    p.add_argument("--processes", type=int, default=default_processes(), help="processes for the fleet and, "
+                   "as many, for the bare subscribers (default: one per core)")
     p.add_argument("--bare-subscribers", type=Path, metavar="FLEET_FILE", help=argparse.SUPPRESS)
     p.add_argument("--connect-concurrency", type=int, default=50, help=argparse.SUPPRESS)
+    p.add_argument("--shard", type=parse_shard, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("receivers").setLevel(logging.WARNING)  # the bridge's Link logs each reconnect
+    if args.processes < 1:
+        p.error("need --processes >= 1")
     if args.bare_subscribers is not None:
-        asyncio.run(bare_subscribers(args.bare_subscribers, args.receivers, args.connect_concurrency))
+        k = min(args.processes, args.receivers)
+        if args.shard is None and k > 1:
+            return asyncio.run(bare_processes(args.bare_subscribers, args.receivers, k, args.connect_concurrency))
+        asyncio.run(bare_subscribers(args.bare_subscribers, args.receivers, args.connect_concurrency, args.shard))
         return 0
     if args.rounds < 10 or not 0 < args.small_fleet < args.receivers:
         p.error("need --rounds >= 10 and 0 < --small-fleet < --receivers")

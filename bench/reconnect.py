@@ -6,8 +6,9 @@ receiver online again, and how the agents' backoff spreads their reconnections.
 1. A testbed (`devrig.testbed.make_testbed`): Mosquitto as provisioned for production (persistence on), a
    seed with exactly `--receivers` receivers (`bench.fanout.write_seed`), the controller's real `Bridge` in
    this process writing to SQLite.
-2. Every receiver as a real agent (`truyenthanh-dev fleet`: one child process, production backoff 1 s..60 s
-   with full jitter, keepalive 30 s, state in /dev/shm), until the controller has all of them online.
+2. Every receiver as a real agent (`truyenthanh-dev fleet` in `--processes` processes, one per core by
+   default; production backoff 1 s..60 s with full jitter, keepalive 30 s, state in /dev/shm), until the
+   controller has all of them online.
 3. The broker is killed hard (SIGKILL: no wills, nothing said to anyone) and started again on the same port
    and files after `--down-seconds`. Every agent saw its connection drop at the same moment and retried on its
    own backoff meanwhile.
@@ -50,6 +51,7 @@ from controller.db.models import ReceiverStatus  # noqa: E402
 from controller.provision import ensure_signing_key  # noqa: E402
 from devrig.ports import wait_port  # noqa: E402
 from devrig.testbed import Testbed, make_testbed  # noqa: E402
+from firmware_sim.processes import default_processes  # noqa: E402
 
 log = logging.getLogger("bench.reconnect")
 
@@ -81,6 +83,7 @@ class Result:
     seen: dict[str, float]  # receiver → seconds after the restart when the controller had it online again
     connected: dict[str, float]  # receiver → seconds after the restart when it connected (its own clock)
     load_before: float
+    processes: int = 1  # the fleet's
 
     def all_back_s(self) -> float | None:
         return max(self.seen.values()) if len(self.seen) == self.receivers else None
@@ -89,8 +92,10 @@ class Result:
         return collections.Counter(int(t) for t in self.connected.values())
 
 
-async def measure(n: int, down_s: float, timeout: float) -> Result:
-    """Start `n` receivers, kill the broker, start it again `down_s` later, and time their return."""
+async def measure(n: int, down_s: float, timeout: float, processes: int | None = None) -> Result:
+    """Start `n` receivers (in `processes` processes, default one per core), kill the broker, start it
+    again `down_s` later, and time their return."""
+    processes = processes or default_processes()
     load_before = os.getloadavg()[0]
     data_dir = Path(tempfile.mkdtemp(prefix="tt-reconnect-"))
     os.chmod(data_dir, 0o755)
@@ -107,7 +112,8 @@ async def measure(n: int, down_s: float, timeout: float) -> Result:
         await bridge.wait_connected(30)
         fleet = await Child.start(f"fleet-{n}", [
             sys.executable, "-m", "devrig.cli", "fleet", "--file", str(data_dir / "fleet.json"),
-            "--receivers", str(n), "--state-dir", str(state_dir), "--keepalive", "30"], data_dir)
+            "--receivers", str(n), "--state-dir", str(state_dir), "--keepalive", "30", "--processes", str(processes)],
+            data_dir)
         first_online = await wait_online(bridge, tb, n, timeout, fleet)
         log.info("all %d online in %.1f s; killing the broker", n, first_online)
         await asyncio.sleep(2)  # let the last retained 'online's reach the broker's next save
@@ -133,7 +139,7 @@ async def measure(n: int, down_s: float, timeout: float) -> Result:
                 raise RuntimeError(f"the fleet exited:\n{fleet.tail()}")
             await asyncio.sleep(0.2)
 
-        return Result(n, down_s, first_online, seen, connected, load_before)
+        return Result(n, down_s, first_online, seen, connected, load_before, processes)
     finally:
         if fleet is not None:
             await fleet.stop()
@@ -150,7 +156,8 @@ def report(r: Result) -> None:
     per_s = r.per_second()
     per_100ms = collections.Counter(int(t * 10) for t in times)
     print(f"\n{n} receivers, broker down {r.down_s:g} s (SIGKILL, persistence on), agents' backoff "
-          f"1..60 s full jitter; load average before: {r.load_before:.1f}, cores: {os.cpu_count()}")
+          f"1..60 s full jitter; load average before: {r.load_before:.1f}, cores: {os.cpu_count()}, "
+          f"fleet processes: {r.processes}")
     print(f"first start: all online in {r.first_online_s:.1f} s")
     back = r.all_back_s()
     if back is not None:
@@ -172,7 +179,7 @@ async def run(args: argparse.Namespace) -> int:
     me = asyncio.current_task()
     assert me is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, me.cancel)
-    result = await measure(args.receivers, args.down_seconds, args.timeout)
+    result = await measure(args.receivers, args.down_seconds, args.timeout, args.processes)
     report(result)
     return 0 if result.all_back_s() is not None else 1
 
@@ -182,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--receivers", type=int, default=1000)
     p.add_argument("--down-seconds", type=float, default=10.0, help="how long the broker stays dead")
     p.add_argument("--timeout", type=float, default=300.0, help="for the first start and for the return")
+    p.add_argument("--processes", type=int, default=default_processes(), help="processes for the fleet "
+                   "(default: one per core)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("receivers").setLevel(logging.ERROR)

@@ -1,7 +1,8 @@
 """The `truyenthanh-dev` command: the development rig.
 
     truyenthanh-dev demo                      whole system on this machine (what `make demo` runs)
-    truyenthanh-dev fleet --receivers N       run N simulated receivers from a fleet file, in one process
+    truyenthanh-dev fleet --receivers N       run N simulated receivers from a fleet file, in one process per
+                                              core (`--processes`)
     truyenthanh-dev sim-agent --config FILE   run one receiver agent on simulated hardware, in its own process
     truyenthanh-dev screenshots               the staff UI's main screens as PNGs, from a running demo
 
@@ -12,8 +13,10 @@ its memory), so it must not pay for the controller's database stack.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
+import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
@@ -60,15 +63,54 @@ def fleet(
     = Path("var/fleet"),
     telemetry_interval: float = 30.0,
     keepalive: int = 30,
+    processes: Annotated[int | None, typer.Option(
+        help="processes to spread the receivers over, each with its own event loop (default: one per core); "
+             "1 runs them all in this process", min=1)] = None,
+    shard: Annotated[str | None, typer.Option(hidden=True, help="INDEX/COUNT: run only this process's share "
+                                                               "(set by the parent of a fleet in several processes)")]
+    = None,
 ) -> None:
-    """Run simulated receivers (the real agent code on simulated hardware) in one process."""
-    from firmware_sim.fleet import agent_settings, load_fleet_file, run_fleet
+    """Run simulated receivers (the real agent code on simulated hardware), in one process or several."""
+    from firmware_sim.processes import default_processes, parse_shard, run_processes, share
 
     _logging()
     logging.getLogger("receivers").setLevel(logging.WARNING)
+    if shard is None:
+        total = len(json.loads(file.read_text(encoding="utf-8"))["receivers"])
+        count = total if receivers is None else min(receivers, total)
+        k = max(1, min(processes or default_processes(), count))
+        if k > 1:  # the parent: one child per share, this same command with --shard
+            common = ["--file", str(file), "--state-dir", str(state_dir), "--telemetry-interval",
+                      str(telemetry_interval), "--keepalive", str(keepalive), "--receivers", str(count)]
+            argvs = [[sys.executable, "-m", "devrig.cli", "fleet", *common, "--shard", f"{i}/{k}"] for i in range(k)]
+            logging.getLogger(__name__).info("fleet: %d simulated receivers in %d processes", count, k)
+            status = 0
+
+            async def parent(stop: asyncio.Event) -> None:
+                nonlocal status
+                status = await run_processes(argvs, stop)
+
+            _run_until_signal(parent)
+            raise typer.Exit(status)
+
+    from firmware_sim.fleet import agent_settings, load_fleet_file, run_fleet
+    from firmware_sim.processes import watch_parent
+
     settings = agent_settings(load_fleet_file(file), state_dir, receivers,
                               telemetry_interval_s=telemetry_interval, keepalive_s=keepalive)
-    _run_until_signal(lambda stop: run_fleet(settings, stop))
+    if shard is not None:
+        try:
+            index, k = parse_shard(shard)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--shard") from None
+        settings = settings[share(len(settings), index, k)]
+
+    async def main(stop: asyncio.Event) -> None:
+        if shard is not None:
+            watch_parent(stop)
+        await run_fleet(settings, stop)
+
+    _run_until_signal(main)
 
 
 @app.command("sim-agent")

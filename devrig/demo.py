@@ -2,7 +2,8 @@
 simulated receiver for every loudspeaker cluster in the seed file. Re-running reuses `var/`.
 
 The broker and the fleet run as child processes in their own sessions, so Ctrl-C reaches only this
-process, which then stops them in order: fleet (each agent says `stopped`), then broker.
+process, which then stops them in order: fleet (each agent says `stopped`), then broker. The fleet spreads
+its receivers over one process per core (`truyenthanh-dev fleet`'s default), which it stops itself.
 """
 
 from __future__ import annotations
