@@ -219,8 +219,9 @@ class BridgeBase:
             reason = event.reason
             if event.event == "cut" and reason is not None:
                 reason = f"cut at {event.position_s:.1f} s: {reason}"
-            self._ack(rid, Ack(command_id=event.command_id, command="play", status=event.outcome, reason=reason,
-                               item_id=event.item_id, at=event.at))
+            # `model_construct`: every field comes from the event, validated already.
+            self._ack(rid, Ack.model_construct(command_id=event.command_id, command="play", status=event.outcome,
+                                               reason=reason, item_id=event.item_id, at=event.at))
             known = self._state.get(rid)
             if event.outcome == "playing":
                 if self._newer_state(rid, event.at, event.item_id):
@@ -228,8 +229,8 @@ class BridgeBase:
             elif known is not None and known[1] == event.item_id and self._newer_state(rid, event.at, None):
                 self._pending.update(rid, playing=None, state_at=event.at)
         if event.answers is not None:
-            self._ack(rid, Ack(command_id=event.answers, command="stop", status="applied", item_id=event.item_id,
-                               at=event.at))
+            self._ack(rid, Ack.model_construct(command_id=event.answers, command="stop", status="applied", reason=None,
+                                               item_id=event.item_id, at=event.at))
 
     def _check_protocol(self, rid: str, protocol: int, retain: bool) -> None:
         if self.protocols.get(rid) != protocol and protocol > PROTOCOL_VERSION and not retain:

@@ -58,7 +58,7 @@ LEAD_IN_S = 0.5
 # The proof of a start is written this long after the sound began (its time is taken at once): out of the
 # way of the other receivers of a simulated fleet starting in the same moment. Anything that must follow
 # it (a cut, the end) has it written at once.
-ANNOUNCE_AFTER_S = 0.2
+ANNOUNCE_AFTER_S = 0.05  # 0.2 before issue 14: the time to "all playing" waited for it
 REFETCH_BACKOFF = (5.0, 300.0)
 # Protocol 2 (`compact`): a play is answered by its proof of play — `started` says `playing`, the end says
 # `done` or `failed`. One sent to a commune or everyone and due now is acknowledged `received` (or `fetched`)
