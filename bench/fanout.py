@@ -84,12 +84,19 @@ def write_seed(path: Path, receivers: int, source: Path = DEFAULT_SEED) -> None:
     """Write a seed with the district, communes and villages of `source` but exactly `receivers` clusters.
 
     Clusters are dealt one at a time to villages taken round-robin across communes, so every commune gets
-    its share even when `receivers` is small."""
+    its share even when `receivers` is small. More receivers than the villages hold (50 clusters each) get
+    villages of their own added to every commune (`them-1`, `them-2`, …)."""
     seed = load_seed(source)
-    slots = [(ci, vi) for vi in range(max(len(c.villages) for c in seed.communes))
-             for ci, c in enumerate(seed.communes) if vi < len(c.villages)]
-    if receivers > len(slots) * MAX_CLUSTERS_PER_VILLAGE:
-        sys.exit(f"at most {len(slots) * MAX_CLUSTERS_PER_VILLAGE} receivers fit in the villages of {source}")
+    villages = [[(v.code, v.name) for v in c.villages] for c in seed.communes]
+    capacity = sum(map(len, villages)) * MAX_CLUSTERS_PER_VILLAGE
+    extra = 0
+    while receivers > capacity:  # a province's worth: more villages per commune, named as such
+        extra += 1
+        for commune_villages in villages:
+            commune_villages.append((f"them-{extra}", f"Thôn thêm {extra}"))
+            capacity += MAX_CLUSTERS_PER_VILLAGE
+    slots = [(ci, vi) for vi in range(max(map(len, villages)))
+             for ci in range(len(seed.communes)) if vi < len(villages[ci])]
     clusters: dict[tuple[int, int], int] = {}
     for k in range(receivers):
         slot = slots[k % len(slots)]
@@ -106,8 +113,8 @@ def write_seed(path: Path, receivers: int, source: Path = DEFAULT_SEED) -> None:
     for ci, c in enumerate(seed.communes):
         lines += ["", "[[communes]]", f"code = {q(c.code)}", f"name = {q(c.name)}", f"kind = {q(c.kind)}",
                   "villages = ["]
-        lines += [f"  {{ code = {q(v.code)}, name = {q(v.name)}, clusters = {clusters[(ci, vi)]} }},"
-                  for vi, v in enumerate(c.villages) if clusters.get((ci, vi))]
+        lines += [f"  {{ code = {q(code)}, name = {q(name)}, clusters = {clusters[(ci, vi)]} }},"
+                  for vi, (code, name) in enumerate(villages[ci]) if clusters.get((ci, vi))]
         lines.append("]")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
