@@ -203,6 +203,18 @@ def item_events(engine: Engine, item_id: str) -> tuple[int, int, dt.datetime | N
     return int(ended), int(started), last
 
 
+def written(pid: int | None) -> int:
+    """Bytes process `pid` has passed to write/send so far (`/proc/PID/io` wchar): for Mosquitto, which
+    persists nothing here, what it sent to its clients."""
+    if pid is None:
+        return 0
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+            if line.startswith("wchar:"):
+                return int(line.split()[1])
+    return 0
+
+
 def stamp(at: dt.datetime) -> float:
     return (at if at.tzinfo else at.replace(tzinfo=dt.UTC)).timestamp()
 
@@ -217,20 +229,25 @@ class EmergencyRound:
     unseen: int = 0  # receivers whose `playing` came in no SSE event, though the totals counted it
     failed: int = 0
     settle_s: float | None = None  # cancel → every receiver logged the item's end
+    silent_s: float | None = None  # cancel → SSE says every receiver cancelled and the database shows every end
+    egress: int | None = None  # bytes the broker wrote to its sockets from the POST to the last end logged
+    wchar0: int = 0
     watcher: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
 class EmergencyRounds:
     """`one` and `between` for `timed_rounds`: trigger and watch; cancel and wait until the fleet is idle."""
 
-    def __init__(self, api: Api, engine: Engine, n: int, settle_timeout: float) -> None:
+    def __init__(self, api: Api, engine: Engine, n: int, settle_timeout: float, broker_pid: int | None = None) -> None:
         self.api, self.engine, self.n, self.settle_timeout = api, engine, n, settle_timeout
+        self.broker_pid = broker_pid
         self.rounds: list[EmergencyRound] = []
         self.run_id = uuid.uuid4().hex[:8]
 
     async def one(self, r: Round) -> None:
         rec = EmergencyRound(r)
         self.rounds.append(rec)
+        rec.wchar0 = written(self.broker_pid)
         r.start()
         answer = await self.api.trigger(f"bench-{self.run_id}-{len(self.rounds)}")
         rec.accepted_s = time.perf_counter() - r.started
@@ -281,6 +298,8 @@ class EmergencyRounds:
             ended, rec.started, last = await asyncio.to_thread(item_events, self.engine, item)
             if ended >= self.n:
                 rec.settle_s = time.monotonic() - started
+                if self.broker_pid is not None:
+                    rec.egress = written(self.broker_pid) - rec.wchar0
                 break
             if time.monotonic() - started > self.settle_timeout:
                 log.warning("%s: only %d/%d receivers logged its end %.0f s after the cancel", item, ended, self.n,
@@ -382,8 +401,24 @@ def report(n: int, args: argparse.Namespace, first: FirstCall, cold: EmergencyRo
               f"{cold.round.seconds * 1000:.0f} ms to N playing (POST → 202 {(cold.accepted_s or 0) * 1000:.0f} ms)")
     settle = [r.settle_s for r in rounds if r.settle_s is not None]
     if settle:
-        print(f"cancel → every receiver idle: p50 {percentile(settle, 50) * 1000:.0f} ms, "
-              f"max {max(settle) * 1000:.0f} ms")
+        line = (f"cancel → every receiver idle (its end logged in the database): p50 "
+                f"{percentile(settle, 50) * 1000:.0f} ms, max {max(settle) * 1000:.0f} ms")
+        if z:
+            line += (f"; ratio to the bare fan-out ({first.payload_bytes} B) {percentile(settle, 50) / z['p50']:.2f} "
+                     f"at p50, {max(settle) / z['max']:.2f} at max")
+        print(line)
+    ctl = em.cpu_ms_per_round.get("controller")
+    if ctl is not None:
+        print(f"controller CPU per receiver per emergency (trigger, progress, cancel, ends): {ctl / n:.3f} ms")
+    fleet_cpu = sum(v for k, v in em.cpu_ms_per_round.items() if k.startswith("fleet"))
+    print(f"fleet CPU per receiver per emergency (all agents' work, incl. the simulated sound card): "
+          f"{fleet_cpu / n:.3f} ms")
+    egress = [r.egress for r in rounds if r.egress is not None]
+    if egress:
+        per = percentile([float(e) for e in egress], 50) / n
+        print(f"broker egress per emergency (POST → every end logged, cancel included): p50 "
+              f"{percentile([float(e) for e in egress], 50) / 1e6:.2f} MB, {per / 1024:.1f} KiB per receiver; "
+              f"for 10,000 receivers ≈ {per * 10_000 / 1e6:.0f} MB")
     unseen = sum(r.unseen for r in rounds)
     print(f"SSE: {unseen} receivers' `playing` came in no event of their own (only in later events' totals)")
     for d in (em, sized, bare):
@@ -445,7 +480,7 @@ async def run(args: argparse.Namespace) -> int:
         online_s = await wait_online(tb.engine, n, args.online_timeout, fleet)
         log.info("all %d agents online in %.1f s", n, online_s)
         await asyncio.sleep(SETTLE_S)
-        rounds = EmergencyRounds(api, tb.engine, n, args.settle_timeout)
+        rounds = EmergencyRounds(api, tb.engine, n, args.settle_timeout, tb.broker.proc.pid)
         processes: dict[str, int | list[int]] = {"bench": os.getpid(), "controller": controller.proc.pid,
                                                  "fleet": fleet.pids(), "broker": tb.broker.proc.pid}
         em = await timed_rounds("emergency", args.rounds, args.warmup, n, args.timeout, rounds.one, rounds.between,
