@@ -193,14 +193,15 @@ class Api:
 # ----------------------------------------------------------------------------------------- rounds
 
 
-def item_events(engine: Engine, item_id: str) -> tuple[int, int, dt.datetime | None]:
-    """Receivers that logged the end of `item_id`, receivers that logged its start, and the latest start."""
+def item_events(engine: Engine, item_id: str) -> tuple[int, int, dt.datetime | None, dt.datetime | None]:
+    """Receivers that logged the end of `item_id`, receivers that logged its start, the latest start and the
+    latest end."""
     with Session(engine) as s:
-        ended = s.exec(select(func.count(func.distinct(PlayRecord.receiver_id)))
-                       .where(PlayRecord.item_id == item_id, col(PlayRecord.event).in_(ENDED))).one()
+        ended, last_end = s.exec(select(func.count(func.distinct(PlayRecord.receiver_id)), func.max(PlayRecord.at))
+                                 .where(PlayRecord.item_id == item_id, col(PlayRecord.event).in_(ENDED))).one()
         started, last = s.exec(select(func.count(func.distinct(PlayRecord.receiver_id)), func.max(PlayRecord.at))
                                .where(PlayRecord.item_id == item_id, PlayRecord.event == "started")).one()
-    return int(ended), int(started), last
+    return int(ended), int(started), last, last_end
 
 
 def written(pid: int | None) -> int:
@@ -229,7 +230,7 @@ class EmergencyRound:
     unseen: int = 0  # receivers whose `playing` came in no SSE event, though the totals counted it
     failed: int = 0
     settle_s: float | None = None  # cancel → every receiver logged the item's end
-    silent_s: float | None = None  # cancel → SSE says every receiver cancelled and the database shows every end
+    silent_s: float | None = None  # cancel sent → the last receiver's `cut` stamp (its own clock): all silent
     egress: int | None = None  # bytes the broker wrote to its sockets from the POST to the last end logged
     wchar0: int = 0
     watcher: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -291,11 +292,12 @@ class EmergencyRounds:
                 log.warning("watching %s failed: %r", rec.eid, results[0])
         if rec.eid is None:
             return
+        cancelled_at = time.time()
         await self.api.cancel(rec.eid)
         started = time.monotonic()
         item = f"em-{rec.eid}"
         while True:
-            ended, rec.started, last = await asyncio.to_thread(item_events, self.engine, item)
+            ended, rec.started, last, last_end = await asyncio.to_thread(item_events, self.engine, item)
             if ended >= self.n:
                 rec.settle_s = time.monotonic() - started
                 if self.broker_pid is not None:
@@ -308,6 +310,8 @@ class EmergencyRounds:
             await asyncio.sleep(0.2)
         if last is not None and rec.started == self.n:
             rec.sounded_s = stamp(last) - rec.round.wall_started
+        if last_end is not None and ended >= self.n:
+            rec.silent_s = stamp(last_end) - cancelled_at
         log.info("%s: cancelled; every receiver idle %.1f s later", item, rec.settle_s or float("nan"))
         await asyncio.sleep(PAUSE_BETWEEN_ROUNDS_S)
 
@@ -403,9 +407,18 @@ def report(n: int, args: argparse.Namespace, first: FirstCall, cold: EmergencyRo
     if settle:
         line = (f"cancel → every receiver idle (its end logged in the database): p50 "
                 f"{percentile(settle, 50) * 1000:.0f} ms, max {max(settle) * 1000:.0f} ms")
-        if z:
-            line += (f"; ratio to the bare fan-out ({first.payload_bytes} B) {percentile(settle, 50) / z['p50']:.2f} "
-                     f"at p50, {max(settle) / z['max']:.2f} at max")
+        if b:
+            line += (f"; ratio to the bare fan-out of a short token {percentile(settle, 50) / b['p50']:.2f} "
+                     f"at p50, {max(settle) / b['max']:.2f} at max")
+        print(line)
+    silent = [r.silent_s for r in rounds if r.silent_s is not None]
+    if silent:
+        line = (f"one-way cancel: POST cancel → the last receiver's `cut` stamp (all silent): p50 "
+                f"{percentile(silent, 50) * 1000:.0f} ms, max {max(silent) * 1000:.0f} ms")
+        bw = bare.summary(one_way=True)  # a stop is a short message: the token's fan-out is its baseline
+        if bw:
+            line += (f"; ratio to the bare one-way fan-out of a short token "
+                     f"{percentile(silent, 50) / bw['p50']:.2f} at p50, {max(silent) / bw['max']:.2f} at max")
         print(line)
     ctl = em.cpu_ms_per_round.get("controller")
     if ctl is not None:
