@@ -39,6 +39,7 @@ import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
+from typing import Any  # noqa: E402
 
 import aiomqtt  # noqa: E402
 
@@ -90,7 +91,8 @@ async def run(args: argparse.Namespace) -> None:
         while len(data) < args.audio_kib * 1024:  # the emergency's size: its chime, speech and names
             data += data
         data = data[:args.audio_kib * 1024]
-        inline = {"inline_audio": base64.b64encode(data).decode(), "inline_sha256": hashlib.sha256(data).hexdigest()}
+        inline: dict[str, Any] = {"inline_audio": base64.b64encode(data).decode(),
+                                  "inline_sha256": hashlib.sha256(data).hexdigest()}
         user, password = tb.tools
         mqtt = tb.settings.mqtt
         assert mqtt.host is not None
@@ -146,20 +148,19 @@ async def run(args: argparse.Namespace) -> None:
             alone.on_message = stamped  # type: ignore[method-assign]
             alone.link._on_message = stamped
             latencies = []
+            starts: list[float] = []
+            sink_play = alone.sink.play
+
+            async def timed_play(path: Path, *, on_start: object = None, **kw: object) -> None:
+                def first() -> None:
+                    starts.append(time.perf_counter())
+                    on_start()  # type: ignore[operator]
+                await sink_play(path, on_start=first, **kw)  # type: ignore[arg-type]
+
+            alone.sink.play = timed_play  # type: ignore[method-assign]
             for _ in range(args.rounds + 1):
-                started: list[float] = []
-                sink_play = alone.sink.play
-
-                async def timed_play(path: Path, *, on_start: object = None, **kw: object) -> None:
-                    def first() -> None:
-                        started.append(time.perf_counter())
-                        on_start()  # type: ignore[operator]
-                    await sink_play(path, on_start=first, **kw)  # type: ignore[arg-type]
-
-                alone.sink.play = timed_play  # type: ignore[method-assign]
                 await emergency([alone])
-                alone.sink.play = sink_play  # type: ignore[method-assign]
-                latencies.append((started[0] - arrivals[-1]) * 1000)
+                latencies.append((starts[-1] - arrivals[-1]) * 1000)
             latencies = latencies[1:]  # the first finds the sink's decoding cold
             print(f"one agent alone: arrival → first sound p50 {statistics.median(latencies):.1f} ms, "
                   f"max {max(latencies):.1f} ms ({len(latencies)} rounds, amplifier warm-up 0)")
