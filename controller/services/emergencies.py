@@ -50,7 +50,7 @@ from sqlalchemy.orm import defer
 from sqlmodel import Session, col, or_, select
 
 from audio.ingest import IngestError, ingest
-from controller.content import broadcast_format, make_media, media_url
+from controller.content import broadcast_format, make_media, media_url, speech_format
 from controller.db.models import (
     Announcement,
     Commune,
@@ -501,7 +501,7 @@ def listen(ctx: Ctx, body: EmergencyCreate, directory: Path) -> EmergencyListeni
         fd, name = tempfile.mkstemp(dir=directory, prefix="listen-", suffix=".mp3")
         os.close(fd)
         try:
-            result = ingest(composed, Path(name), broadcast_format(ctx.settings.audio), trim_silence=False)
+            result = ingest(composed, Path(name), speech_format(ctx.settings.audio), trim_silence=False)
         except BaseException as e:
             Path(name).unlink(missing_ok=True)
             if isinstance(e, IngestError):
