@@ -455,6 +455,11 @@ class Player:
     def _start(self, item: Item) -> None:
         self.current = item
         item.task = asyncio.create_task(self._play(item))
+        # Kept until it ends, not only while its item is held: `close` must also wait for a play task that
+        # has just dropped its finished item and is still writing its end (else it writes after the stores
+        # are closed, and the item comes back at the next start as cut, after its `finished`).
+        self._background.add(item.task)
+        item.task.add_done_callback(self._background.discard)
 
     async def _interrupt(self, item: Item, reason: str, *, keep: bool, answers: uuid.UUID | None = None) -> None:
         if self.current is not item:
