@@ -303,10 +303,14 @@ class Operator:
     async def plays(self, event: str, start: dt.datetime, prefix: str) -> list[dict[str, Any]]:
         window = {"from": (start - dt.timedelta(minutes=5)).isoformat(),
                   "to": (start + dt.timedelta(minutes=5)).isoformat()}
-        page = await self.call("GET", "/api/v1/plays", 200, params={"event": event, "limit": 10_000, **window})
-        if page["count"] > len(page["data"]):
-            raise RuntimeError(f"more than {len(page['data'])} `{event}` events in the window: not all read")
-        return [e for e in page["data"] if e["item_id"].startswith(prefix)]
+        events: list[dict[str, Any]] = []
+        while True:  # the API's pages hold at most 1,000
+            page = await self.call("GET", "/api/v1/plays", 200,
+                                   params={"event": event, "limit": 1000, "offset": len(events), **window})
+            events += page["data"]
+            if not page["data"] or len(events) >= page["count"]:
+                break
+        return [e for e in events if e["item_id"].startswith(prefix)]
 
 
 async def accuracy_round(api: Operator, engine: Engine, k: int, announcement: dict[str, Any],
