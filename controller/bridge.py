@@ -64,6 +64,7 @@ from .stream_watch import StreamWatch
 
 log = logging.getLogger(__name__)
 FINAL_ACKS = ("applied", "rejected", "done", "failed")  # a command's outcome; play steps are progress
+STATE_CLOCK_SLACK = dt.timedelta(seconds=5)  # see `BridgeBase._newer_state`
 SILENCE_CHECK_S = 0.5  # how often the liveness check runs: its verdicts may come this much late
 ReceiverReport: TypeAlias = Availability | ReceiverState | Telemetry | Ack | PlayEvent
 
@@ -146,10 +147,14 @@ class BridgeBase:
         with Session(self.engine) as s:
             states = s.exec(select(ReceiverStatus.receiver_id, ReceiverStatus.state_at, ReceiverStatus.playing)
                             .where(col(ReceiverStatus.state_at).is_not(None))).all()
-        return {rid: (_aware(at), playing) for rid, at, playing in states if at is not None}
+        latest = utcnow() + STATE_CLOCK_SLACK
+        return {rid: (min(_aware(at), latest), playing) for rid, at, playing in states if at is not None}
 
     def _newer_state(self, rid: str, at: dt.datetime, playing: str | None) -> bool:
-        """Record `playing` as of `at` for `rid` unless a later state is known; whether it was."""
+        """Record `playing` as of `at` for `rid` unless a later state is known; whether it was. `at` is the
+        receiver's clock: one ahead of ours counts as now (a clock set back later, or a forged far-future
+        time, must not freeze what the controller shows)."""
+        at = min(at, utcnow() + STATE_CLOCK_SLACK)
         known = self._state.get(rid)
         if known is not None and known[0] > at:
             return False
@@ -174,6 +179,8 @@ class BridgeBase:
                 if status == "online":
                     self.streams.on_online(rid, msg, retain=retain)
                     self._check_protocol(rid, msg.protocol or 1, retain)
+                    if not retain:  # the agent publishes its whole state next: that is the one to believe
+                        self._state.pop(rid, None)
                 for availability_watcher in self.availability_watchers:
                     availability_watcher(rid, status)
                 if msg.agent_version:

@@ -4,9 +4,10 @@ browsers watch, and changed at once, in memory, when the bridge hears a receiver
 (`on_availability`, one of the command port's availability watchers) — a receiver going offline is on
 screen within a page's poll (`poll_s`), not after the next database round. Each page's timer reads the
 snapshot and redraws only when its `version` changed, so ten dashboards cost the database no more than one.
-While no page has read the snapshot for `IDLE_AFTER_S`, the database rounds pause (a province's controller
-reading ten thousand rows every two seconds for nobody); the next read wakes them, and the availability
-changes heard meanwhile are in the snapshot already.
+While no page has read the snapshot for `IDLE_AFTER_S`, the database rounds slow down to one per
+`IDLE_REFRESH_S` (a province's controller reading ten thousand rows every two seconds for nobody); the
+next read brings them back to `refresh_s`, and the availability changes heard meanwhile are in the snapshot
+already, so the page a person opens then is at most that old for a moment.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from controller.db.models import Commune, Receiver, ReceiverStatus, Village
 
 log = logging.getLogger(__name__)
 IDLE_AFTER_S = 30.0
+IDLE_REFRESH_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ class FleetView:
         self.poll_s = min(0.5, refresh_s)  # how often a page looks at the snapshot (a version check)
         self._snapshot = Snapshot()
         self._read_at = time.monotonic()  # when a page last read the snapshot
+        self._refreshed_at = 0.0  # when the last database round began
         self._task: asyncio.Task[None] | None = None
         self._heard: dict[str, tuple[str, float]] = {}  # receiver → availability heard, and when (monotonic)
 
@@ -133,7 +136,7 @@ class FleetView:
         self._task = asyncio.create_task(self._run(engine), name="ui-fleet-view")
 
     async def refresh(self, engine: Engine) -> None:
-        started = time.monotonic()
+        started = self._refreshed_at = time.monotonic()
         receivers, counts = await asyncio.to_thread(read_fleet, engine)
         # What the bridge heard while the database was read (or not yet written by its flush) stands.
         newer = {rid: a for rid, (a, at) in self._heard.items() if at >= started - 2.0 and rid in receivers}
@@ -151,7 +154,8 @@ class FleetView:
     async def _run(self, engine: Engine) -> None:
         while True:
             await asyncio.sleep(self.refresh_s)
-            while time.monotonic() - self._read_at > IDLE_AFTER_S:  # nobody watching: no database rounds
+            while (time.monotonic() - self._read_at > IDLE_AFTER_S
+                   and time.monotonic() - self._refreshed_at < IDLE_REFRESH_S):  # nobody watching: fewer rounds
                 await asyncio.sleep(self.poll_s)
             try:
                 await self.refresh(engine)

@@ -108,6 +108,7 @@ class Agent:
         self._handling: set[asyncio.Task[None]] = set()  # BACKGROUND handlers at work
         self.on_restart = on_restart
         self.outbox = Outbox(settings.state_dir / "outbox.sqlite")
+        self._queued = len(self.outbox)  # events on disk not yet taken by the broker (see `Player.backlog`)
         self._outbox_ready = asyncio.Event()
         self._unsaved: list[PlayEvent] = []
         self._told: tuple[int, str, str | None] | None = None  # the state the controller knows (see STATE_SETTLE_S)
@@ -121,6 +122,7 @@ class Agent:
                              ack=self._ack_play, on_change=self._state_changed, clock=clock,
                              warmup_s=settings.amp_warmup_s, idle_off_s=settings.amp_idle_off_s,
                              missed_tolerance_s=settings.missed_tolerance_s, disk=disk_call(settings.disk_in_thread))
+        self.player.backlog = lambda: self._queued > 0 or bool(self._unsaved)
         self.plan_keeper = PlanKeeper(
             receiver_id=self.rid, controller_url=settings.controller_url, username=settings.username,
             password=settings.password, verifier=self.verifier, player=self.player, memory=self.replay,
@@ -213,15 +215,18 @@ class Agent:
         current = self.player.current
         msg = ReceiverState(at=self.clock(), volume=hw.volume(), amplifier="on" if hw.amplifier_on() else "off",
                             playing=current.cmd.item_id if current else None)
-        told = self._state_now()
+        told = (msg.volume, msg.amplifier, msg.playing if current and current.announced else None)
+        before = self._told
         await self.link.publish(self.topics.receiver(self.rid, "state"), msg.to_bytes(), retain=True)
-        self._told = told
+        if self._told == before:  # unless an event told the controller more meanwhile
+            self._told = told
 
     def _state_now(self) -> tuple[int, str, str | None]:
-        """What the controller should know of the receiver's state: its own volume (not an item's), the
-        amplifier and the item playing."""
+        """What the controller should know of the receiver's state: the volume (while an item plays, the one
+        it was told: an item's own volume is the item's, not a change), the amplifier, the item playing."""
         current = self.player.current
-        return (self.player.base_volume, "on" if self.hardware.amplifier_on() else "off",
+        volume = self._told[0] if current is not None and self._told is not None else self.hardware.volume()
+        return (volume, "on" if self.hardware.amplifier_on() else "off",
                 current.cmd.item_id if current and current.announced else None)
 
     def telemetry(self) -> Telemetry:
@@ -335,6 +340,7 @@ class Agent:
         while self._unsaved:
             try:
                 stored = self.outbox.append(self._unsaved[0])
+                self._queued += 1
             except sqlite3.OperationalError as e:
                 log.error("%s: outbox cannot write (%s); %d event(s) kept in memory", self.rid, e, len(self._unsaved))
                 return
@@ -357,6 +363,7 @@ class Agent:
                 try:
                     await self.link.publish(self.topics.receiver(self.rid, "event"), payload)
                     await self.player.disk(self.outbox.remove, seq)
+                    self._queued = max(0, self._queued - 1)
                 except aiomqtt.MqttError:
                     await asyncio.sleep(0.5)  # link down: wait for the reconnect, keep the event
                     break
@@ -392,7 +399,9 @@ class Agent:
                     current.cmd.item_id:
                 break
             await asyncio.sleep(STATE_SETTLE_S)
-        if self._state_now() != self._told:
+        for _ in range(3):  # a change while the publish was on its way is published too
+            if self._state_now() == self._told:
+                return
             await self._publish_state_quietly()
 
     async def _publish_state_quietly(self) -> None:
@@ -450,7 +459,7 @@ def stopped_key(item_id: str) -> str:
 
 
 async def handle_stop(agent: Agent, command: Stop) -> str | None:
-    compact = agent.player.compact
+    compact = agent.player.compact and not agent.player.backlog()
     # Silence first: a failing SD card must not keep it playing.
     reason = await agent.player.stop(command, answers=command.command_id if compact else None)
     if command.item_id is not None:

@@ -27,6 +27,7 @@ import heapq
 import itertools
 import json
 import logging
+import os
 import random
 import time
 import uuid
@@ -59,13 +60,13 @@ LEAD_IN_S = 0.5
 # way of the other receivers of a simulated fleet starting in the same moment. Anything that must follow
 # it (a cut, the end) has it written at once.
 ANNOUNCE_AFTER_S = 0.05  # 0.2 before issue 14: the time to "all playing" waited for it
-REFETCH_BACKOFF = (5.0, 300.0)
+REFETCH_BACKOFF = (5.0, 300.0)  # a plan item's audio is asked for again until its start is missed
 # Protocol 2 (`compact`): a play is answered by its proof of play — `started` says `playing`, the end says
 # `done` or `failed`. One sent to a commune or everyone and due now is acknowledged `received` (or `fetched`)
 # only if its sound has not begun this long after it came: a slow download, an amplifier warming up, an item
 # of a higher class playing. (One sent to this receiver alone is acknowledged `received` at once: the
 # controller's API waits for it.)
-RECEIVED_AFTER_S = 2.0  # a plan item's audio is asked for again until its start is missed
+RECEIVED_AFTER_S = 2.0
 
 Ack = Callable[[Play, str, str | None], Awaitable[None]]  # (command, status, reason)
 Disk = Callable[..., Awaitable[Any]]  # runs a blocking disk call: `asyncio.to_thread`, or `inline`
@@ -78,6 +79,20 @@ async def inline(fn: Callable[..., Any], /, *args: Any) -> Any:
 
 def disk_call(in_thread: bool) -> Disk:
     return asyncio.to_thread if in_thread else inline
+
+
+class AudioLost(ValueError):
+    def __init__(self, message: str, cmd: Play) -> None:
+        super().__init__(message)
+        self.cmd = cmd
+
+
+def _inline_sha(body: bytes) -> str | None:
+    try:
+        sha = json.loads(body).get("inline_sha256")
+    except (ValueError, AttributeError):
+        return None
+    return sha if isinstance(sha, str) else None
 
 
 def stored_form(cmd: Play) -> bytes:
@@ -179,6 +194,10 @@ class Player:
         self._rng = random.Random()
         # Protocol 2, set by the agent once the controller says it speaks it: see `RECEIVED_AFTER_S`.
         self.compact = False
+        # Whether proof of play waits to be sent (the agent's outbox): an event recorded now would answer
+        # only after it, so the answer goes as an ack as well (protocol 1's way) — a receiver back after days
+        # offline must not leave the controller waiting on a stop or an emergency behind its backlog.
+        self.backlog: Callable[[], bool] = lambda: False
 
     # ------------------------------------------------------------------------------------ intake
 
@@ -202,8 +221,9 @@ class Player:
         return None
 
     def reports(self, item: Item) -> bool:
-        """Whether the item's proof-of-play events answer its command (protocol 2) in place of acks."""
-        return self.compact and not item.quiet
+        """Whether the item's proof-of-play events answer its command (protocol 2) in place of acks: not while
+        older events wait to be sent."""
+        return self.compact and not item.quiet and not self.backlog()
 
     async def _ack_if_waiting(self, item: Item) -> None:
         await asyncio.sleep(RECEIVED_AFTER_S)
@@ -247,15 +267,28 @@ class Player:
             self.restored.set()  # whatever happened: the plan must not wait for ever
 
     async def _restore(self) -> None:
-        for item_id, body, position, repeat_index, playing, quiet in await self.disk(self.store.all):
+        stored = await self.disk(self.store.all)
+        # Every stored item's inline audio is protected from eviction before the first of them is admitted.
+        self.cache.protected = {sha for _, body, *_ in stored if (sha := _inline_sha(body))}
+        for item_id, body, position, repeat_index, playing, quiet in stored:
             try:
                 cmd = await self.disk(self._from_store, body)
+            except AudioLost as e:  # a power cut before the cache had it: the command's answer is "failed"
+                log.warning("item %s not restored: %s", item_id, e)
+                self._event(e.cmd, "cut" if playing else "failed", position, repeat_index,
+                            reason=f"audio not available: {e}", outcome=None if quiet else "failed")
+                await self.disk(self.store.remove, item_id)
+                continue
             except ValueError as e:
                 log.warning("item %s not restored: %s", item_id, e)
                 await self.disk(self.store.remove, item_id)
                 continue
             if playing:
-                self._event(cmd, "cut", position, repeat_index, reason="power cut or restart while playing")
+                # Its command's outcome, when it will not resume: protocol 2's answer (a controller that speaks
+                # only protocol 1 ignores the field).
+                final = None if cmd.resume or quiet else "failed"
+                self._event(cmd, "cut", position, repeat_index, reason="power cut or restart while playing",
+                            outcome=final)
                 if not cmd.resume:
                     await self.disk(self.store.remove, item_id)
                     continue
@@ -265,13 +298,16 @@ class Player:
         self._schedule_idle_off()  # a relay left on by a crash goes off if nothing plays
 
     def _from_store(self, body: bytes) -> Play:
-        """A stored command (`stored_form`) as it came, its inline audio read back from the cache."""
+        """A stored command (`stored_form`) as it came, its inline audio read back from the cache;
+        `AudioLost` (with the command) when the cache no longer has it."""
         doc = json.loads(body)
         if isinstance(doc, dict) and doc.get("inline_audio") is None and doc.get("media") is None \
                 and isinstance(doc.get("inline_sha256"), str):
             path = self.cache.get(doc["inline_sha256"])  # verified against its hash
             if path is None:
-                raise ValueError("its inline audio is no longer in the cache")
+                # Any valid audio will do to name the command in its events; it is never played.
+                cmd = Play.model_validate({**doc, "inline_audio": ""})
+                raise AudioLost("its inline audio was lost (a power cut before it was on the card)", cmd)
             doc["inline_audio"] = base64.b64encode(path.read_bytes()).decode()
         return Play.model_validate(doc)
 
@@ -338,7 +374,10 @@ class Player:
             raise ValueError("inline audio does not match its SHA-256")
         part = self.cache.part(cmd.inline_sha256)
         try:
-            part.write_bytes(data)
+            with part.open("wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())  # the item store keeps the command without it (`stored_form`)
         except OSError:
             part.unlink(missing_ok=True)
             raise
@@ -476,15 +515,16 @@ class Player:
         if not item.announced and "stopped" not in reason:
             return  # pre-empted during the warm-up or the lead-in: it never sounded, so it simply waits
         item.announced = False
+        reports = self.reports(item)  # once: the event itself makes a backlog
         self._event(item.cmd, "cut", position, item.repeat_index, reason=reason, answers=answers,
-                    outcome=None if keep or not self.reports(item) else "failed")
+                    outcome=None if keep or not reports else "failed")
         if keep:
             item.position_s = position
             await self.disk(self.store.progress, item.cmd.item_id, position, item.repeat_index, False)
             log.info("item %s cut at %.1f s; will resume", item.cmd.item_id, position)
         else:
             await self._forget(item)
-            if not self.reports(item):
+            if not reports:
                 await self._ack(item, "failed", f"cut at {position:.1f} s: {reason}")
         await self.on_change()
 
