@@ -19,7 +19,7 @@ from firmware_sim.sink import RecordingSink
 from receivers.agent.agent import handle_set_volume
 from receivers.agent.cache import MediaCache
 from receivers.agent.fetch import Fetcher
-from receivers.agent.player import FetchQueue, Player
+from receivers.agent.player import FetchQueue, Player, stored_form
 from receivers.agent.store import ItemStore
 from receivers.protocol import Play, PlayEvent, SetVolume, Target
 from tests.samples import make
@@ -197,3 +197,55 @@ def test_a_volume_change_during_an_emergency_waits_for_its_end(tmp_path: Path) -
     asyncio.run(bench.run(scenario))
     assert [p.completed for p in bench.sink.played] == [True, True, True]
     assert bench.hardware.volume_changes == [90, 0, 40] and saved == {"volume": 40}
+
+
+def fan_out(play: Play) -> Play:
+    return play.model_copy(update={"target": Target.everyone()})
+
+
+def test_protocol_2_answers_a_fan_out_by_its_proof_of_play_unless_events_wait(tmp_path: Path) -> None:
+    """Report protocol 2: an emergency-like play to everyone, due now, is answered by its events alone —
+    `started` says `playing`, the end `done` — with no ack; while older events wait in the outbox (`backlog`)
+    the same play is acknowledged step by step as in protocol 1, so its answer never waits behind them."""
+    audio = make(tmp_path / "a.mp3", seconds=0.5)
+    bench = Bench(tmp_path, warmup_s=0.0, idle_off_s=1.0)
+    waiting = [False]
+    bench.player.compact = True
+    bench.player.backlog = lambda: waiting[0]
+
+    async def scenario() -> None:
+        assert await bench.player.submit(fan_out(inline_play(audio, "quiet-steps", None))) is None
+        await until(lambda: [e.event for e in bench.events] == ["started", "finished"], 10)
+        waiting[0] = True
+        assert await bench.player.submit(fan_out(inline_play(audio, "behind", None))) is None
+        await until(lambda: [s for i, s, _ in bench.acks if i == "behind"][-1:] == ["done"], 10)
+
+    asyncio.run(bench.run(scenario))
+    first = [e for e in bench.events if e.item_id == "quiet-steps"]
+    assert [(e.event, e.outcome) for e in first] == [("started", "playing"), ("finished", "done")]
+    assert not [a for a in bench.acks if a[0] == "quiet-steps"]
+    assert [s for i, s, _ in bench.acks if i == "behind"] == ["received", "fetched", "playing", "done"]
+    assert all(e.outcome is None for e in bench.events if e.item_id == "behind")
+
+
+def test_an_inline_item_whose_audio_was_lost_in_a_power_cut_is_answered_failed(tmp_path: Path) -> None:
+    """The item store keeps inline commands without their audio (it is in the cache); if the cache lost it
+    (a power cut before the card had it), the restarted player answers the command `failed` instead of
+    forgetting it in silence: the controller then sends the emergency again."""
+    audio = make(tmp_path / "a.mp3", seconds=0.5)
+    cmd = inline_play(audio, "em-lost", 60)
+    store = ItemStore(tmp_path / "items.sqlite")
+    store.put(cmd.item_id, stored_form(cmd))
+    store.close()
+    assert b"inline_audio\":null" in stored_form(cmd) and len(stored_form(cmd)) < 1000
+    bench = Bench(tmp_path, warmup_s=0.0, idle_off_s=1.0)
+    bench.player.compact = True
+
+    async def scenario() -> None:
+        await until(lambda: bench.events, 5)
+
+    asyncio.run(bench.run(scenario))
+    [event] = bench.events
+    assert event.event == "failed" and event.outcome == "failed" and event.item_id == "em-lost"
+    assert event.reason is not None and "audio not available" in event.reason
+    assert bench.sink.played == [] and "em-lost" not in bench.player.items
