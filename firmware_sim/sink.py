@@ -17,6 +17,7 @@ import asyncio
 import dataclasses
 import hashlib
 import json
+import subprocess
 import threading
 import time
 from collections import OrderedDict
@@ -32,13 +33,14 @@ PCM_CACHE_BYTES = 64 * 1024 * 1024
 
 
 async def decode_pcm(path: Path) -> bytes:
-    proc = await asyncio.create_subprocess_exec(
+    """The file decoded by ffmpeg, in a worker thread: a decoding shared by a fleet outlives the receiver that
+    started it, and maybe its event loop (a test's), which would leave an asyncio subprocess's pipes open."""
+    done = await asyncio.to_thread(subprocess.run, [
         ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-i", str(path), "-f", "s16le", "-ac", "1", "-ar", str(RATE),
-        "-", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate()
-    if proc.returncode != 0:
-        raise RuntimeError(f"cannot decode {path}: {err.decode(errors='replace')[-200:]}")
-    return out
+        "-"], capture_output=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"cannot decode {path}: {done.stderr.decode(errors='replace')[-200:]}")
+    return done.stdout
 
 
 def file_sha256(path: Path) -> str:
