@@ -22,12 +22,7 @@ class Outbox:
     layout kept its own file), shared with the replay memory and the item store: one statement at a time."""
 
     def __init__(self, path: Path) -> None:
-        self._state = StateDb.acquire(path.parent)
-        try:
-            self._state.adopt(path)
-        except BaseException:
-            self._state.release()
-            raise
+        self._state = StateDb.for_file(path)
         self._db, self._lock = self._state.conn, self._state.lock
 
     def append(self, event: PlayEvent) -> PlayEvent:

@@ -83,6 +83,18 @@ class StateDb:
             db._users += 1
             return db
 
+    @classmethod
+    def for_file(cls, old: Path) -> StateDb:
+        """The database of `old`'s directory (`acquire`), with `old` — where the earlier layout kept one
+        class's own file — moved in (`adopt`); released again if that fails."""
+        db = cls.acquire(old.parent)
+        try:
+            db.adopt(old)
+        except BaseException:
+            db.release()
+            raise
+        return db
+
     def release(self) -> None:
         """Drop one reference; the last closes the connection."""
         with StateDb._registry:

@@ -42,12 +42,7 @@ class ReplayMemory:
 
     def __init__(self, path: Path, tolerance: dt.timedelta = dt.timedelta(minutes=5)) -> None:
         self.tolerance = tolerance
-        self._state = StateDb.acquire(path.parent)
-        try:
-            self._state.adopt(path)
-        except BaseException:
-            self._state.release()
-            raise
+        self._state = StateDb.for_file(path)
         self._db, self._lock = self._state.conn, self._state.lock
         self._inserts = 0
 
@@ -223,12 +218,7 @@ class ItemStore:
     agent's database (`StateDb`, in the directory of `path`, where the earlier layout kept its own file)."""
 
     def __init__(self, path: Path) -> None:
-        self._state = StateDb.acquire(path.parent)
-        try:
-            self._state.adopt(path)
-        except BaseException:
-            self._state.release()
-            raise
+        self._state = StateDb.for_file(path)
         self._db, self._lock = self._state.conn, self._state.lock
 
     def put(self, item_id: str, command: bytes, quiet: bool = False) -> None:
